@@ -1,0 +1,666 @@
+//! Typed, strict configuration: defaults, then a TOML file, then `DOCKWATCH_*`
+//! environment overrides (figment), then `validate()` which reports every
+//! problem with the key it belongs to.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use figment::Figment;
+use figment::providers::{Env, Format, Toml};
+use serde::{Deserialize, Deserializer};
+
+/// The config file read when `--config` is not given, if it exists.
+pub const DEFAULT_CONFIG_FILE: &str = "config.toml";
+/// Where dockerd listens by default.
+pub const DEFAULT_DOCKER_HOST: &str = "unix:///var/run/docker.sock";
+
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub poll: PollConfig,
+    pub daemons: Vec<DaemonConfig>,
+    pub image_filters: Vec<ImageFilterConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    pub listen: SocketAddr,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([0, 0, 0, 0], 9779)),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct PollConfig {
+    #[serde(deserialize_with = "de_duration")]
+    pub interval: Duration,
+    /// Applies to every single Docker call.
+    #[serde(deserialize_with = "de_duration")]
+    pub timeout: Duration,
+}
+
+impl Default for PollConfig {
+    fn default() -> Self {
+        Self {
+            interval: Duration::from_secs(15),
+            timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct DaemonConfig {
+    pub name: String,
+    pub host: String,
+    #[serde(default)]
+    pub tls: Option<TlsConfig>,
+}
+
+/// Mutual TLS, as dockerd's `--tlsverify --tlscacert --tlscert --tlskey` expects.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    pub ca: PathBuf,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct ImageFilterConfig {
+    pub name: String,
+    /// Passed to the daemon's `filters` query as a map of string lists.
+    pub filters: BTreeMap<String, FilterValues>,
+}
+
+/// One filter key's values. Accepts the list form `["a", "b"]` and the legacy
+/// map-of-bools form `{ "a" = true }` that older docs use; both mean the same.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FilterValues(pub Vec<String>);
+
+impl<'de> Deserialize<'de> for FilterValues {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Form {
+            List(Vec<String>),
+            Legacy(BTreeMap<String, bool>),
+        }
+        match Form::deserialize(d) {
+            Ok(Form::List(v)) => Ok(Self(v)),
+            Ok(Form::Legacy(m)) => Ok(Self(
+                m.into_iter()
+                    .filter(|(_, on)| *on)
+                    .map(|(k, _)| k)
+                    .collect(),
+            )),
+            Err(_) => Err(serde::de::Error::custom(
+                "expected a list of strings like [\"true\"] or a map of bools like { \"true\" = true }",
+            )),
+        }
+    }
+}
+
+impl ImageFilterConfig {
+    /// The filters in the form the Engine API takes.
+    pub fn query(&self) -> std::collections::HashMap<String, Vec<String>> {
+        self.filters
+            .iter()
+            .map(|(k, v)| (k.clone(), v.0.clone()))
+            .collect()
+    }
+}
+
+/// Parses "500ms", "15s", "2m", "1h", "1d" and sums like "1h30m".
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let bad = || {
+        format!(
+            "invalid duration {text:?}: expected a number and a unit (ms, s, m, h, d), like \"15s\" or \"1h30m\""
+        )
+    };
+    let mut total = Duration::ZERO;
+    let mut rest = text.trim();
+    if rest.is_empty() {
+        return Err(bad());
+    }
+    while !rest.is_empty() {
+        let digits = rest.find(|c: char| !c.is_ascii_digit()).ok_or_else(bad)?;
+        if digits == 0 {
+            return Err(bad());
+        }
+        let number: u64 = rest[..digits].parse().map_err(|_| bad())?;
+        rest = &rest[digits..];
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit())
+            .unwrap_or(rest.len());
+        let millis_per_unit: u64 = match &rest[..unit_len] {
+            "ms" => 1,
+            "s" => 1_000,
+            "m" => 60_000,
+            "h" => 3_600_000,
+            "d" => 86_400_000,
+            _ => return Err(bad()),
+        };
+        rest = &rest[unit_len..];
+        let millis = number.checked_mul(millis_per_unit).ok_or_else(bad)?;
+        total = total
+            .checked_add(Duration::from_millis(millis))
+            .ok_or_else(bad)?;
+    }
+    Ok(total)
+}
+
+fn de_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    struct Visitor;
+    impl serde::de::Visitor<'_> for Visitor {
+        type Value = Duration;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a duration string like \"15s\", \"2m\" or \"1h\"")
+        }
+        fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Duration, E> {
+            parse_duration(v).map_err(E::custom)
+        }
+    }
+    d.deserialize_any(Visitor)
+}
+
+/// One thing wrong with the configuration, and the key it belongs to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub key: String,
+    pub message: String,
+}
+
+impl Problem {
+    fn new(key: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            key: key.into(),
+            message: message.into(),
+        }
+    }
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.key, self.message)
+    }
+}
+
+/// Every problem found while loading, in the order found.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct ConfigError(pub Vec<Problem>);
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "invalid configuration:")?;
+        for p in &self.0 {
+            writeln!(f, "  {p}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Where the configuration came from, for logs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    File(PathBuf),
+    Defaults,
+}
+
+impl fmt::Display for Source {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::File(p) => write!(f, "{}", p.display()),
+            Self::Defaults => f.write_str("built-in defaults"),
+        }
+    }
+}
+
+/// Loads and validates the configuration from `path` (or `./config.toml` if
+/// present), the process environment, and the docker CLI's variables.
+pub fn load(path: Option<&Path>) -> Result<(Config, Source), ConfigError> {
+    load_with_env(path, &|k| std::env::var(k).ok())
+}
+
+/// [`load`] with an injectable environment lookup for the docker CLI's
+/// variables (the `DOCKWATCH_*` overrides still come from the process).
+pub fn load_with_env(
+    path: Option<&Path>,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<(Config, Source), ConfigError> {
+    let source = match path {
+        Some(p) if !p.is_file() => {
+            return Err(ConfigError(vec![Problem::new(
+                "--config",
+                format!(
+                    "config file {} does not exist or is not a file",
+                    p.display()
+                ),
+            )]));
+        }
+        Some(p) => Source::File(p.to_owned()),
+        None if Path::new(DEFAULT_CONFIG_FILE).is_file() => {
+            Source::File(PathBuf::from(DEFAULT_CONFIG_FILE))
+        }
+        None => Source::Defaults,
+    };
+    let mut figment = Figment::new();
+    if let Source::File(p) = &source {
+        figment = figment.merge(Toml::file_exact(p));
+    }
+    let figment = figment.merge(Env::prefixed("DOCKWATCH_").split("__"));
+    let mut config: Config = figment.extract().map_err(|e| {
+        ConfigError(
+            e.into_iter()
+                .map(|e| {
+                    let key = key_of(&e.path);
+                    let origin = e
+                        .metadata
+                        .as_ref()
+                        .map(|m| match &m.source {
+                            Some(src) => format!(" (in {src})"),
+                            None => format!(" (in {})", m.name),
+                        })
+                        .unwrap_or_default();
+                    Problem::new(key, format!("{}{origin}", e.kind))
+                })
+                .collect(),
+        )
+    })?;
+    if config.daemons.is_empty() {
+        config.daemons.push(default_daemon(env));
+    }
+    let problems = config.validate();
+    if problems.is_empty() {
+        Ok((config, source))
+    } else {
+        Err(ConfigError(problems))
+    }
+}
+
+/// A figment path as the keys `validate` uses: `daemons[0].host`.
+fn key_of(path: &[String]) -> String {
+    if path.is_empty() {
+        return "(top level)".to_owned();
+    }
+    let mut key = String::new();
+    for part in path {
+        if part.parse::<usize>().is_ok() {
+            key.push('[');
+            key.push_str(part);
+            key.push(']');
+        } else {
+            if !key.is_empty() {
+                key.push('.');
+            }
+            key.push_str(part);
+        }
+    }
+    key
+}
+
+/// The daemon watched when none is configured, found the way the docker CLI
+/// finds it: `DOCKER_HOST`, with TLS when `DOCKER_TLS_VERIFY` is set, using the
+/// certificates in `DOCKER_CERT_PATH` (default `~/.docker`).
+pub fn default_daemon(env: &dyn Fn(&str) -> Option<String>) -> DaemonConfig {
+    let set = |k: &str| env(k).filter(|v| !v.is_empty());
+    let host = set("DOCKER_HOST").unwrap_or_else(|| DEFAULT_DOCKER_HOST.to_owned());
+    let tls = set("DOCKER_TLS_VERIFY").map(|_| {
+        let dir = set("DOCKER_CERT_PATH").map_or_else(
+            || PathBuf::from(set("HOME").unwrap_or_default()).join(".docker"),
+            PathBuf::from,
+        );
+        TlsConfig {
+            ca: dir.join("ca.pem"),
+            cert: dir.join("cert.pem"),
+            key: dir.join("key.pem"),
+        }
+    });
+    DaemonConfig {
+        name: "local".to_owned(),
+        host,
+        tls,
+    }
+}
+
+/// How to reach a daemon, parsed from its `host` URL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Endpoint {
+    Unix(PathBuf),
+    /// `host:port`
+    Tcp(String),
+}
+
+/// Parses `unix:///path` or `tcp://host:port`.
+pub fn parse_host(host: &str) -> Result<Endpoint, String> {
+    if let Some(path) = host.strip_prefix("unix://") {
+        if path.starts_with('/') {
+            return Ok(Endpoint::Unix(PathBuf::from(path)));
+        }
+        return Err(format!(
+            "{host:?}: a unix socket needs an absolute path, like unix:///var/run/docker.sock"
+        ));
+    }
+    if let Some(addr) = host.strip_prefix("tcp://") {
+        let addr = addr.trim_end_matches('/');
+        let port_ok = addr
+            .rsplit_once(':')
+            .is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok_and(|p| p > 0));
+        if port_ok && !addr.contains('/') {
+            return Ok(Endpoint::Tcp(addr.to_owned()));
+        }
+        return Err(format!(
+            "{host:?}: expected tcp://HOST:PORT, like tcp://10.0.0.5:2376"
+        ));
+    }
+    Err(format!(
+        "{host:?}: unknown scheme; use unix:///path/to/docker.sock or tcp://HOST:PORT"
+    ))
+}
+
+/// Label values must be short, printable and safe in a URL and HTML.
+fn check_name(key: &str, name: &str, problems: &mut Vec<Problem>) {
+    if name.is_empty() {
+        problems.push(Problem::new(key, "must not be empty"));
+    } else if name.len() > 64
+        || !name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+    {
+        problems.push(Problem::new(
+            key,
+            format!("{name:?}: use at most 64 letters, digits, '-', '_' or '.'"),
+        ));
+    }
+}
+
+impl Config {
+    /// Every semantic problem, each naming its key. Empty means valid.
+    pub fn validate(&self) -> Vec<Problem> {
+        let mut problems = Vec::new();
+        if self.poll.interval.is_zero() {
+            problems.push(Problem::new("poll.interval", "must be greater than 0"));
+        }
+        if self.poll.timeout.is_zero() {
+            problems.push(Problem::new("poll.timeout", "must be greater than 0"));
+        } else if self.poll.timeout >= self.poll.interval {
+            problems.push(Problem::new(
+                "poll.timeout",
+                format!(
+                    "must be less than poll.interval ({:?} >= {:?})",
+                    self.poll.timeout, self.poll.interval
+                ),
+            ));
+        }
+        let mut names = BTreeSet::new();
+        for (i, d) in self.daemons.iter().enumerate() {
+            let key = format!("daemons[{i}]");
+            check_name(&format!("{key}.name"), &d.name, &mut problems);
+            if !d.name.is_empty() && !names.insert(d.name.as_str()) {
+                problems.push(Problem::new(
+                    format!("{key}.name"),
+                    format!("duplicate daemon name {:?}", d.name),
+                ));
+            }
+            match (parse_host(&d.host), &d.tls) {
+                (Err(e), _) => problems.push(Problem::new(format!("{key}.host"), e)),
+                (Ok(Endpoint::Unix(_)), Some(_)) => problems.push(Problem::new(
+                    format!("{key}.tls"),
+                    "TLS applies only to tcp:// hosts, not to a unix socket",
+                )),
+                (Ok(_), Some(tls)) => {
+                    for (field, err) in crate::docker::check_tls_files(tls) {
+                        problems.push(Problem::new(format!("{key}.tls.{field}"), err));
+                    }
+                }
+                (Ok(_), None) => {}
+            }
+        }
+        let mut filter_names = BTreeSet::new();
+        for (i, f) in self.image_filters.iter().enumerate() {
+            let key = format!("image_filters[{i}]");
+            check_name(&format!("{key}.name"), &f.name, &mut problems);
+            if !f.name.is_empty() && !filter_names.insert(f.name.as_str()) {
+                problems.push(Problem::new(
+                    format!("{key}.name"),
+                    format!("duplicate filter group name {:?}", f.name),
+                ));
+            }
+            if f.filters.is_empty() {
+                problems.push(Problem::new(
+                    format!("{key}.filters"),
+                    "must name at least one filter, like { reference = [\"myrepo/*\"] }",
+                ));
+            }
+            for (k, v) in &f.filters {
+                if v.0.is_empty() {
+                    problems.push(Problem::new(
+                        format!("{key}.filters.{k}"),
+                        "must have at least one value",
+                    ));
+                }
+            }
+        }
+        problems
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn from_toml(text: &str) -> Result<Config, Vec<Problem>> {
+        let config: Config = Figment::from(Toml::string(text)).extract().map_err(|e| {
+            e.into_iter()
+                .map(|e| Problem::new(key_of(&e.path), e.kind.to_string()))
+                .collect::<Vec<_>>()
+        })?;
+        let problems = config.validate();
+        if problems.is_empty() {
+            Ok(config)
+        } else {
+            Err(problems)
+        }
+    }
+
+    fn keys(problems: &[Problem]) -> Vec<&str> {
+        problems.iter().map(|p| p.key.as_str()).collect()
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("15s"), Ok(Duration::from_secs(15)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_duration("1h30m"), Ok(Duration::from_secs(5400)));
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        for bad in ["", "15", "s", "15x", "-1s", "1.5s", "99999999999999999999d"] {
+            assert!(parse_duration(bad).is_err(), "{bad:?} should be rejected");
+        }
+    }
+
+    #[test]
+    fn hosts() {
+        assert_eq!(
+            parse_host("unix:///var/run/docker.sock"),
+            Ok(Endpoint::Unix("/var/run/docker.sock".into()))
+        );
+        assert_eq!(
+            parse_host("tcp://127.0.0.1:2376"),
+            Ok(Endpoint::Tcp("127.0.0.1:2376".into()))
+        );
+        assert_eq!(
+            parse_host("tcp://build-01.example:2375/"),
+            Ok(Endpoint::Tcp("build-01.example:2375".into()))
+        );
+        for bad in [
+            "http://x:1",
+            "unix://relative.sock",
+            "tcp://nohost",
+            "tcp://:2376",
+            "tcp://h:0",
+            "tcp://h:99999",
+            "ssh://me@h",
+            "",
+        ] {
+            assert!(parse_host(bad).is_err(), "{bad:?} should be rejected");
+        }
+    }
+
+    #[test]
+    fn defaults_are_valid() {
+        let c = from_toml("").expect("empty config is valid");
+        assert_eq!(c.server.listen.to_string(), "0.0.0.0:9779");
+        assert_eq!(c.poll.interval, Duration::from_secs(15));
+        assert_eq!(c.poll.timeout, Duration::from_secs(5));
+    }
+
+    #[test]
+    fn full_example_parses() {
+        let c = from_toml(
+            r#"
+            [server]
+            listen = "127.0.0.1:9000"
+            [poll]
+            interval = "30s"
+            timeout = "10s"
+            [[daemons]]
+            name = "local"
+            host = "unix:///var/run/docker.sock"
+            [[image_filters]]
+            name = "ci-cache"
+            filters = { reference = ["registry.example.com/ci/*"], dangling = ["false"] }
+            [[image_filters]]
+            name = "legacy"
+            filters = { dangling = { "true" = true, "false" = false } }
+            "#,
+        )
+        .expect("valid");
+        assert_eq!(c.daemons.len(), 1);
+        assert_eq!(
+            c.image_filters[0].query()["reference"],
+            vec!["registry.example.com/ci/*"]
+        );
+        assert_eq!(c.image_filters[1].query()["dangling"], vec!["true"]);
+    }
+
+    #[test]
+    fn each_error_names_its_key() {
+        let cases: &[(&str, &str)] = &[
+            ("[poll]\nintervall = \"1s\"", "poll"),
+            ("bogus = 1", "bogus"),
+            ("[poll]\ninterval = \"fast\"", "poll.interval"),
+            ("[poll]\ninterval = 15", "poll.interval"),
+            (
+                "[poll]\ninterval = \"5s\"\ntimeout = \"5s\"",
+                "poll.timeout",
+            ),
+            ("[poll]\ntimeout = \"0s\"", "poll.timeout"),
+            ("[server]\nlisten = \"nowhere\"", "server.listen"),
+            (
+                "[[daemons]]\nname = \"a\"\nhost = \"ftp://x\"",
+                "daemons[0].host",
+            ),
+            (
+                "[[daemons]]\nname = \"a\"\nhost = \"unix:///a\"\n[[daemons]]\nname = \"a\"\nhost = \"unix:///b\"",
+                "daemons[1].name",
+            ),
+            (
+                "[[daemons]]\nname = \"\"\nhost = \"unix:///a\"",
+                "daemons[0].name",
+            ),
+            (
+                "[[daemons]]\nname = \"a b\"\nhost = \"unix:///a\"",
+                "daemons[0].name",
+            ),
+            (
+                "[[daemons]]\nname = \"a\"\nhost = \"unix:///a\"\n[daemons.tls]\nca = \"/x\"\ncert = \"/y\"\nkey = \"/z\"",
+                "daemons[0].tls",
+            ),
+            (
+                "[[daemons]]\nname = \"a\"\nhost = \"tcp://h:2376\"\n[daemons.tls]\nca = \"/nonexistent/ca.pem\"\ncert = \"/nonexistent/cert.pem\"\nkey = \"/nonexistent/key.pem\"",
+                "daemons[0].tls.ca",
+            ),
+            (
+                "[[daemons]]\nname = \"a\"\nhost = \"tcp://h:2376\"\n[daemons.tls]\nca = \"/x\"",
+                "daemons",
+            ),
+            (
+                "[[image_filters]]\nname = \"f\"\nfilters = {}",
+                "image_filters[0].filters",
+            ),
+            (
+                "[[image_filters]]\nname = \"f\"\nfilters = { dangling = [] }",
+                "image_filters[0].filters.dangling",
+            ),
+            (
+                "[[image_filters]]\nname = \"f\"\nfilters = { dangling = 3 }",
+                "image_filters",
+            ),
+            (
+                "[[image_filters]]\nname = \"f\"\nfilters = { a = [\"1\"] }\n[[image_filters]]\nname = \"f\"\nfilters = { a = [\"1\"] }",
+                "image_filters[1].name",
+            ),
+        ];
+        for (text, key) in cases {
+            let problems = from_toml(text).expect_err(text);
+            assert!(
+                problems.iter().any(|p| p.key.starts_with(key)),
+                "config {text:?}: expected a problem under {key:?}, got {problems:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn every_problem_is_reported_at_once() {
+        let problems = from_toml(
+            "[poll]\ninterval = \"5s\"\ntimeout = \"6s\"\n[[daemons]]\nname = \"\"\nhost = \"x\"",
+        )
+        .expect_err("invalid");
+        assert_eq!(
+            keys(&problems),
+            ["poll.timeout", "daemons[0].name", "daemons[0].host"]
+        );
+    }
+
+    #[test]
+    fn default_daemon_follows_docker_cli_env() {
+        let none = |_: &str| None;
+        let d = default_daemon(&none);
+        assert_eq!(d.host, DEFAULT_DOCKER_HOST);
+        assert_eq!(d.name, "local");
+        assert!(d.tls.is_none());
+
+        let env = |k: &str| match k {
+            "DOCKER_HOST" => Some("tcp://10.1.2.3:2376".to_owned()),
+            "DOCKER_TLS_VERIFY" => Some("1".to_owned()),
+            "DOCKER_CERT_PATH" => Some("/certs".to_owned()),
+            _ => None,
+        };
+        let d = default_daemon(&env);
+        assert_eq!(d.host, "tcp://10.1.2.3:2376");
+        let tls = d.tls.expect("tls");
+        assert_eq!(tls.ca, PathBuf::from("/certs/ca.pem"));
+        assert_eq!(tls.cert, PathBuf::from("/certs/cert.pem"));
+        assert_eq!(tls.key, PathBuf::from("/certs/key.pem"));
+
+        let env = |k: &str| match k {
+            "DOCKER_TLS_VERIFY" => Some("1".to_owned()),
+            "HOME" => Some("/home/u".to_owned()),
+            _ => None,
+        };
+        let tls = default_daemon(&env).tls.expect("tls");
+        assert_eq!(tls.ca, PathBuf::from("/home/u/.docker/ca.pem"));
+    }
+}

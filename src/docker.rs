@@ -1,0 +1,381 @@
+//! Connecting to a daemon by URL (unix socket, plain TCP, TCP with mutual
+//! TLS), running every call under a timeout, and classifying what went wrong
+//! into the closed set of reasons the error counter uses.
+
+use std::error::Error as StdError;
+use std::future::Future;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bollard::{API_DEFAULT_VERSION, BollardRequest, Docker};
+use hyper_util::client::legacy::Client as HyperClient;
+use hyper_util::rt::TokioExecutor;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+
+use crate::config::{DaemonConfig, Endpoint, TlsConfig, parse_host};
+use crate::metrics::{ApiEndpoint, ErrorReason, Metrics};
+
+/// Why a Docker call failed. The message is for logs; `reason()` is the label.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DockerError {
+    #[error("no answer within {0:?}")]
+    Timeout(Duration),
+    #[error("cannot connect: {0}")]
+    Connect(String),
+    #[error("TLS failed: {0}")]
+    Tls(String),
+    #[error("daemon answered HTTP {status}: {message}")]
+    Http { status: u16, message: String },
+    #[error("cannot decode the daemon's answer: {0}")]
+    Decode(String),
+}
+
+impl DockerError {
+    pub fn reason(&self) -> ErrorReason {
+        match self {
+            Self::Timeout(_) => ErrorReason::Timeout,
+            Self::Connect(_) => ErrorReason::Connect,
+            Self::Tls(_) => ErrorReason::Tls,
+            Self::Http { status, .. } if *status >= 500 => ErrorReason::Http5xx,
+            Self::Http { .. } => ErrorReason::Http4xx,
+            Self::Decode(_) => ErrorReason::Decode,
+        }
+    }
+}
+
+/// The whole chain of causes in one line, so a log says what really failed
+/// ("client error (Connect): Connection refused (os error 111)").
+fn chain(err: &(dyn StdError + 'static)) -> String {
+    let mut out = err.to_string();
+    let mut cur = err.source();
+    while let Some(e) = cur {
+        let s = e.to_string();
+        if !out.contains(&s) {
+            out.push_str(": ");
+            out.push_str(&s);
+        }
+        cur = e.source();
+    }
+    out
+}
+
+/// A rustls error somewhere in the chain. hyper wraps it in an `io::Error`
+/// whose `source()` skips it, so look inside each `io::Error` too.
+fn find_tls_error<'a>(err: &'a (dyn StdError + 'static)) -> Option<&'a rustls::Error> {
+    let mut cur = Some(err);
+    while let Some(e) = cur {
+        if let Some(t) = e.downcast_ref::<rustls::Error>() {
+            return Some(t);
+        }
+        if let Some(inner) = e
+            .downcast_ref::<std::io::Error>()
+            .and_then(std::io::Error::get_ref)
+        {
+            let inner: &(dyn StdError + 'static) = inner;
+            if let Some(t) = inner.downcast_ref::<rustls::Error>() {
+                return Some(t);
+            }
+            cur = Some(inner);
+            continue;
+        }
+        cur = e.source();
+    }
+    None
+}
+
+/// Explains a rustls failure in the terms an operator can act on.
+fn explain_tls(err: &rustls::Error) -> String {
+    use rustls::{AlertDescription as A, CertificateError as C, Error as E};
+    let hint = match err {
+        E::InvalidCertificate(C::UnknownIssuer | C::BadSignature) => {
+            "the daemon's certificate is not signed by the configured tls.ca"
+        }
+        E::InvalidCertificate(C::Expired | C::ExpiredContext { .. }) => {
+            "the daemon's certificate has expired"
+        }
+        E::InvalidCertificate(C::NotValidForName | C::NotValidForNameContext { .. }) => {
+            "the daemon's certificate is not valid for the host name in `host`"
+        }
+        E::AlertReceived(A::CertificateRequired | A::BadCertificate | A::UnknownCA) => {
+            "the daemon refused our client certificate (tls.cert/tls.key); is it signed by the CA the daemon trusts (--tlscacert)?"
+        }
+        E::AlertReceived(A::CertificateExpired) => {
+            "the daemon says our client certificate (tls.cert) has expired"
+        }
+        E::InvalidMessage(_) => "the peer does not speak TLS; is this a plain-HTTP port?",
+        _ => "TLS handshake failed",
+    };
+    format!("{hint} ({err})")
+}
+
+/// Maps a bollard error onto our closed set of reasons.
+pub fn classify(err: &bollard::errors::Error, timeout: Duration) -> DockerError {
+    use bollard::errors::Error as E;
+    match err {
+        E::DockerResponseServerError {
+            status_code,
+            message,
+        } => DockerError::Http {
+            status: *status_code,
+            message: message.clone(),
+        },
+        E::RequestTimeoutError => DockerError::Timeout(timeout),
+        E::JsonDataError { .. }
+        | E::JsonSerdeError { .. }
+        | E::StrParseError { .. }
+        | E::APIVersionParseError {}
+        | E::DockerStreamError { .. } => DockerError::Decode(chain(err)),
+        E::SocketNotFoundError(path) => {
+            DockerError::Connect(format!("socket {path} does not exist"))
+        }
+        _ => {
+            // `IOError` is transparent: its `source()` skips the io::Error
+            // itself, so start the search there.
+            let root: &(dyn StdError + 'static) = match err {
+                E::IOError { err } => err,
+                other => other,
+            };
+            match find_tls_error(root) {
+                Some(t) => DockerError::Tls(explain_tls(t)),
+                None => DockerError::Connect(chain(err)),
+            }
+        }
+    }
+}
+
+fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
+    let certs = CertificateDer::pem_file_iter(path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("{}: not a PEM certificate: {e}", path.display()))?;
+    if certs.is_empty() {
+        return Err(format!("{}: no PEM certificate in it", path.display()));
+    }
+    Ok(certs)
+}
+
+fn read_key(path: &Path) -> Result<PrivateKeyDer<'static>, String> {
+    PrivateKeyDer::from_pem_file(path)
+        .map_err(|e| format!("{}: not a readable PEM private key: {e}", path.display()))
+}
+
+/// The rustls client config for mutual TLS: trusts only `tls.ca` (as dockerd's
+/// `--tlsverify` clients do), presents `tls.cert`/`tls.key`. Errors name the
+/// field (`ca`, `cert`, `key`) they belong to.
+pub fn tls_client_config(tls: &TlsConfig) -> Result<rustls::ClientConfig, (&'static str, String)> {
+    let ca = read_certs(&tls.ca).map_err(|e| ("ca", e))?;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in ca {
+        roots.add(cert).map_err(|e| {
+            (
+                "ca",
+                format!("{}: not a usable CA certificate: {e}", tls.ca.display()),
+            )
+        })?;
+    }
+    let certs = read_certs(&tls.cert).map_err(|e| ("cert", e))?;
+    let key = read_key(&tls.key).map_err(|e| ("key", e))?;
+    rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .map_err(|e| ("ca", e.to_string()))?
+        .with_root_certificates(roots)
+        .with_client_auth_cert(certs, key)
+        .map_err(|e| {
+            (
+                "key",
+                format!(
+                    "{} does not fit {}: {e}",
+                    tls.key.display(),
+                    tls.cert.display()
+                ),
+            )
+        })
+}
+
+/// Config-time check of a `tls` table: every file exists and parses.
+pub fn check_tls_files(tls: &TlsConfig) -> Vec<(&'static str, String)> {
+    let mut problems = Vec::new();
+    if let Err(e) = read_certs(&tls.ca) {
+        problems.push(("ca", e));
+    }
+    if let Err(e) = read_certs(&tls.cert) {
+        problems.push(("cert", e));
+    }
+    if let Err(e) = read_key(&tls.key) {
+        problems.push(("key", e));
+    }
+    if problems.is_empty()
+        && let Err(p) = tls_client_config(tls)
+    {
+        problems.push(p);
+    }
+    problems
+}
+
+/// bollard's own timeout covers only the response head and counts whole
+/// seconds; ours (in [`Client::call`]) covers the whole call, so bollard's is
+/// just a backstop.
+fn backstop_secs(timeout: Duration) -> u64 {
+    timeout.as_secs() + 2
+}
+
+/// Builds a bollard client for the daemon. Nothing is sent yet; a unix
+/// socket that does not exist is an error here.
+pub fn connect(daemon: &DaemonConfig, timeout: Duration) -> Result<Docker, DockerError> {
+    let endpoint = parse_host(&daemon.host).map_err(DockerError::Connect)?;
+    let secs = backstop_secs(timeout);
+    match (endpoint, &daemon.tls) {
+        (Endpoint::Unix(path), _) => {
+            Docker::connect_with_unix(&path.to_string_lossy(), secs, API_DEFAULT_VERSION)
+                .map_err(|e| classify(&e, timeout))
+        }
+        (Endpoint::Tcp(addr), None) => {
+            Docker::connect_with_http(&format!("http://{addr}"), secs, API_DEFAULT_VERSION)
+                .map_err(|e| classify(&e, timeout))
+        }
+        (Endpoint::Tcp(addr), Some(tls)) => {
+            let config = tls_client_config(tls)
+                .map_err(|(field, e)| DockerError::Tls(format!("tls.{field}: {e}")))?;
+            // https_only: a TLS daemon is never spoken to in plain text.
+            let https = hyper_rustls::HttpsConnectorBuilder::new()
+                .with_tls_config(config)
+                .https_only()
+                .enable_http1()
+                .build();
+            let client = HyperClient::builder(TokioExecutor::new())
+                .pool_max_idle_per_host(0)
+                .build(https);
+            let transport = move |req: BollardRequest| {
+                let client = client.clone();
+                async move {
+                    client
+                        .request(req)
+                        .await
+                        .map_err(bollard::errors::Error::from)
+                }
+            };
+            Docker::connect_with_custom_transport(
+                transport,
+                Some(format!("https://{addr}")),
+                secs,
+                API_DEFAULT_VERSION,
+            )
+            .map_err(|e| classify(&e, timeout))
+        }
+    }
+}
+
+/// A connected daemon: every call is timed, bounded and counted.
+#[derive(Debug, Clone)]
+pub struct Client {
+    pub name: String,
+    pub docker: Docker,
+    pub timeout: Duration,
+    metrics: Arc<Metrics>,
+}
+
+impl Client {
+    pub fn new(name: &str, docker: Docker, timeout: Duration, metrics: Arc<Metrics>) -> Self {
+        Self {
+            name: name.to_owned(),
+            docker,
+            timeout,
+            metrics,
+        }
+    }
+
+    /// Runs one Docker call under the timeout and records its latency and,
+    /// if it failed, why.
+    pub async fn call<T, F>(&self, endpoint: ApiEndpoint, call: F) -> Result<T, DockerError>
+    where
+        F: Future<Output = Result<T, bollard::errors::Error>>,
+    {
+        let start = Instant::now();
+        let result = match tokio::time::timeout(self.timeout, call).await {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(e)) => Err(classify(&e, self.timeout)),
+            Err(_) => Err(DockerError::Timeout(self.timeout)),
+        };
+        self.metrics.observe_api(
+            &self.name,
+            endpoint,
+            start.elapsed(),
+            result.as_ref().err().map(DockerError::reason),
+        );
+        result
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reasons_by_status() {
+        let http = |status| DockerError::Http {
+            status,
+            message: String::new(),
+        };
+        assert_eq!(http(404).reason(), ErrorReason::Http4xx);
+        assert_eq!(http(500).reason(), ErrorReason::Http5xx);
+        assert_eq!(
+            classify(
+                &bollard::errors::Error::RequestTimeoutError,
+                Duration::from_secs(1)
+            ),
+            DockerError::Timeout(Duration::from_secs(1))
+        );
+        assert_eq!(
+            classify(
+                &bollard::errors::Error::SocketNotFoundError("/x.sock".into()),
+                Duration::from_secs(1)
+            )
+            .reason(),
+            ErrorReason::Connect
+        );
+    }
+
+    #[test]
+    fn tls_error_is_found_inside_io_error() {
+        let tls = rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer);
+        let io = std::io::Error::other(tls);
+        let err = bollard::errors::Error::IOError { err: io };
+        let classified = classify(&err, Duration::from_secs(1));
+        assert_eq!(classified.reason(), ErrorReason::Tls);
+        assert!(
+            classified
+                .to_string()
+                .contains("not signed by the configured tls.ca")
+        );
+    }
+
+    #[test]
+    fn missing_tls_files_name_their_field() {
+        let tls = TlsConfig {
+            ca: "/nonexistent/ca.pem".into(),
+            cert: "/nonexistent/cert.pem".into(),
+            key: "/nonexistent/key.pem".into(),
+        };
+        let fields: Vec<_> = check_tls_files(&tls).into_iter().map(|(f, _)| f).collect();
+        assert_eq!(fields, ["ca", "cert", "key"]);
+    }
+
+    #[test]
+    fn garbage_pem_is_rejected() {
+        let dir = std::env::temp_dir().join(format!("dockwatch-pem-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let junk = dir.join("junk.pem");
+        std::fs::write(&junk, "not a certificate\n").expect("write");
+        let tls = TlsConfig {
+            ca: junk.clone(),
+            cert: junk.clone(),
+            key: junk,
+        };
+        let problems = check_tls_files(&tls);
+        std::fs::remove_dir_all(&dir).ok();
+        assert_eq!(problems.len(), 3, "{problems:?}");
+        assert!(problems[0].1.contains("no PEM certificate"), "{problems:?}");
+    }
+}

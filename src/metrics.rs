@@ -1,0 +1,587 @@
+//! Every metric family dockwatch exposes, registered in one place. Counters
+//! and histograms are updated by the tasks as things happen; gauges that
+//! describe a daemon are read from [`State`] by a collector at scrape time,
+//! so a scrape never waits on Docker.
+
+use std::fmt::{self, Write as _};
+use std::sync::Arc;
+use std::time::Duration;
+
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{
+    DescriptorEncoder, EncodeLabelSet, EncodeLabelValue, EncodeMetric, LabelValueEncoder,
+};
+use prometheus_client::metrics::MetricType;
+use prometheus_client::metrics::counter::{ConstCounter, Counter};
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+use crate::state::{ContainerState, State};
+
+/// The Docker API endpoints dockwatch calls: the `endpoint` label's values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ApiEndpoint {
+    Version,
+    Info,
+    ImageList,
+    ContainerList,
+}
+
+impl ApiEndpoint {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Version => "version",
+            Self::Info => "info",
+            Self::ImageList => "image_list",
+            Self::ContainerList => "container_list",
+        }
+    }
+}
+
+/// Why a Docker API call failed: the `reason` label's values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ErrorReason {
+    Timeout,
+    Connect,
+    Tls,
+    Http4xx,
+    Http5xx,
+    Decode,
+}
+
+impl ErrorReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Timeout => "timeout",
+            Self::Connect => "connect",
+            Self::Tls => "tls",
+            Self::Http4xx => "http_4xx",
+            Self::Http5xx => "http_5xx",
+            Self::Decode => "decode",
+        }
+    }
+}
+
+macro_rules! label_value_from_as_str {
+    ($($t:ty),*) => {$(
+        impl EncodeLabelValue for $t {
+            fn encode(&self, encoder: &mut LabelValueEncoder) -> fmt::Result {
+                encoder.write_str(self.as_str())
+            }
+        }
+    )*};
+}
+label_value_from_as_str!(ApiEndpoint, ErrorReason);
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct ApiLabels {
+    daemon: String,
+    endpoint: ApiEndpoint,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct ApiErrorLabels {
+    daemon: String,
+    endpoint: ApiEndpoint,
+    reason: ErrorReason,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct BuildLabels {
+    version: String,
+    revision: String,
+}
+
+/// Docker API latency buckets: a local socket answers in a millisecond, a
+/// loaded remote daemon in seconds.
+const API_BUCKETS: [f64; 13] = [
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+fn api_histogram() -> Histogram {
+    Histogram::new(API_BUCKETS)
+}
+
+type ApiHistograms = Family<ApiLabels, Histogram, fn() -> Histogram>;
+
+/// The registry and the families the tasks update.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    api_duration: ApiHistograms,
+    api_errors: Family<ApiErrorLabels, Counter>,
+}
+
+/// The git revision baked in at build time, if the build said.
+pub const REVISION: &str = match option_env!("DOCKWATCH_REVISION") {
+    Some(r) => r,
+    None => "unknown",
+};
+
+impl Metrics {
+    /// All families, with the daemon gauges read from `state` and process
+    /// metrics from /proc where `process` is set.
+    pub fn new(state: Arc<State>, process: bool) -> Self {
+        let mut registry = Registry::default();
+        if process {
+            registry.register_collector(Box::new(ProcessCollector));
+        }
+        let dw = registry.sub_registry_with_prefix("dockwatch");
+
+        let build_info = Family::<BuildLabels, Gauge>::default();
+        build_info
+            .get_or_create(&BuildLabels {
+                version: env!("CARGO_PKG_VERSION").to_owned(),
+                revision: REVISION.to_owned(),
+            })
+            .set(1);
+        dw.register(
+            "build_info",
+            "dockwatch's version and git revision; always 1",
+            build_info,
+        );
+
+        let api_duration = ApiHistograms::new_with_constructor(api_histogram);
+        dw.register(
+            "api_request_duration_seconds",
+            "Docker Engine API request latency, by endpoint",
+            api_duration.clone(),
+        );
+        let api_errors = Family::<ApiErrorLabels, Counter>::default();
+        dw.register(
+            "api_request_errors",
+            "Docker Engine API requests that failed, by endpoint and reason",
+            api_errors.clone(),
+        );
+        dw.register_collector(Box::new(SnapshotCollector { state }));
+
+        Self {
+            registry,
+            api_duration,
+            api_errors,
+        }
+    }
+
+    /// Records one Docker API call; `error` is its failure reason, if any.
+    pub fn observe_api(
+        &self,
+        daemon: &str,
+        endpoint: ApiEndpoint,
+        took: Duration,
+        error: Option<ErrorReason>,
+    ) {
+        self.api_duration
+            .get_or_create(&ApiLabels {
+                daemon: daemon.to_owned(),
+                endpoint,
+            })
+            .observe(took.as_secs_f64());
+        if let Some(reason) = error {
+            self.count_api_error(daemon, endpoint, reason);
+        }
+    }
+
+    /// Counts a failed call, including one that could not even be sent.
+    pub fn count_api_error(&self, daemon: &str, endpoint: ApiEndpoint, reason: ErrorReason) {
+        self.api_errors
+            .get_or_create(&ApiErrorLabels {
+                daemon: daemon.to_owned(),
+                endpoint,
+                reason,
+            })
+            .inc();
+    }
+
+    /// The Prometheus text exposition (version 0.0.4) of everything.
+    pub fn encode(&self) -> String {
+        let mut out = String::with_capacity(16 * 1024);
+        // Writing into a String cannot fail, and our collectors only fail
+        // when their writer does.
+        if let Err(e) =
+            prometheus_client::encoding::prometheus_text::encode(&mut out, &self.registry)
+        {
+            tracing::error!(error = %e, "encoding /metrics failed");
+        }
+        out
+    }
+}
+
+/// Writes one gauge family; writes nothing when there are no rows, so a
+/// family with no series does not appear at all.
+fn gauge_family<L, V, I>(
+    encoder: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    rows: I,
+) -> fmt::Result
+where
+    L: EncodeLabelSet,
+    V: prometheus_client::encoding::EncodeGaugeValue + fmt::Debug,
+    I: IntoIterator<Item = (L, V)>,
+{
+    let mut rows = rows.into_iter().peekable();
+    if rows.peek().is_none() {
+        return Ok(());
+    }
+    let mut family = encoder.encode_descriptor(name, help, None, MetricType::Gauge)?;
+    for (labels, value) in rows {
+        ConstGauge::new(value).encode(family.encode_family(&labels)?)?;
+    }
+    Ok(())
+}
+
+fn daemon<'a>(name: &&'a str) -> [(&'static str, &'a str); 1] {
+    [("daemon", *name)]
+}
+
+/// Reads the latest snapshot of every daemon at scrape time.
+#[derive(Debug)]
+struct SnapshotCollector {
+    state: Arc<State>,
+}
+
+impl Collector for SnapshotCollector {
+    #[allow(clippy::too_many_lines, clippy::cast_precision_loss)]
+    fn encode(&self, mut enc: DescriptorEncoder) -> fmt::Result {
+        let all = self.state.snapshots();
+        // Daemons that have not finished a first poll have no series yet.
+        let polled: Vec<_> = all
+            .iter()
+            .filter_map(|(name, s)| s.as_ref().map(|s| (name.as_str(), s.as_ref())))
+            .collect();
+
+        gauge_family(
+            &mut enc,
+            "daemon_up",
+            "1 if the last poll of the daemon succeeded, 0 if not.",
+            polled.iter().map(|(n, s)| (daemon(n), i64::from(s.up()))),
+        )?;
+        gauge_family(
+            &mut enc,
+            "daemon_info",
+            "What the daemon reports about itself; always 1.",
+            polled.iter().filter_map(|(n, s)| {
+                s.info.as_ref().map(|i| {
+                    (
+                        [
+                            ("daemon", *n),
+                            ("engine", i.engine.as_str()),
+                            ("version", i.version.as_str()),
+                            ("api_version", i.api_version.as_str()),
+                            ("min_api_version", i.min_api_version.as_str()),
+                            ("os", i.os.as_str()),
+                            ("arch", i.arch.as_str()),
+                            ("storage_driver", i.storage_driver.as_str()),
+                        ],
+                        1_i64,
+                    )
+                })
+            }),
+        )?;
+        gauge_family(
+            &mut enc,
+            "daemon_last_success_timestamp_seconds",
+            "Unix time at the end of the last poll that succeeded.",
+            polled
+                .iter()
+                .filter_map(|(n, s)| s.last_success.map(|t| (daemon(n), t))),
+        )?;
+        gauge_family(
+            &mut enc,
+            "daemon_poll_duration_seconds",
+            "How long the last poll of the daemon took.",
+            polled.iter().map(|(n, s)| (daemon(n), s.poll_duration)),
+        )?;
+
+        let data: Vec<_> = polled
+            .iter()
+            .filter_map(|(n, s)| s.data.as_ref().map(|d| (*n, d)))
+            .collect();
+        gauge_family(
+            &mut enc,
+            "images",
+            "Top-level images on the daemon.",
+            data.iter().map(|(n, d)| (daemon(n), d.images.count)),
+        )?;
+        gauge_family(
+            &mut enc,
+            "images_size_bytes",
+            "Total size of the top-level images, as the daemon reports each.",
+            data.iter().map(|(n, d)| (daemon(n), d.images.bytes)),
+        )?;
+        gauge_family(
+            &mut enc,
+            "images_dangling",
+            "Images matched by filters={\"dangling\":[\"true\"]}.",
+            data.iter().map(|(n, d)| (daemon(n), d.dangling.count)),
+        )?;
+        gauge_family(
+            &mut enc,
+            "images_dangling_size_bytes",
+            "Total size of the dangling images.",
+            data.iter().map(|(n, d)| (daemon(n), d.dangling.bytes)),
+        )?;
+        let filters = || {
+            data.iter()
+                .flat_map(|(n, d)| d.filters.iter().map(move |(f, c)| (*n, f.as_str(), c)))
+        };
+        gauge_family(
+            &mut enc,
+            "image_filter_matches",
+            "Images matched by a configured filter group.",
+            filters().map(|(n, f, c)| ([("daemon", n), ("filter", f)], c.count)),
+        )?;
+        gauge_family(
+            &mut enc,
+            "image_filter_size_bytes",
+            "Total size of the images matched by a configured filter group.",
+            filters().map(|(n, f, c)| ([("daemon", n), ("filter", f)], c.bytes)),
+        )?;
+        gauge_family(
+            &mut enc,
+            "containers",
+            "Containers on the daemon, by state.",
+            data.iter().flat_map(|(n, d)| {
+                ContainerState::ALL.iter().map(move |s| {
+                    (
+                        [("daemon", *n), ("state", s.as_str())],
+                        d.containers[*s as usize],
+                    )
+                })
+            }),
+        )?;
+        Ok(())
+    }
+}
+
+/// `process_*` metrics from /proc, in the names every Prometheus client uses.
+#[derive(Debug)]
+struct ProcessCollector;
+
+/// Linux's `USER_HZ`: /proc reports CPU times in these ticks on every
+/// mainstream architecture.
+const CLOCK_TICKS_PER_SECOND: f64 = 100.0;
+
+#[derive(Debug, Default, PartialEq)]
+struct ProcessStats {
+    cpu_seconds: f64,
+    start_time_seconds: f64,
+    virtual_memory_bytes: f64,
+    resident_memory_bytes: f64,
+    open_fds: f64,
+    max_fds: f64,
+}
+
+#[allow(clippy::cast_precision_loss)]
+fn read_process_stats() -> Option<ProcessStats> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the command name, which may itself hold spaces and parens.
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let field = |i: usize| fields.get(i)?.parse::<f64>().ok();
+    // Counted from the state field (field 3 of proc(5)) as index 0.
+    let (utime, stime, starttime, vsize) = (field(11)?, field(12)?, field(19)?, field(20)?);
+    let boot_time = std::fs::read_to_string("/proc/stat")
+        .ok()?
+        .lines()
+        .find_map(|l| l.strip_prefix("btime ")?.trim().parse::<f64>().ok())?;
+    let rss_kib = std::fs::read_to_string("/proc/self/status")
+        .ok()?
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("VmRSS:")?
+                .trim()
+                .trim_end_matches("kB")
+                .trim()
+                .parse::<f64>()
+                .ok()
+        })?;
+    let open_fds = std::fs::read_dir("/proc/self/fd").ok()?.count() as f64;
+    let max_fds = std::fs::read_to_string("/proc/self/limits")
+        .ok()?
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("Max open files")?
+                .split_whitespace()
+                .next()?
+                .parse()
+                .ok()
+        })
+        .unwrap_or(f64::INFINITY);
+    Some(ProcessStats {
+        cpu_seconds: (utime + stime) / CLOCK_TICKS_PER_SECOND,
+        start_time_seconds: boot_time + starttime / CLOCK_TICKS_PER_SECOND,
+        virtual_memory_bytes: vsize,
+        resident_memory_bytes: rss_kib * 1024.0,
+        open_fds,
+        max_fds,
+    })
+}
+
+impl Collector for ProcessCollector {
+    fn encode(&self, mut enc: DescriptorEncoder) -> fmt::Result {
+        let Some(p) = read_process_stats() else {
+            return Ok(());
+        };
+        let cpu = ConstCounter::new(p.cpu_seconds);
+        cpu.encode(enc.encode_descriptor(
+            "process_cpu_seconds",
+            "Total user and system CPU time spent in seconds.",
+            None,
+            MetricType::Counter,
+        )?)?;
+        let none: [(&str, &str); 0] = [];
+        for (name, help, value) in [
+            (
+                "process_start_time_seconds",
+                "Start time of the process since unix epoch in seconds.",
+                p.start_time_seconds,
+            ),
+            (
+                "process_resident_memory_bytes",
+                "Resident memory size in bytes.",
+                p.resident_memory_bytes,
+            ),
+            (
+                "process_virtual_memory_bytes",
+                "Virtual memory size in bytes.",
+                p.virtual_memory_bytes,
+            ),
+            (
+                "process_open_fds",
+                "Number of open file descriptors.",
+                p.open_fds,
+            ),
+            (
+                "process_max_fds",
+                "Maximum number of open file descriptors.",
+                p.max_fds,
+            ),
+        ] {
+            gauge_family(&mut enc, name, help, [(none, value)])?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::{DaemonInfo, DaemonSnapshot, ImageCount, PollData};
+
+    /// A fixed state: one healthy daemon with filters, one that went down.
+    fn fixed_state() -> Arc<State> {
+        let state = Arc::new(State::new(["build-01", "local", "never-polled"]));
+        let mut containers = [0; 7];
+        containers[ContainerState::Running as usize] = 2;
+        containers[ContainerState::Exited as usize] = 3;
+        containers[ContainerState::Created as usize] = 1;
+        let info = DaemonInfo {
+            engine: "docker".into(),
+            version: "20.10.24+dfsg1".into(),
+            api_version: "1.41".into(),
+            min_api_version: "1.12".into(),
+            os: "linux".into(),
+            arch: "amd64".into(),
+            storage_driver: "overlay2".into(),
+        };
+        state.publish(
+            "local",
+            DaemonSnapshot {
+                last_success: Some(1_700_000_000.5),
+                poll_duration: 0.012,
+                info: Some(info.clone()),
+                data: Some(PollData {
+                    images: ImageCount {
+                        count: 9,
+                        bytes: 12_345_678,
+                    },
+                    dangling: ImageCount {
+                        count: 3,
+                        bytes: 3_000_000,
+                    },
+                    filters: vec![(
+                        "ci-cache".into(),
+                        ImageCount {
+                            count: 3,
+                            bytes: 4_000_000,
+                        },
+                    )],
+                    containers,
+                }),
+                failed_filters: vec![],
+            },
+        );
+        state.publish(
+            "build-01",
+            DaemonSnapshot {
+                last_success: Some(1_699_999_000.0),
+                poll_duration: 5.0,
+                info: Some(info),
+                data: None,
+                failed_filters: vec![],
+            },
+        );
+        state
+    }
+
+    fn fixed_metrics() -> Metrics {
+        let m = Metrics::new(fixed_state(), false);
+        m.observe_api(
+            "local",
+            ApiEndpoint::Version,
+            Duration::from_millis(2),
+            None,
+        );
+        // One series per family: a family's series come out in hash order.
+        m.count_api_error("build-01", ApiEndpoint::Version, ErrorReason::Timeout);
+        m
+    }
+
+    /// Pins the whole exposition of a fixed snapshot. After an intended
+    /// change, regenerate with `UPDATE_GOLDEN=1 cargo test --lib golden`.
+    #[test]
+    fn golden_exposition() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/golden/metrics.prom");
+        let got = fixed_metrics()
+            .encode()
+            .replace(env!("CARGO_PKG_VERSION"), "VERSION")
+            .replace(REVISION, "REVISION");
+        if std::env::var_os("UPDATE_GOLDEN").is_some() {
+            std::fs::write(path, &got).expect("write golden file");
+        }
+        let want = std::fs::read_to_string(path).expect("read tests/golden/metrics.prom");
+        assert_eq!(got, want, "exposition changed; see {path}");
+    }
+
+    #[test]
+    fn down_daemon_has_no_stale_numbers() {
+        let text = fixed_metrics().encode();
+        assert!(text.contains("dockwatch_daemon_up{daemon=\"build-01\"} 0\n"));
+        assert!(text.contains("dockwatch_daemon_up{daemon=\"local\"} 1\n"));
+        assert!(!text.contains("dockwatch_images{daemon=\"build-01\"}"));
+        assert!(text.contains("dockwatch_images{daemon=\"local\"} 9\n"));
+        assert!(!text.contains("never-polled"));
+        assert!(text.contains(
+            "dockwatch_api_request_errors_total{daemon=\"build-01\",endpoint=\"version\",reason=\"timeout\"} 1\n"
+        ));
+    }
+
+    #[test]
+    fn process_stats_are_read() {
+        let p = read_process_stats().expect("/proc is readable on Linux");
+        assert!(p.resident_memory_bytes > 0.0);
+        assert!(p.open_fds >= 3.0);
+        assert!(p.start_time_seconds > 1.5e9);
+        let text = Metrics::new(Arc::new(State::default()), true).encode();
+        for name in [
+            "process_cpu_seconds_total ",
+            "process_resident_memory_bytes ",
+            "process_open_fds ",
+            "process_start_time_seconds ",
+        ] {
+            assert!(text.contains(name), "{name} missing from:\n{text}");
+        }
+    }
+}

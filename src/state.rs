@@ -1,0 +1,183 @@
+//! The latest snapshot of every daemon. Pollers replace a daemon's snapshot
+//! whole; `/metrics` and the landing page only read. The lock is a std lock,
+//! held for a map lookup or insert and never across an `.await`.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, PoisonError, RwLock};
+
+/// What one poll of one daemon found. Immutable once published.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct DaemonSnapshot {
+    /// Unix time of the end of the last poll that succeeded.
+    pub last_success: Option<f64>,
+    /// How long the last poll took, in seconds.
+    pub poll_duration: f64,
+    /// What the daemon last said about itself; kept while it is down so a
+    /// dashboard can still tell which version went away.
+    pub info: Option<DaemonInfo>,
+    /// `Some` only if the last poll succeeded: a failed poll publishes no
+    /// numbers rather than stale ones.
+    pub data: Option<PollData>,
+    /// Filter groups whose own query failed in an otherwise good poll.
+    pub failed_filters: Vec<String>,
+}
+
+impl DaemonSnapshot {
+    pub fn up(&self) -> bool {
+        self.data.is_some()
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DaemonInfo {
+    /// `docker` or `podman`.
+    pub engine: String,
+    pub version: String,
+    pub api_version: String,
+    pub min_api_version: String,
+    pub os: String,
+    pub arch: String,
+    pub storage_driver: String,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ImageCount {
+    pub count: u64,
+    pub bytes: u64,
+}
+
+impl ImageCount {
+    pub fn add(&mut self, bytes: i64) {
+        self.count += 1;
+        // A negative size is the daemon's "unknown"; it adds nothing.
+        self.bytes += u64::try_from(bytes).unwrap_or(0);
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PollData {
+    pub images: ImageCount,
+    pub dangling: ImageCount,
+    /// Per configured filter group, in config order.
+    pub filters: Vec<(String, ImageCount)>,
+    /// Indexed by `ContainerState as usize`.
+    pub containers: [u64; ContainerState::ALL.len()],
+}
+
+/// The closed set of container states the `state` label may take.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ContainerState {
+    Created,
+    Running,
+    Paused,
+    Restarting,
+    Removing,
+    Exited,
+    Dead,
+}
+
+impl ContainerState {
+    pub const ALL: [Self; 7] = [
+        Self::Created,
+        Self::Running,
+        Self::Paused,
+        Self::Restarting,
+        Self::Removing,
+        Self::Exited,
+        Self::Dead,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Created => "created",
+            Self::Running => "running",
+            Self::Paused => "paused",
+            Self::Restarting => "restarting",
+            Self::Removing => "removing",
+            Self::Exited => "exited",
+            Self::Dead => "dead",
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+struct Entry {
+    /// `None` until the first poll finished, good or bad.
+    snapshot: Option<Arc<DaemonSnapshot>>,
+}
+
+/// Latest snapshots, keyed by daemon name.
+#[derive(Debug, Default)]
+pub struct State {
+    daemons: RwLock<BTreeMap<String, Entry>>,
+}
+
+impl State {
+    /// A state that expects these daemons; `/-/ready` waits for all of them.
+    pub fn new<'a>(names: impl IntoIterator<Item = &'a str>) -> Self {
+        Self {
+            daemons: RwLock::new(
+                names
+                    .into_iter()
+                    .map(|n| (n.to_owned(), Entry::default()))
+                    .collect(),
+            ),
+        }
+    }
+
+    pub fn publish(&self, daemon: &str, snapshot: DaemonSnapshot) {
+        // A poisoned lock only means a reader panicked; the map is still whole.
+        let mut map = self.daemons.write().unwrap_or_else(PoisonError::into_inner);
+        map.entry(daemon.to_owned()).or_default().snapshot = Some(Arc::new(snapshot));
+    }
+
+    /// Every daemon in name order, with its snapshot if it was polled yet.
+    pub fn snapshots(&self) -> Vec<(String, Option<Arc<DaemonSnapshot>>)> {
+        let map = self.daemons.read().unwrap_or_else(PoisonError::into_inner);
+        map.iter()
+            .map(|(k, v)| (k.clone(), v.snapshot.clone()))
+            .collect()
+    }
+
+    pub fn get(&self, daemon: &str) -> Option<Arc<DaemonSnapshot>> {
+        let map = self.daemons.read().unwrap_or_else(PoisonError::into_inner);
+        map.get(daemon).and_then(|e| e.snapshot.clone())
+    }
+
+    /// True once every daemon finished its first poll, good or bad.
+    pub fn ready(&self) -> bool {
+        let map = self.daemons.read().unwrap_or_else(PoisonError::into_inner);
+        map.values().all(|e| e.snapshot.is_some())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ready_waits_for_every_daemon() {
+        let state = State::new(["a", "b"]);
+        assert!(!state.ready());
+        state.publish("a", DaemonSnapshot::default());
+        assert!(!state.ready());
+        state.publish("b", DaemonSnapshot::default());
+        assert!(state.ready());
+        let names: Vec<_> = state.snapshots().into_iter().map(|(n, _)| n).collect();
+        assert_eq!(names, ["a", "b"]);
+    }
+
+    #[test]
+    fn negative_sizes_add_nothing() {
+        let mut c = ImageCount::default();
+        c.add(10);
+        c.add(-1);
+        assert_eq!(
+            c,
+            ImageCount {
+                count: 2,
+                bytes: 10
+            }
+        );
+    }
+}

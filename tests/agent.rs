@@ -1,0 +1,460 @@
+//! The agent core against the real test bed: daemon A on a unix socket,
+//! daemon B over mutual TLS, each compared with what the docker CLI says.
+// Counts and byte totals here are far below 2^52.
+#![allow(clippy::cast_precision_loss)]
+
+mod common;
+
+use std::fmt::Write as _;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::{Dockwatch, Scrape, Testbed, http_get, temp_dir};
+
+const FAST_POLL: &str = "[poll]\ninterval = \"1s\"\ntimeout = \"800ms\"\n";
+
+/// Filter groups checked against `docker images --filter` with the same filters.
+/// (name, TOML filters, the same filters as docker CLI flags)
+const FILTER_GROUPS: &[(&str, &str, &[&str])] = &[
+    ("ci", r#"{ reference = ["ci/*"] }"#, &["reference=ci/*"]),
+    (
+        "cache-label",
+        r#"{ label = ["dwtest.group=cache"] }"#,
+        &["label=dwtest.group=cache"],
+    ),
+    (
+        "legacy-dangling",
+        r#"{ dangling = { "true" = true } }"#,
+        &["dangling=true"],
+    ),
+    (
+        "app-tagged",
+        r#"{ reference = ["dwtest/app"], dangling = ["false"] }"#,
+        &["reference=dwtest/app", "dangling=false"],
+    ),
+    (
+        "before-tool",
+        r#"{ before = ["dwtest/tool:1"] }"#,
+        &["before=dwtest/tool:1"],
+    ),
+];
+
+fn filter_config() -> String {
+    let mut out = String::new();
+    for (name, filters, _) in FILTER_GROUPS {
+        // Writing to a String cannot fail.
+        let _ = writeln!(
+            out,
+            "[[image_filters]]\nname = \"{name}\"\nfilters = {filters}"
+        );
+    }
+    out
+}
+
+fn assert_matches_cli(scrape: &Scrape, daemon: &str, cli: &common::DockerCli, filters: bool) {
+    let d = [("daemon", daemon)];
+    assert_eq!(
+        scrape.get("dockwatch_daemon_up", &d),
+        Some(1.0),
+        "{daemon} up"
+    );
+
+    let all = cli.image_ids(&[]);
+    assert!(!all.is_empty(), "test bed seeded no images on {daemon}");
+    assert_eq!(
+        scrape.get("dockwatch_images", &d),
+        Some(all.len() as f64),
+        "{daemon}: image count vs docker images"
+    );
+    assert_eq!(
+        scrape.get("dockwatch_images_size_bytes", &d),
+        Some(cli.total_size(&all) as f64),
+        "{daemon}: image bytes vs docker image inspect"
+    );
+
+    let dangling = cli.image_ids(&["dangling=true"]);
+    assert!(
+        !dangling.is_empty(),
+        "test bed seeded no dangling images on {daemon}"
+    );
+    assert_eq!(
+        scrape.get("dockwatch_images_dangling", &d),
+        Some(dangling.len() as f64),
+        "{daemon}: dangling count vs docker images --filter dangling=true"
+    );
+    assert_eq!(
+        scrape.get("dockwatch_images_dangling_size_bytes", &d),
+        Some(cli.total_size(&dangling) as f64),
+        "{daemon}: dangling bytes"
+    );
+
+    if filters {
+        for (name, _, flags) in FILTER_GROUPS {
+            let ids = cli.image_ids(flags);
+            let labels = [("daemon", daemon), ("filter", *name)];
+            assert_eq!(
+                scrape.get("dockwatch_image_filter_matches", &labels),
+                Some(ids.len() as f64),
+                "{daemon}: filter group {name} vs docker images --filter {flags:?}"
+            );
+            assert_eq!(
+                scrape.get("dockwatch_image_filter_size_bytes", &labels),
+                Some(cli.total_size(&ids) as f64),
+                "{daemon}: filter group {name} bytes"
+            );
+        }
+    }
+
+    let states = cli.container_states();
+    for state in [
+        "created",
+        "running",
+        "paused",
+        "restarting",
+        "removing",
+        "exited",
+        "dead",
+    ] {
+        let want = states.get(state).copied().unwrap_or(0);
+        assert_eq!(
+            scrape.get(
+                "dockwatch_containers",
+                &[("daemon", daemon), ("state", state)]
+            ),
+            Some(want as f64),
+            "{daemon}: containers in state {state} vs docker ps -a"
+        );
+    }
+
+    let info = scrape
+        .labels_of("dockwatch_daemon_info", &d)
+        .expect("daemon_info");
+    let server = cli.run(&[
+        "version",
+        "--format",
+        "{{.Server.Version}} {{.Server.APIVersion}} {{.Server.MinAPIVersion}}",
+    ]);
+    let mut parts = server.split_whitespace();
+    assert_eq!(info["version"], parts.next().unwrap_or_default());
+    assert_eq!(info["api_version"], parts.next().unwrap_or_default());
+    assert_eq!(info["min_api_version"], parts.next().unwrap_or_default());
+    assert_eq!(info["engine"], "docker");
+    let driver = cli.run(&["info", "--format", "{{.Driver}}"]);
+    assert_eq!(info["storage_driver"], driver.trim());
+}
+
+#[test]
+fn unix_and_tls_daemons_match_the_docker_cli() {
+    let bed = Testbed::get();
+    let dw = Dockwatch::start(&format!(
+        "{}{}{}",
+        bed.daemon_a("a"),
+        bed.daemon_b("b"),
+        filter_config()
+    ));
+    let scrape = dw.scrape();
+    assert_matches_cli(&scrape, "a", &bed.cli_a(), true);
+    assert_matches_cli(&scrape, "b", &bed.cli_b(), false);
+    // The seeded shapes, so a broken seed cannot make the comparison vacuous.
+    let a = [("daemon", "a")];
+    assert!(scrape.get("dockwatch_images_dangling", &a) >= Some(3.0));
+    assert!(
+        scrape.get(
+            "dockwatch_image_filter_matches",
+            &[("daemon", "a"), ("filter", "ci")]
+        ) >= Some(2.0)
+    );
+    for state in ["running", "exited", "created"] {
+        assert!(
+            scrape.get("dockwatch_containers", &[("daemon", "a"), ("state", state)]) >= Some(1.0),
+            "test bed has no {state} container on A"
+        );
+    }
+    // Request latency is recorded per endpoint.
+    for endpoint in ["version", "info", "image_list", "container_list"] {
+        let count = scrape.get(
+            "dockwatch_api_request_duration_seconds_count",
+            &[("daemon", "b"), ("endpoint", endpoint)],
+        );
+        assert!(count >= Some(1.0), "no latency recorded for {endpoint}");
+    }
+}
+
+#[test]
+fn full_exposition_passes_promtool() {
+    let bed = Testbed::get();
+    let dw = Dockwatch::start(&format!(
+        "{}{}{}{}",
+        bed.daemon_a("a"),
+        bed.daemon_b("b"),
+        bed.daemon_b_with(
+            "b-wrong-ca",
+            bed.var("TLS_CA"),
+            bed.var("WRONG_CERT"),
+            bed.var("WRONG_KEY")
+        ),
+        filter_config()
+    ));
+    let (_, body) = http_get(dw.port, "/metrics").expect("scrape");
+    for family in [
+        "dockwatch_build_info",
+        "dockwatch_daemon_up",
+        "dockwatch_daemon_info",
+        "dockwatch_api_request_errors_total",
+        "process_resident_memory_bytes",
+        "process_cpu_seconds_total",
+        "process_open_fds",
+        "process_start_time_seconds",
+    ] {
+        assert!(
+            body.contains(&format!("\n{family}")),
+            "{family} missing:\n{body}"
+        );
+    }
+    let mut promtool = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("promtool (Debian package prometheus; tests/run.sh installs it)");
+    {
+        use std::io::Write;
+        let mut stdin = promtool.stdin.take().expect("stdin");
+        stdin.write_all(body.as_bytes()).expect("feed promtool");
+    }
+    let out = promtool.wait_with_output().expect("promtool");
+    assert!(
+        out.status.success(),
+        "promtool check metrics failed:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn tls_errors(s: &Scrape, daemon: &str) -> f64 {
+    s.samples
+        .iter()
+        .filter(|(n, l, _)| {
+            n == "dockwatch_api_request_errors_total"
+                && l.get("daemon").is_some_and(|d| d == daemon)
+                && l.get("reason").is_some_and(|r| r == "tls")
+        })
+        .map(|(_, _, v)| v)
+        .sum()
+}
+
+#[test]
+fn tls_with_wrong_ca_or_untrusted_client_cert_is_down_and_counted() {
+    let bed = Testbed::get();
+    let dockerd_log = std::path::Path::new(bed.var("TESTBED_DIR")).join("b/dockerd.log");
+    let plain_before = count_plain_http(&dockerd_log);
+    let dw = Dockwatch::start(&format!(
+        "{FAST_POLL}{}{}{}",
+        bed.daemon_b("good"),
+        bed.daemon_b_with(
+            "wrong-ca",
+            bed.var("WRONG_CA"),
+            bed.var("TLS_CERT"),
+            bed.var("TLS_KEY")
+        ),
+        bed.daemon_b_with(
+            "untrusted-client",
+            bed.var("TLS_CA"),
+            bed.var("WRONG_CERT"),
+            bed.var("WRONG_KEY")
+        ),
+    ));
+    let first = dw.scrape();
+    assert_eq!(
+        first.get("dockwatch_daemon_up", &[("daemon", "good")]),
+        Some(1.0)
+    );
+    for bad in ["wrong-ca", "untrusted-client"] {
+        assert_eq!(
+            first.get("dockwatch_daemon_up", &[("daemon", bad)]),
+            Some(0.0),
+            "{bad} must be down"
+        );
+        assert!(
+            tls_errors(&first, bad) >= 1.0,
+            "{bad}: no tls error counted"
+        );
+        // No numbers dressed as fresh for a daemon we cannot see.
+        assert_eq!(first.get("dockwatch_images", &[("daemon", bad)]), None);
+    }
+    let before = (
+        tls_errors(&first, "wrong-ca"),
+        tls_errors(&first, "untrusted-client"),
+    );
+    let later = dw.wait_for("tls errors to keep rising", Duration::from_secs(20), |s| {
+        tls_errors(s, "wrong-ca") > before.0 && tls_errors(s, "untrusted-client") > before.1
+    });
+    assert_eq!(
+        later.get("dockwatch_daemon_up", &[("daemon", "good")]),
+        Some(1.0)
+    );
+    let log = dw.log();
+    assert!(
+        log.contains("not signed by the configured tls.ca"),
+        "the log must say the CA is wrong:\n{log}"
+    );
+    assert!(
+        log.contains("refused our client certificate"),
+        "the log must say the client certificate was refused:\n{log}"
+    );
+    // Never a plain-text request to the TLS port: dockerd logs each one.
+    assert_eq!(
+        count_plain_http(&dockerd_log),
+        plain_before,
+        "a plain-HTTP request reached the TLS daemon"
+    );
+}
+
+/// How many times dockerd B logged a non-TLS request on its TLS port.
+fn count_plain_http(log: &std::path::Path) -> usize {
+    std::fs::read_to_string(log)
+        .unwrap_or_default()
+        .matches("does not look like a TLS handshake")
+        .count()
+}
+
+#[test]
+fn plain_tcp_to_a_tls_port_is_down_not_up() {
+    let bed = Testbed::get();
+    let host = bed.var("DOCKER_B");
+    let dw = Dockwatch::start(&format!(
+        "{FAST_POLL}[[daemons]]\nname = \"plain\"\nhost = \"{host}\"\n"
+    ));
+    let s = dw.scrape();
+    assert_eq!(
+        s.get("dockwatch_daemon_up", &[("daemon", "plain")]),
+        Some(0.0)
+    );
+    assert!(
+        dw.log().contains("plain TCP"),
+        "a plain tcp:// daemon must be warned about:\n{}",
+        dw.log()
+    );
+}
+
+#[test]
+fn endpoints_landing_page_and_readiness() {
+    let bed = Testbed::get();
+    let dw = Dockwatch::start(&bed.daemon_a("a"));
+    assert_eq!(http_get(dw.port, "/-/healthy").expect("healthy").0, 200);
+    assert_eq!(http_get(dw.port, "/-/ready").expect("ready").0, 200);
+    let (status, page) = http_get(dw.port, "/").expect("landing");
+    assert_eq!(status, 200);
+    for want in [
+        "href=\"/metrics\"",
+        "href=\"/-/healthy\"",
+        "href=\"/-/ready\"",
+        "<td>a</td>",
+        "class=\"up\"",
+    ] {
+        assert!(page.contains(want), "landing page lacks {want}:\n{page}");
+    }
+    assert_eq!(http_get(dw.port, "/nope").expect("404").0, 404);
+}
+
+#[test]
+fn not_ready_until_first_poll_and_unreachable_daemon_does_not_stop_it() {
+    let dir = temp_dir("missing");
+    let sock = dir.join("nobody.sock");
+    let dw = Dockwatch::spawn(
+        &format!(
+            "{FAST_POLL}[[daemons]]\nname = \"gone\"\nhost = \"unix://{}\"\n",
+            sock.display()
+        ),
+        &[],
+    );
+    dw.wait_ready();
+    let s = dw.wait_for("connect errors", Duration::from_secs(10), |s| {
+        s.get(
+            "dockwatch_api_request_errors_total",
+            &[("daemon", "gone"), ("reason", "connect")],
+        ) >= Some(2.0)
+    });
+    assert_eq!(
+        s.get("dockwatch_daemon_up", &[("daemon", "gone")]),
+        Some(0.0)
+    );
+    assert_eq!(
+        s.get(
+            "dockwatch_daemon_last_success_timestamp_seconds",
+            &[("daemon", "gone")]
+        ),
+        None
+    );
+    // One log line for the state change, not one per poll.
+    assert_eq!(
+        dw.log().matches("daemon is down").count(),
+        1,
+        "{}",
+        dw.log()
+    );
+    std::fs::remove_dir_all(dir).ok();
+}
+
+#[test]
+fn default_config_watches_docker_host_and_env_overrides_apply() {
+    let bed = Testbed::get();
+    let dir = temp_dir("noconfig");
+    let port = common::free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let mut child = Command::new(common::binary())
+        .current_dir(&dir)
+        .env("DOCKER_HOST", bed.var("DOCKER_A"))
+        .env("DOCKWATCH_SERVER__LISTEN", &listen)
+        .env("DOCKWATCH_POLL__INTERVAL", "2s")
+        .env("DOCKWATCH_POLL__TIMEOUT", "1500ms")
+        .stderr(std::fs::File::create(dir.join("log")).expect("log"))
+        .spawn()
+        .expect("spawn");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let body = loop {
+        if let Ok((200, _)) = http_get(port, "/-/ready") {
+            break http_get(port, "/metrics").expect("scrape").1;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not ready with the default config"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let _ = child.kill();
+    let _ = child.wait();
+    std::fs::remove_dir_all(dir).ok();
+    let s = Scrape::parse(&body);
+    assert_eq!(
+        s.get("dockwatch_daemon_up", &[("daemon", "local")]),
+        Some(1.0)
+    );
+    assert_eq!(
+        s.get("dockwatch_images", &[("daemon", "local")]),
+        Some(bed.cli_a().image_ids(&[]).len() as f64)
+    );
+}
+
+#[test]
+fn sigterm_and_sigint_stop_within_five_seconds() {
+    let bed = Testbed::get();
+    for sig in ["TERM", "INT"] {
+        let mut dw = Dockwatch::start(&format!("{}{}", bed.daemon_a("a"), bed.daemon_b("b")));
+        let sent = Instant::now();
+        dw.signal(sig);
+        let status = loop {
+            if let Some(status) = dw.child.try_wait().expect("wait") {
+                break status;
+            }
+            assert!(
+                sent.elapsed() < Duration::from_secs(5),
+                "SIG{sig}: still running after 5 s"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        assert!(status.success(), "SIG{sig}: exit status {status}");
+        assert!(dw.log().contains("shutting down"), "{}", dw.log());
+    }
+}

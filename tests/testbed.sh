@@ -1,0 +1,627 @@
+#!/usr/bin/env bash
+# Real test bed for dockwatch: two Docker Engine daemons and a registry, all on
+# this machine, only on 127.0.0.1 / unix sockets, seeded with known content.
+#
+#   tests/testbed.sh install     install the Debian packages the bed needs (if missing)
+#   tests/testbed.sh up DIR      install, generate certs, start + seed everything,
+#                                write DIR/env (plain KEY=VALUE lines)
+#   tests/testbed.sh down DIR    stop everything started by `up DIR`, unmount, rm DIR
+#
+# What `up` starts (all processes in their own session, logs under DIR):
+#   dockerd A  unix://DIR/a/docker.sock only
+#   dockerd B  tcp://127.0.0.1:PORT_B only, mutual TLS (--tlsverify)
+#   registry   docker-registry (distribution 2.8) on 127.0.0.1:PORT_R, plain HTTP
+# Seeds:
+#   A: tagged dwtest/app:1 dwtest/app:2 dwtest/tool:1 ci/builder:1 ci/runner:1
+#      ci/runner:2 (6 distinct images; dwtest/tool:1 and ci/builder:1 carry the
+#      label dwtest.group=cache), 3 dangling images; containers (all --network
+#      none): 2 running, 2 exited (codes 0 and 3), 1 created.
+#   B: tagged dwtest/app:1 remote/only:1, 2 dangling; 1 running + 1 exited (0).
+#   registry: REGISTRY/dwtest/multi:1, 3 layers (600 kB, 300 kB, 100 kB).
+#
+# Knobs (environment): TESTBED_STORAGE_DRIVER (default overlay2; empty = let
+# dockerd choose), TESTBED_DOCKER_CLI (default /usr/bin/docker, the 20.10 CLI
+# that ships with docker.io), TESTBED_TIMEOUT (readiness timeout, default 60 s).
+set -euo pipefail
+
+PACKAGES=(docker.io docker-registry prometheus busybox-static openssl curl)
+MARKER=.dockwatch-testbed
+TIMEOUT=${TESTBED_TIMEOUT:-60}
+STORAGE_DRIVER=${TESTBED_STORAGE_DRIVER-overlay2}
+
+log() { printf '[testbed] %s\n' "$*" >&2; }
+die() {
+	{
+		echo "=================================================================="
+		echo "TESTBED FAILURE: $*"
+		echo "=================================================================="
+	} >&2
+	exit 1
+}
+
+# ---------------------------------------------------------------- packages
+pkg_installed() {
+	[ "$(dpkg-query -W -f='${db:Status-Status}' "$1" 2>/dev/null)" = installed ]
+}
+
+install_packages() {
+	local missing=() p
+	for p in "${PACKAGES[@]}"; do
+		pkg_installed "$p" || missing+=("$p")
+	done
+	command -v python3 >/dev/null 2>&1 || missing+=(python3)
+	((${#missing[@]} == 0)) && return 0
+	[ "$(id -u)" = 0 ] || die "packages missing (${missing[*]}) and not root: install them with apt-get as root"
+	log "installing missing packages: ${missing[*]}"
+	# The packages' maintainer scripts would try to start system services
+	# (dockerd on /var/run/docker.sock, a registry on :5000, prometheus on
+	# :9090). Deny that with a policy-rc.d unless the machine already has one.
+	local guard=
+	if [ ! -e /usr/sbin/policy-rc.d ]; then
+		printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
+		chmod 755 /usr/sbin/policy-rc.d
+		guard=1
+	fi
+	local rc=0
+	{
+		DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300 update -q &&
+			DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300 install -y -q \
+				--no-install-recommends "${missing[@]}"
+	} >&2 || rc=$?
+	[ -z "$guard" ] || rm -f /usr/sbin/policy-rc.d
+	((rc == 0)) || die "apt-get install ${missing[*]} failed (exit $rc); see the apt output above"
+	for p in "${PACKAGES[@]}"; do
+		pkg_installed "$p" || die "package $p still not installed after apt-get"
+	done
+}
+
+# ---------------------------------------------------------------- helpers
+free_ports() { # N -> N distinct free TCP ports on 127.0.0.1, space separated
+	python3 - "$1" <<'EOF'
+import socket, sys
+socks = []
+for _ in range(int(sys.argv[1])):
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.bind(("127.0.0.1", 0))
+    socks.append(s)
+print(" ".join(str(s.getsockname()[1]) for s in socks))
+EOF
+}
+
+pick_cli() {
+	local c=${TESTBED_DOCKER_CLI:-}
+	if [ -z "$c" ]; then
+		if [ -x /usr/bin/docker ]; then c=/usr/bin/docker; else c=$(command -v docker || true); fi
+	fi
+	if [ -z "$c" ] || [ ! -x "$c" ]; then
+		die "no docker CLI found (docker.io should provide /usr/bin/docker)"
+	fi
+	printf '%s\n' "$c"
+}
+
+# docker CLI against A / B (TB, PORT_B, DOCKER_CLI set by `up`)
+dk_a() { "$DOCKER_CLI" -H "unix://$TB/a/docker.sock" "$@"; }
+dk_b() {
+	"$DOCKER_CLI" -H "tcp://127.0.0.1:$PORT_B" --tlsverify --tlscacert "$TB/certs/ca.pem" \
+		--tlscert "$TB/certs/cert.pem" --tlskey "$TB/certs/key.pem" "$@"
+}
+
+ping_a() { [ "$(curl -sS --max-time 3 --unix-socket "$TB/a/docker.sock" http://localhost/_ping 2>/dev/null)" = OK ]; }
+ping_b() {
+	[ "$(curl -sS --max-time 3 --cacert "$TB/certs/ca.pem" --cert "$TB/certs/cert.pem" \
+		--key "$TB/certs/key.pem" "https://127.0.0.1:$PORT_B/_ping" 2>/dev/null)" = OK ]
+}
+ping_r() { [ "$(curl -sS --max-time 3 -o /dev/null -w '%{http_code}' "http://127.0.0.1:$PORT_R/v2/" 2>/dev/null)" = 200 ]; }
+
+# wait_ready PID CHECK: 0 ready, 1 timeout, 2 process exited
+wait_ready() {
+	local pid=$1 check=$2 deadline=$((SECONDS + TIMEOUT))
+	while ((SECONDS < deadline)); do
+		"$check" && return 0
+		kill -0 "$pid" 2>/dev/null || { "$check" && return 0; return 2; }
+		sleep 0.2
+	done
+	"$check" && return 0
+	return 1
+}
+
+start_failure() { # NAME LOGFILE CMDFILE HINT
+	{
+		echo "=================================================================="
+		echo "TESTBED FAILURE: $1 did not answer within ${TIMEOUT}s, or it exited."
+		echo "--- last 40 lines of $2 ---"
+		tail -n 40 "$2" 2>/dev/null || echo "(no log)"
+		echo "--- command line (in $3) ---"
+		cat "$3" 2>/dev/null || true
+		echo "--- how to fix ---"
+		printf '%s\n' "$4"
+		echo "Run the command line above by hand in the foreground to see it fail live;"
+		echo "tear the half-started bed down with: tests/testbed.sh down $TB"
+		echo "=================================================================="
+	} >&2
+	exit 1
+}
+
+DOCKERD_HINT='- must run as root; cgroups must be mounted under /sys/fs/cgroup
+- "driver not supported" / overlay errors: set TESTBED_STORAGE_DRIVER=vfs (or
+  TESTBED_STORAGE_DRIVER= to let dockerd choose) and rerun
+- "address already in use": another process took the port; just rerun (fresh ports)
+- missing binaries: apt-get install docker.io (dockerd, containerd, runc)'
+
+# unmount everything at or below PATH, deepest first, lazily if busy
+unmount_under() {
+	local m p
+	for _ in 1 2 3; do
+		m=$(awk -v d="$1" '{ p = $5; gsub(/\\040/, " ", p); if (p == d || index(p, d "/") == 1) print p }' /proc/self/mountinfo | sort -r)
+		[ -n "$m" ] || return 0
+		while IFS= read -r p; do
+			umount "$p" 2>/dev/null || umount -l "$p" 2>/dev/null || true
+		done <<<"$m"
+	done
+	return 0
+}
+
+# ---------------------------------------------------------------- certs
+gen_certs() { # DIR
+	local d=$1
+	mkdir -p "$d"
+	cat >"$d/openssl.cnf" <<'EOF'
+[req]
+distinguished_name = dn
+prompt = no
+[dn]
+CN = dockwatch-testbed
+[ca_ext]
+basicConstraints = critical,CA:TRUE
+keyUsage = critical,keyCertSign,cRLSign,digitalSignature
+subjectKeyIdentifier = hash
+[server_ext]
+basicConstraints = critical,CA:FALSE
+keyUsage = critical,digitalSignature,keyEncipherment
+extendedKeyUsage = serverAuth
+subjectAltName = IP:127.0.0.1,DNS:localhost
+subjectKeyIdentifier = hash
+authorityKeyIdentifier = keyid
+[client_ext]
+basicConstraints = critical,CA:FALSE
+keyUsage = critical,digitalSignature,keyEncipherment
+extendedKeyUsage = clientAuth
+subjectKeyIdentifier = hash
+authorityKeyIdentifier = keyid
+EOF
+	local o=(openssl)
+	key() { "${o[@]}" genrsa -out "$1" 2048 2>/dev/null; }
+	ca() { # CAKEY CAPEM CN
+		"${o[@]}" req -x509 -new -config "$d/openssl.cnf" -extensions ca_ext -key "$1" \
+			-subj "/CN=$3" -days 3650 -sha256 -out "$2"
+	}
+	leaf() { # KEY OUT CN EXT CAPEM CAKEY
+		"${o[@]}" req -new -config "$d/openssl.cnf" -key "$1" -subj "/CN=$3" -out "$2.csr"
+		"${o[@]}" x509 -req -in "$2.csr" -CA "$5" -CAkey "$6" -set_serial "0x$(openssl rand -hex 12)" \
+			-days 825 -sha256 -extfile "$d/openssl.cnf" -extensions "$4" -out "$2" 2>/dev/null
+		rm -f "$2.csr"
+	}
+	(
+		cd "$d"
+		key ca-key.pem & key server-key.pem & key key.pem &
+		key wrong-ca-key.pem & key wrong-key.pem &
+		wait
+		ca ca-key.pem ca.pem "dockwatch test CA"
+		ca wrong-ca-key.pem wrong-ca.pem "dockwatch WRONG test CA"
+		leaf server-key.pem server-cert.pem localhost server_ext ca.pem ca-key.pem
+		leaf key.pem cert.pem dockwatch-client client_ext ca.pem ca-key.pem
+		leaf wrong-key.pem wrong-cert.pem dockwatch-wrong-client client_ext wrong-ca.pem wrong-ca-key.pem
+		chmod 600 ./*key.pem
+		openssl verify -CAfile ca.pem server-cert.pem cert.pem >/dev/null
+		openssl verify -CAfile wrong-ca.pem wrong-cert.pem >/dev/null
+	) || die "certificate generation with openssl failed"
+}
+
+# ---------------------------------------------------------------- daemons
+start_dockerd() { # SUBDIR DRIVER EXTRA_ARGS... ; sets START_PID
+	local d=$1 driver=$2
+	shift 2
+	mkdir -p "$d/data" "$d/exec"
+	# own daemon.json: isolates from /etc/docker/daemon.json, and moves the
+	# trust key (daemon ID) off the shared /etc/docker/key.json, so A and B
+	# report distinct IDs and the host's /etc/docker is left untouched.
+	printf '{"deprecated-key-path": "%s/key.json"}\n' "$d" >"$d/daemon.json"
+	local args=(
+		--data-root "$d/data" --exec-root "$d/exec" --pidfile "$d/dockerd.pid"
+		--config-file "$d/daemon.json"
+		--bridge=none --iptables=false --ip-masq=false
+	)
+	[ -z "$driver" ] || args+=(--storage-driver "$driver")
+	args+=("$@")
+	printf '%q ' dockerd "${args[@]}" >"$d/dockerd.cmd"
+	echo >>"$d/dockerd.cmd"
+	setsid dockerd "${args[@]}" </dev/null >>"$d/dockerd.log" 2>&1 &
+	START_PID=$!
+}
+
+# start A or B, wait for /_ping, fall back to dockerd's own storage driver choice
+# if the requested one does not work here. Sets the pid in A_PID / B_PID.
+bring_up_dockerd() { # a|b
+	local side=$1 d="$TB/$1" check=ping_$1 extra=() rc=0
+	if [ "$side" = a ]; then
+		extra=(-H "unix://$d/docker.sock")
+	else
+		extra=(-H "tcp://127.0.0.1:$PORT_B" --tlsverify --tlscacert "$TB/certs/ca.pem"
+			--tlscert "$TB/certs/server-cert.pem" --tlskey "$TB/certs/server-key.pem")
+	fi
+	start_dockerd "$d" "$STORAGE_DRIVER" "${extra[@]}"
+	wait_ready "$START_PID" "$check" || rc=$?
+	if ((rc == 2)) && [ -n "$STORAGE_DRIVER" ] &&
+		grep -qiE 'storage.driver|graphdriver|driver not supported|overlay' "$d/dockerd.log"; then
+		log "dockerd $side: storage driver $STORAGE_DRIVER failed here; retrying with dockerd's own choice"
+		echo "----- retry without --storage-driver -----" >>"$d/dockerd.log"
+		unmount_under "$d/data"
+		unmount_under "$d/exec"
+		rm -rf --one-file-system "$d/data" "$d/exec"
+		start_dockerd "$d" "" "${extra[@]}"
+		rc=0
+		wait_ready "$START_PID" "$check" || rc=$?
+	fi
+	((rc == 0)) || start_failure "dockerd $side" "$d/dockerd.log" "$d/dockerd.cmd" "$DOCKERD_HINT"
+	echo "$START_PID" >"$d/pid"
+}
+
+start_registry() {
+	local d="$TB/registry"
+	mkdir -p "$d/data"
+	cat >"$d/config.yml" <<EOF
+version: 0.1
+log:
+  level: info
+  fields:
+    service: registry
+storage:
+  filesystem:
+    rootdirectory: $d/data
+  delete:
+    enabled: true
+http:
+  addr: 127.0.0.1:$PORT_R
+EOF
+	printf '%q ' docker-registry serve "$d/config.yml" >"$d/registry.cmd"
+	setsid docker-registry serve "$d/config.yml" </dev/null >>"$d/registry.log" 2>&1 &
+	REGISTRY_PID=$!
+	echo "$REGISTRY_PID" >"$d/pid"
+}
+
+# ---------------------------------------------------------------- seeds
+# import_image DK_FUNC ROOTFS REF|'' [--change ...]...
+# Every image gets a file with unique content, so every image id is distinct.
+import_image() {
+	local dk=$1 rootfs=$2 ref=$3
+	shift 3
+	printf 'dockwatch seed %s %s %s\n' "${ref:-dangling}" "$(date +%s%N)" "$RANDOM$RANDOM" >"$rootfs/etc/dwtest-seed"
+	local changes=(--change 'CMD ["/bin/busybox","sleep","3600"]' "$@")
+	if [ -n "$ref" ]; then
+		tar -C "$rootfs" -cf - . | "$dk" import "${changes[@]}" - "$ref" >/dev/null
+	else
+		tar -C "$rootfs" -cf - . | "$dk" import "${changes[@]}" - >/dev/null
+	fi
+}
+
+make_rootfs() { # DIR
+	mkdir -p "$1/bin" "$1/etc" "$1/tmp"
+	cp /bin/busybox "$1/bin/busybox"
+	ln -sf busybox "$1/bin/sh"
+}
+
+expect_count() { # WHAT EXPECTED ACTUAL
+	[ "$2" = "$3" ] || die "seed check failed: $1: expected $2, found $3"
+}
+
+seed_a() {
+	local r="$TB/seed/a-rootfs" cache=(--change 'LABEL dwtest.group=cache')
+	make_rootfs "$r"
+	import_image dk_a "$r" dwtest/app:1
+	import_image dk_a "$r" dwtest/app:2
+	import_image dk_a "$r" dwtest/tool:1 "${cache[@]}"
+	import_image dk_a "$r" ci/builder:1 "${cache[@]}"
+	import_image dk_a "$r" ci/runner:1
+	import_image dk_a "$r" ci/runner:2
+	import_image dk_a "$r" ""
+	import_image dk_a "$r" ""
+	import_image dk_a "$r" ""
+
+	dk_a run -d --network none --name dwtest-a-running-1 dwtest/app:1 >/dev/null
+	dk_a run -d --network none --name dwtest-a-running-2 dwtest/tool:1 >/dev/null
+	dk_a run --network none --name dwtest-a-exited-0 dwtest/app:2 /bin/busybox true
+	local rc=0
+	dk_a run --network none --name dwtest-a-exited-3 ci/runner:1 /bin/busybox sh -c 'exit 3' || rc=$?
+	expect_count "exit code of dwtest-a-exited-3" 3 "$rc"
+	dk_a create --network none --name dwtest-a-created ci/runner:2 >/dev/null
+
+	# 3-layer image for the registry: built on A, pushed, removed from A again.
+	local ctx="$TB/seed/multi"
+	mkdir -p "$ctx"
+	head -c 600000 /dev/urandom >"$ctx/layer1.bin"
+	head -c 300000 /dev/urandom >"$ctx/layer2.bin"
+	head -c 100000 /dev/urandom >"$ctx/layer3.bin"
+	printf 'FROM scratch\nCOPY layer1.bin /layer1.bin\nCOPY layer2.bin /layer2.bin\nCOPY layer3.bin /layer3.bin\n' >"$ctx/Dockerfile"
+	local ref="127.0.0.1:$PORT_R/dwtest/multi:1"
+	DOCKER_BUILDKIT=0 dk_a build --network none -q -t "$ref" "$ctx" >/dev/null
+	dk_a push "$ref" >/dev/null
+	dk_a rmi "$ref" >/dev/null
+}
+
+seed_b() {
+	local r="$TB/seed/b-rootfs"
+	make_rootfs "$r"
+	import_image dk_b "$r" dwtest/app:1
+	import_image dk_b "$r" remote/only:1
+	import_image dk_b "$r" ""
+	import_image dk_b "$r" ""
+	dk_b run -d --network none --name dwtest-b-running-1 remote/only:1 >/dev/null
+	dk_b run --network none --name dwtest-b-exited-0 dwtest/app:1 /bin/busybox true
+}
+
+check_seeds() {
+	local n
+	n=$(dk_a images -a -q | wc -l)
+	expect_count "A: all images" 9 "$n"
+	n=$(dk_a images -q --filter dangling=true | wc -l)
+	expect_count "A: dangling images" 3 "$n"
+	n=$(dk_a images -q --filter label=dwtest.group=cache | wc -l)
+	expect_count "A: images labelled dwtest.group=cache" 2 "$n"
+	n=$(dk_a ps -a -q | wc -l)
+	expect_count "A: containers" 5 "$n"
+	n=$(dk_a ps -q --filter status=running | wc -l)
+	expect_count "A: running containers" 2 "$n"
+	n=$(dk_b images -a -q | wc -l)
+	expect_count "B: all images" 4 "$n"
+	n=$(dk_b images -q --filter dangling=true | wc -l)
+	expect_count "B: dangling images" 2 "$n"
+	n=$(dk_b ps -a -q | wc -l)
+	expect_count "B: containers" 2 "$n"
+	n=$(curl -fsS -H 'Accept: application/vnd.docker.distribution.manifest.v2+json' \
+		"http://127.0.0.1:$PORT_R/v2/dwtest/multi/manifests/1" |
+		python3 -c 'import json,sys; print(len(json.load(sys.stdin)["layers"]))')
+	expect_count "registry: layers of dwtest/multi:1" 3 "$n"
+}
+
+# ---------------------------------------------------------------- up
+cmd_up() {
+	local dir=$1 t0=$SECONDS
+	# any unexpected failure (set -e) must be loud, also inside subshells
+	set -E
+	trap 'die "unexpected failure (exit $?) in ${FUNCNAME[0]:-main} at line $LINENO: $BASH_COMMAND"' ERR
+	install_packages
+	if [ -e "$dir/$MARKER" ]; then
+		log "$dir holds an old test bed: tearing it down first"
+		(
+			trap - ERR
+			cmd_down "$dir"
+		)
+	fi
+	mkdir -p "$dir"
+	[ -z "$(ls -A "$dir")" ] || die "$dir exists and is not empty (and is no test bed): pass a new or empty DIR"
+	TB=$(cd "$dir" && pwd -P)
+	touch "$TB/$MARKER"
+	mkdir -p "$TB/a" "$TB/b" "$TB/registry" "$TB/seed" "$TB/cli"
+	# keep the CLI away from ~/.docker (contexts, credentials, hints)
+	export DOCKER_CONFIG="$TB/cli" DOCKER_CLI_HINTS=false
+	unset DOCKER_HOST DOCKER_TLS_VERIFY DOCKER_CERT_PATH DOCKER_CONTEXT
+	DOCKER_CLI=$(pick_cli)
+	local ports
+	ports=$(free_ports 2)
+	read -r PORT_B PORT_R <<<"$ports"
+
+	gen_certs "$TB/certs"
+
+	start_registry
+	# B is brought up in the background while A comes up in the foreground.
+	(bring_up_dockerd b 2>"$TB/b/start.err") &
+	local bpid=$!
+	bring_up_dockerd a
+	wait "$bpid" || {
+		cat "$TB/b/start.err" >&2
+		exit 1
+	}
+	cat "$TB/b/start.err" >&2
+	DOCKERD_A_PID=$(cat "$TB/a/pid")
+	DOCKERD_B_PID=$(cat "$TB/b/pid")
+	local rc=0
+	wait_ready "$REGISTRY_PID" ping_r || rc=$?
+	((rc == 0)) || start_failure "docker-registry" "$TB/registry/registry.log" "$TB/registry/registry.cmd" \
+		"- apt-get install docker-registry; the port is fresh, so 'address in use' means a race: rerun"
+
+	# Both seed in parallel. They run as background jobs (not in `|| ...`) so
+	# that set -e stays in force inside them.
+	(seed_b >"$TB/b/seed.log" 2>&1) &
+	bpid=$!
+	(seed_a >"$TB/a/seed.log" 2>&1) &
+	local apid=$!
+	wait "$apid" || {
+		tail -n 30 "$TB/a/seed.log" >&2
+		die "seeding dockerd A failed (log: $TB/a/seed.log)"
+	}
+	wait "$bpid" || {
+		tail -n 30 "$TB/b/seed.log" >&2
+		die "seeding dockerd B failed (log: $TB/b/seed.log)"
+	}
+	check_seeds
+
+	local driver
+	driver=$(dk_a info --format '{{.Driver}}')
+	cat >"$TB/env.tmp" <<EOF
+TESTBED_DIR=$TB
+DOCKER_A=unix://$TB/a/docker.sock
+DOCKER_A_SOCKET=$TB/a/docker.sock
+DOCKER_B=tcp://127.0.0.1:$PORT_B
+DOCKER_B_PORT=$PORT_B
+TLS_CA=$TB/certs/ca.pem
+TLS_CERT=$TB/certs/cert.pem
+TLS_KEY=$TB/certs/key.pem
+WRONG_CA=$TB/certs/wrong-ca.pem
+WRONG_CERT=$TB/certs/wrong-cert.pem
+WRONG_KEY=$TB/certs/wrong-key.pem
+REGISTRY=127.0.0.1:$PORT_R
+REGISTRY_PORT=$PORT_R
+REGISTRY_IMAGE=127.0.0.1:$PORT_R/dwtest/multi:1
+REGISTRY_CONFIG=$TB/registry/config.yml
+DOCKERD_A_PID=$DOCKERD_A_PID
+DOCKERD_B_PID=$DOCKERD_B_PID
+REGISTRY_PID=$REGISTRY_PID
+DOCKERD_A_LOG=$TB/a/dockerd.log
+DOCKERD_B_LOG=$TB/b/dockerd.log
+REGISTRY_LOG=$TB/registry/registry.log
+STORAGE_DRIVER=$driver
+DOCKER_CLI=$DOCKER_CLI
+EOF
+	mv "$TB/env.tmp" "$TB/env"
+	echo "testbed up in $((SECONDS - t0))s: A=unix://$TB/a/docker.sock B=tcp://127.0.0.1:$PORT_B (mTLS) registry=127.0.0.1:$PORT_R storage=$driver env=$TB/env"
+}
+
+# ---------------------------------------------------------------- down
+# pid_of_ours PIDFILE: the pid, only if that process still runs and its command
+# line names this bed's directory (no killing of a recycled pid).
+pid_of_ours() {
+	local p
+	p=$(cat "$1" 2>/dev/null) || return 1
+	[[ $p =~ ^[0-9]+$ ]] || return 1
+	tr '\0' ' ' 2>/dev/null <"/proc/$p/cmdline" | grep -qF "$TB/" || return 1
+	echo "$p"
+}
+
+stop_pids() { # GRACE_SECONDS PID... : SIGTERM, wait, SIGKILL
+	local grace=$1 p deadline alive
+	shift
+	(($# > 0)) || return 0
+	kill -TERM "$@" 2>/dev/null
+	kill -CONT "$@" 2>/dev/null # a test may have frozen one (SIGSTOP)
+	deadline=$((SECONDS + grace))
+	while ((SECONDS < deadline)); do
+		alive=0
+		for p in "$@"; do kill -0 "$p" 2>/dev/null && alive=1; done
+		((alive)) || return 0
+		sleep 0.2
+	done
+	for p in "$@"; do
+		kill -0 "$p" 2>/dev/null && { log "pid $p did not stop in ${grace}s: SIGKILL"; kill -KILL "$p" 2>/dev/null; }
+	done
+	return 0
+}
+
+# every process whose command line names a daemon dir of this bed (dockerd,
+# its managed containerd, containerd-shim-runc-v2, the registry)
+bed_pids() {
+	local p
+	for p in /proc/[0-9]*; do
+		p=${p#/proc/}
+		[ "$p" = $$ ] && continue
+		[ "$p" = "$BASHPID" ] && continue
+		tr '\0' ' ' 2>/dev/null <"/proc/$p/cmdline" |
+			grep -qF -e "$TB/a/" -e "$TB/b/" -e "$TB/registry/" && echo "$p"
+	done
+	return 0
+}
+
+cmd_down() {
+	local dir=$1
+	set +e
+	if [ ! -d "$dir" ]; then
+		log "down: $dir does not exist; nothing to do"
+		return 0
+	fi
+	TB=$(cd "$dir" && pwd -P)
+	if [ ! -e "$TB/$MARKER" ]; then
+		if [ -z "$(ls -A "$TB")" ]; then rmdir "$TB"; else log "down: $TB is no test bed (no $MARKER): left alone"; fi
+		return 0
+	fi
+	if [ "$TB" = / ] || [ "${#TB}" -lt 5 ]; then
+		log "down: refusing to touch $TB"
+		return 0
+	fi
+	export DOCKER_CONFIG="$TB/cli" DOCKER_CLI_HINTS=false
+	DOCKER_CLI=$(grep -s '^DOCKER_CLI=' "$TB/env" | cut -d= -f2-)
+	[ -n "$DOCKER_CLI" ] || DOCKER_CLI=$(command -v docker || echo /usr/bin/docker)
+	PORT_B=$(grep -s '^DOCKER_B_PORT=' "$TB/env" | cut -d= -f2-)
+
+	local reg a b
+	reg=$(pid_of_ours "$TB/registry/pid")
+	a=$(pid_of_ours "$TB/a/dockerd.pid" || pid_of_ours "$TB/a/pid")
+	b=$(pid_of_ours "$TB/b/dockerd.pid" || pid_of_ours "$TB/b/pid")
+	# The registry takes ~2 s to drain: start that now.
+	[ -z "$reg" ] || kill -TERM "$reg" 2>/dev/null
+	# Kill running containers first: `sleep` as PID 1 ignores SIGTERM, so a
+	# dockerd shutdown would otherwise wait 10 s for each of them.
+	if [ -n "$a" ]; then
+		timeout 10 "$DOCKER_CLI" -H "unix://$TB/a/docker.sock" ps -q 2>/dev/null |
+			xargs -r timeout 10 "$DOCKER_CLI" -H "unix://$TB/a/docker.sock" kill >/dev/null 2>&1 &
+	fi
+	if [ -n "$b" ] && [ -n "$PORT_B" ]; then
+		local tls=(-H "tcp://127.0.0.1:$PORT_B" --tlsverify --tlscacert "$TB/certs/ca.pem"
+			--tlscert "$TB/certs/cert.pem" --tlskey "$TB/certs/key.pem")
+		timeout 10 "$DOCKER_CLI" "${tls[@]}" ps -q 2>/dev/null |
+			xargs -r timeout 10 "$DOCKER_CLI" "${tls[@]}" kill >/dev/null 2>&1 &
+	fi
+	wait
+	# shellcheck disable=SC2086 # empty pids vanish on purpose
+	stop_pids 15 $reg $a $b
+
+	# leftovers: managed containerd, containerd-shim-runc-v2 (their command
+	# lines name the exec-root under this bed), then container processes.
+	local left
+	left=$(bed_pids)
+	if [ -n "$left" ]; then
+		log "down: killing leftover processes of this bed: ${left//$'\n'/ }"
+		# shellcheck disable=SC2086
+		stop_pids 3 $left
+	fi
+	local ids=() c h
+	for c in "$TB"/a/data/containers/*/ "$TB"/b/data/containers/*/; do
+		[ -d "$c" ] || continue
+		ids+=("$(basename "$c")")
+		# a shim that was SIGKILLed leaves its socket in /run/containerd/s,
+		# named sha256(containerd address + /moby/ + id) (containerd 1.6)
+		c=${c%/}
+		h=$(printf '%s' "${c%%/data/containers/*}/exec/containerd/containerd.sock/moby/${ids[-1]}" | sha256sum)
+		rm -f "/run/containerd/s/${h%% *}"
+	done
+	if ((${#ids[@]})); then
+		local pat=() id p
+		for id in "${ids[@]}"; do pat+=(-e "$id"); done
+		for p in /proc/[0-9]*; do
+			grep -qsF "${pat[@]}" "$p/cgroup" && kill -KILL "${p#/proc/}" 2>/dev/null
+		done
+		sleep 0.2
+		for id in "${ids[@]}"; do
+			find /sys/fs/cgroup -depth -type d -name "$id" -exec rmdir {} \; 2>/dev/null
+		done
+	fi
+
+	unmount_under "$TB"
+
+	rm -rf --one-file-system "$TB" 2>/dev/null || rm -rf --one-file-system "$TB"
+	[ ! -e "$TB" ] || log "down: could not remove all of $TB"
+	log "down: $TB torn down"
+	return 0
+}
+
+usage() {
+	echo "usage: $0 install | up DIR | down DIR" >&2
+	exit 2
+}
+
+main() {
+	(($# >= 1)) || usage
+	case $1 in
+	install) install_packages ;;
+	up)
+		(($# == 2)) || usage
+		cmd_up "$2"
+		;;
+	down)
+		(($# == 2)) || usage
+		cmd_down "$2" || true
+		exit 0
+		;;
+	*) usage ;;
+	esac
+}
+
+main "$@"
