@@ -7,6 +7,7 @@ pub mod config;
 pub mod docker;
 pub mod metrics;
 pub mod poller;
+pub mod progress;
 pub mod server;
 pub mod state;
 

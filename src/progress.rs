@@ -1,0 +1,486 @@
+//! A pure fold of the `POST /images/create` stream into per-layer state and
+//! pull totals. The same fold feeds the pull metrics, `/pulls` and the
+//! terminal bars, so they cannot disagree.
+//!
+//! The fold is order- and repetition-proof: a layer's status only moves
+//! forward, byte counts only grow, and each layer id is one entry however
+//! often it appears.
+
+use std::collections::HashMap;
+
+use serde::{Deserialize, Serialize};
+
+/// At most this many layers are tracked; a stream naming more is not a real
+/// pull and the rest are ignored, so a hostile stream cannot grow memory.
+pub const MAX_LAYERS: usize = 512;
+/// Longest layer id or message kept, in bytes.
+const MAX_TEXT: usize = 512;
+
+/// One line of the stream, as dockerd and Podman send it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+pub struct PullEvent {
+    #[serde(default)]
+    pub status: Option<String>,
+    #[serde(default)]
+    pub id: Option<String>,
+    #[serde(default, rename = "progressDetail")]
+    pub progress_detail: Option<ProgressDetail>,
+    #[serde(default)]
+    pub error: Option<String>,
+    #[serde(default, rename = "errorDetail")]
+    pub error_detail: Option<ErrorDetail>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+pub struct ProgressDetail {
+    #[serde(default)]
+    pub current: Option<i64>,
+    #[serde(default)]
+    pub total: Option<i64>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+pub struct ErrorDetail {
+    #[serde(default)]
+    pub message: Option<String>,
+}
+
+/// A line that is not a pull event.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("not a pull event: {0}")]
+pub struct BadLine(String);
+
+impl PullEvent {
+    /// Parses one JSON line of the stream.
+    pub fn parse(line: &[u8]) -> Result<Self, BadLine> {
+        serde_json::from_slice(line).map_err(|e| BadLine(e.to_string()))
+    }
+
+    /// The error this event carries, if any.
+    pub fn error_message(&self) -> Option<&str> {
+        self.error_detail
+            .as_ref()
+            .and_then(|d| d.message.as_deref())
+            .or(self.error.as_deref())
+    }
+}
+
+impl From<&bollard::models::CreateImageInfo> for PullEvent {
+    fn from(info: &bollard::models::CreateImageInfo) -> Self {
+        Self {
+            status: info.status.clone(),
+            id: info.id.clone(),
+            progress_detail: info.progress_detail.as_ref().map(|p| ProgressDetail {
+                current: p.current,
+                total: p.total,
+            }),
+            error: None,
+            error_detail: info.error_detail.as_ref().map(|d| ErrorDetail {
+                message: d.message.clone(),
+            }),
+        }
+    }
+}
+
+/// Where a layer is. The order is the order of a normal pull; a layer only
+/// moves forward.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LayerStatus {
+    Waiting,
+    Downloading,
+    Verifying,
+    Downloaded,
+    Extracting,
+    Complete,
+    /// Already on the daemon; nothing to fetch.
+    AlreadyExists,
+}
+
+impl LayerStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Waiting => "waiting",
+            Self::Downloading => "downloading",
+            Self::Verifying => "verifying",
+            Self::Downloaded => "downloaded",
+            Self::Extracting => "extracting",
+            Self::Complete => "complete",
+            Self::AlreadyExists => "already_exists",
+        }
+    }
+
+    /// Fetched from the registry (as opposed to already there or not yet).
+    pub fn fetched(self) -> bool {
+        matches!(self, Self::Downloaded | Self::Extracting | Self::Complete)
+    }
+}
+
+/// Bytes done of a phase; `total` when the daemon said.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Bytes {
+    pub current: u64,
+    pub total: Option<u64>,
+}
+
+impl Bytes {
+    fn update(&mut self, detail: Option<&ProgressDetail>) -> bool {
+        let Some(d) = detail else { return false };
+        let before = *self;
+        // Negative numbers mean "unknown" to the daemon.
+        if let Some(t) = d.total.and_then(|t| u64::try_from(t).ok()).filter(|t| *t > 0) {
+            self.total = Some(self.total.map_or(t, |old| old.max(t)));
+        }
+        if let Some(c) = d.current.and_then(|c| u64::try_from(c).ok()) {
+            self.current = self.current.max(c);
+        }
+        *self != before
+    }
+
+    fn finish(&mut self) {
+        if let Some(t) = self.total {
+            self.current = self.current.max(t);
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Layer {
+    pub id: String,
+    pub status: LayerStatus,
+    pub download: Bytes,
+    pub extract: Bytes,
+}
+
+impl Layer {
+    /// The compressed size, from whichever phase told it.
+    pub fn size(&self) -> Option<u64> {
+        self.download.total.or(self.extract.total)
+    }
+
+    /// Bytes fetched from the registry so far.
+    pub fn downloaded(&self) -> u64 {
+        match self.status {
+            LayerStatus::AlreadyExists => 0,
+            s if s.fetched() => self.size().unwrap_or(0).max(self.download.current),
+            _ => self.download.current,
+        }
+    }
+}
+
+/// How a pull ended well, from the stream's final status line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Finish {
+    /// "Status: Downloaded newer image for ..."
+    Updated,
+    /// "Status: Image is up to date for ..."
+    UpToDate,
+}
+
+/// Totals over all layers.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Totals {
+    pub layers: u64,
+    pub layers_downloaded: u64,
+    pub layers_already_exist: u64,
+    pub downloaded_bytes: u64,
+    /// Bytes to fetch, as far as the daemon has told sizes.
+    pub expected_bytes: u64,
+    pub extracted_bytes: u64,
+}
+
+/// The folded state of one pull.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Progress {
+    /// In order of first appearance.
+    pub layers: Vec<Layer>,
+    pub digest: Option<String>,
+    pub finish: Option<Finish>,
+    /// The first error the stream carried.
+    pub error: Option<String>,
+    /// Events folded so far.
+    pub events: u64,
+    #[serde(skip)]
+    index: HashMap<String, usize>,
+}
+
+fn clip(s: &str) -> String {
+    if s.len() <= MAX_TEXT {
+        return s.to_owned();
+    }
+    let mut end = MAX_TEXT;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &s[..end])
+}
+
+impl Progress {
+    /// Folds one event in. Returns true if the pull moved forward (a new
+    /// layer, a later status, more bytes, a final status or an error): what
+    /// stall detection counts as progress.
+    pub fn apply(&mut self, ev: &PullEvent) -> bool {
+        self.events += 1;
+        if let Some(msg) = ev.error_message() {
+            if self.error.is_none() {
+                self.error = Some(clip(msg));
+                return true;
+            }
+            return false;
+        }
+        let Some(status) = ev.status.as_deref() else {
+            return false;
+        };
+        if let Some(rest) = status.strip_prefix("Status: ") {
+            let finish = if rest.starts_with("Downloaded newer image") {
+                Finish::Updated
+            } else if rest.starts_with("Image is up to date") {
+                Finish::UpToDate
+            } else {
+                return false;
+            };
+            let changed = self.finish != Some(finish);
+            self.finish = Some(finish);
+            return changed;
+        }
+        if let Some(digest) = status.strip_prefix("Digest: ") {
+            let changed = self.digest.is_none();
+            self.digest.get_or_insert_with(|| clip(digest.trim()));
+            return changed;
+        }
+        let to = match status {
+            "Pulling fs layer" | "Waiting" => LayerStatus::Waiting,
+            "Downloading" => LayerStatus::Downloading,
+            "Verifying Checksum" => LayerStatus::Verifying,
+            "Download complete" => LayerStatus::Downloaded,
+            "Extracting" => LayerStatus::Extracting,
+            "Pull complete" => LayerStatus::Complete,
+            "Already exists" => LayerStatus::AlreadyExists,
+            // "Pulling from ...", "Retrying in N seconds" and anything new
+            // say nothing about a layer's bytes.
+            _ => return false,
+        };
+        let Some(id) = ev.id.as_deref().filter(|id| !id.is_empty()) else {
+            return false;
+        };
+        self.layer_event(id, to, ev.progress_detail.as_ref())
+    }
+
+    fn layer_event(&mut self, id: &str, to: LayerStatus, detail: Option<&ProgressDetail>) -> bool {
+        let mut changed = false;
+        let i = if let Some(&i) = self.index.get(id) {
+            i
+        } else {
+            if self.layers.len() >= MAX_LAYERS {
+                return false;
+            }
+            let id = clip(id);
+            self.index.insert(id.clone(), self.layers.len());
+            self.layers.push(Layer {
+                id,
+                status: LayerStatus::Waiting,
+                download: Bytes::default(),
+                extract: Bytes::default(),
+            });
+            changed = true;
+            self.layers.len() - 1
+        };
+        let layer = &mut self.layers[i];
+        let from = layer.status;
+        // "Already exists" comes instead of a download, never after one; a
+        // layer that is already there takes no later status.
+        let next = match (from, to) {
+            (LayerStatus::Waiting, LayerStatus::AlreadyExists) => to,
+            (LayerStatus::AlreadyExists, _) | (_, LayerStatus::AlreadyExists) => from,
+            _ => from.max(to),
+        };
+        changed |= next != from;
+        layer.status = next;
+        match to {
+            LayerStatus::Downloading => changed |= layer.download.update(detail),
+            LayerStatus::Extracting => changed |= layer.extract.update(detail),
+            _ => {}
+        }
+        if layer.status.fetched() {
+            layer.download.finish();
+        }
+        if layer.status == LayerStatus::Complete {
+            layer.extract.finish();
+        }
+        changed
+    }
+
+    pub fn totals(&self) -> Totals {
+        let mut t = Totals::default();
+        for l in &self.layers {
+            t.layers += 1;
+            match l.status {
+                LayerStatus::AlreadyExists => t.layers_already_exist += 1,
+                s if s.fetched() => t.layers_downloaded += 1,
+                _ => {}
+            }
+            t.downloaded_bytes += l.downloaded();
+            if l.status != LayerStatus::AlreadyExists {
+                t.expected_bytes += l.size().unwrap_or(0);
+            }
+            t.extracted_bytes += l.extract.current;
+        }
+        t
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const COLD: &str = include_str!("../tests/streams/dockerd-20.10-cold-3-layers.jsonl");
+    const UP_TO_DATE: &str = include_str!("../tests/streams/dockerd-20.10-up-to-date.jsonl");
+    const SHARED: &str = include_str!("../tests/streams/dockerd-20.10-shared-layers.jsonl");
+
+    fn events(text: &str) -> Vec<PullEvent> {
+        text.lines()
+            .map(|l| PullEvent::parse(l.as_bytes()).expect("captured line parses"))
+            .collect()
+    }
+
+    fn fold<'a>(events: impl IntoIterator<Item = &'a PullEvent>) -> Progress {
+        let mut p = Progress::default();
+        for e in events {
+            p.apply(e);
+        }
+        p
+    }
+
+    #[test]
+    fn cold_pull_of_three_layers() {
+        let p = fold(&events(COLD));
+        assert_eq!(p.finish, Some(Finish::Updated));
+        assert_eq!(p.error, None);
+        assert!(p.digest.as_deref().is_some_and(|d| d.starts_with("sha256:14af9c97")));
+        let t = p.totals();
+        assert_eq!(t.layers, 3);
+        assert_eq!(t.layers_downloaded, 3);
+        assert_eq!(t.layers_already_exist, 0);
+        // The three compressed sizes the daemon reported.
+        assert_eq!(t.downloaded_bytes, 6_002_028 + 3_001_122 + 1_000_497);
+        assert_eq!(t.expected_bytes, t.downloaded_bytes);
+        assert_eq!(t.extracted_bytes, t.downloaded_bytes);
+        assert!(p.layers.iter().all(|l| l.status == LayerStatus::Complete));
+        let ids: Vec<_> = p.layers.iter().map(|l| l.id.as_str()).collect();
+        assert_eq!(ids, ["b5bb2653a176", "29a62c316671", "7e14fc045699"]);
+    }
+
+    #[test]
+    fn up_to_date_pull() {
+        let p = fold(&events(UP_TO_DATE));
+        assert_eq!(p.finish, Some(Finish::UpToDate));
+        assert_eq!(p.totals(), Totals::default());
+    }
+
+    #[test]
+    fn shared_layers_count_as_already_existing() {
+        let t = fold(&events(SHARED)).totals();
+        assert_eq!(t.layers, 4);
+        assert_eq!(t.layers_already_exist, 3);
+        assert_eq!(t.layers_downloaded, 1);
+        assert_eq!(t.downloaded_bytes, 2_000_812);
+        assert_eq!(t.expected_bytes, 2_000_812);
+    }
+
+    #[test]
+    fn order_and_repetition_do_not_change_the_result() {
+        let evs = events(COLD);
+        let want = fold(&evs);
+        // Reversed, and every event twice, and a deterministic shuffle.
+        let reversed: Vec<_> = evs.iter().rev().collect();
+        let twice: Vec<_> = evs.iter().flat_map(|e| [e, e]).collect();
+        let mut shuffled: Vec<_> = evs.iter().collect();
+        let mut seed = 0x9e37_79b9_7f4a_7c15_u64;
+        for i in (1..shuffled.len()).rev() {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            let j = usize::try_from(seed % (i as u64 + 1)).expect("small");
+            shuffled.swap(i, j);
+        }
+        for (name, order) in [("reversed", reversed), ("twice", twice), ("shuffled", shuffled)] {
+            let got = fold(order);
+            assert_eq!(got.totals(), want.totals(), "{name}");
+            assert_eq!(got.finish, want.finish, "{name}");
+            let mut a: Vec<_> = got.layers.iter().map(|l| (&l.id, l.status)).collect();
+            let mut b: Vec<_> = want.layers.iter().map(|l| (&l.id, l.status)).collect();
+            a.sort();
+            b.sort();
+            assert_eq!(a, b, "{name}");
+        }
+    }
+
+    #[test]
+    fn repeated_events_are_not_progress() {
+        let evs = events(COLD);
+        let mut p = Progress::default();
+        for e in &evs {
+            p.apply(e);
+        }
+        for e in &evs {
+            assert!(!p.apply(e), "replayed {e:?} counted as progress");
+        }
+    }
+
+    #[test]
+    fn in_stream_error_is_kept() {
+        let line = br#"{"progressDetail":{},"errorDetail":{"message":"Get \"https://127.0.0.1:5000/v2/\": http: server gave HTTP response to HTTPS client"},"error":"Get ..."}"#;
+        let mut p = Progress::default();
+        assert!(p.apply(&PullEvent::parse(line).expect("parses")));
+        assert!(p.error.as_deref().is_some_and(|e| e.contains("HTTP response to HTTPS client")));
+        assert_eq!(p.finish, None);
+    }
+
+    #[test]
+    fn garbage_is_an_error_never_a_panic() {
+        for line in [
+            &b""[..],
+            b"{",
+            b"null",
+            b"[1,2]",
+            b"\xff\xfe",
+            br#"{"status":7}"#,
+            br#"{"progressDetail":{"current":"x"}}"#,
+        ] {
+            assert!(PullEvent::parse(line).is_err(), "{line:?}");
+        }
+        // Well-formed but odd events are folded without harm.
+        let mut p = Progress::default();
+        for line in [
+            &b"{}"[..],
+            br#"{"status":"Downloading","id":"a","progressDetail":{"current":-5,"total":-1}}"#,
+            br#"{"status":"Downloading","progressDetail":{"current":5,"total":10}}"#,
+            br#"{"status":"Status: something new"}"#,
+            br#"{"status":"Extracting","id":"","progressDetail":{"current":1}}"#,
+        ] {
+            p.apply(&PullEvent::parse(line).expect("parses"));
+        }
+        assert_eq!(p.layers.len(), 1);
+        assert_eq!(p.totals().downloaded_bytes, 0);
+    }
+
+    #[test]
+    fn layer_count_is_bounded() {
+        let mut p = Progress::default();
+        for i in 0..(MAX_LAYERS + 100) {
+            p.apply(&PullEvent {
+                status: Some("Pulling fs layer".into()),
+                id: Some(format!("{i:012x}")),
+                ..PullEvent::default()
+            });
+        }
+        assert_eq!(p.layers.len(), MAX_LAYERS);
+        let long = "x".repeat(10_000);
+        p.apply(&PullEvent {
+            error: Some(long),
+            ..PullEvent::default()
+        });
+        assert!(p.error.as_ref().is_some_and(|e| e.len() < 600));
+    }
+}
