@@ -24,6 +24,8 @@ pub struct Config {
     pub poll: PollConfig,
     pub daemons: Vec<DaemonConfig>,
     pub image_filters: Vec<ImageFilterConfig>,
+    pub prepull: PrepullConfig,
+    pub registries: Vec<RegistryConfig>,
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
@@ -57,6 +59,68 @@ impl Default for PollConfig {
             timeout: Duration::from_secs(5),
         }
     }
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct PrepullConfig {
+    #[serde(deserialize_with = "de_duration")]
+    pub interval: Duration,
+    /// A whole pull.
+    #[serde(deserialize_with = "de_duration")]
+    pub timeout: Duration,
+    /// No progress for this long cancels the pull.
+    #[serde(deserialize_with = "de_duration")]
+    pub stall_timeout: Duration,
+    /// Pulls at once per daemon.
+    pub concurrency: usize,
+    /// Up to this much random delay before each round.
+    #[serde(deserialize_with = "de_duration")]
+    pub jitter: Duration,
+    /// A docker CLI config.json whose `auths` are used too.
+    pub docker_config: Option<PathBuf>,
+    pub images: Vec<PrepullImage>,
+}
+
+impl Default for PrepullConfig {
+    fn default() -> Self {
+        Self {
+            interval: Duration::from_secs(3600),
+            timeout: Duration::from_secs(30 * 60),
+            stall_timeout: Duration::from_secs(120),
+            concurrency: 1,
+            jitter: Duration::from_secs(30),
+            docker_config: None,
+            images: Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct PrepullImage {
+    /// A tag or a digest; a bare name means `:latest`.
+    pub image: String,
+    /// Daemon names; every daemon when absent.
+    #[serde(default)]
+    pub daemons: Option<Vec<String>>,
+}
+
+/// Credentials for one registry. Secrets are read from files or the
+/// environment when a pull needs them, never stored in the config itself.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct RegistryConfig {
+    /// Host (and port) as image references name it: `registry.example.com:5000`.
+    pub server: String,
+    #[serde(default)]
+    pub username: Option<String>,
+    #[serde(default)]
+    pub password_file: Option<PathBuf>,
+    #[serde(default)]
+    pub password_env: Option<String>,
+    #[serde(default)]
+    pub identity_token_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
@@ -453,7 +517,87 @@ impl Config {
                 }
             }
         }
+        self.validate_prepull(&names, &mut problems);
+        self.validate_registries(&mut problems);
         problems
+    }
+
+    fn validate_prepull(&self, daemons: &BTreeSet<&str>, problems: &mut Vec<Problem>) {
+        let p = &self.prepull;
+        for (key, d) in [
+            ("prepull.interval", p.interval),
+            ("prepull.timeout", p.timeout),
+            ("prepull.stall_timeout", p.stall_timeout),
+        ] {
+            if d.is_zero() {
+                problems.push(Problem::new(key, "must be greater than 0"));
+            }
+        }
+        if p.jitter >= p.interval && !p.interval.is_zero() {
+            problems.push(Problem::new(
+                "prepull.jitter",
+                format!(
+                    "must be less than prepull.interval ({:?} >= {:?})",
+                    p.jitter, p.interval
+                ),
+            ));
+        }
+        if !(1..=16).contains(&p.concurrency) {
+            problems.push(Problem::new("prepull.concurrency", "must be from 1 to 16"));
+        }
+        if let Some(path) = &p.docker_config
+            && let Err(e) = crate::credentials::read_docker_config(path)
+        {
+            problems.push(Problem::new("prepull.docker_config", e.to_string()));
+        }
+        let mut seen = BTreeSet::new();
+        for (i, img) in p.images.iter().enumerate() {
+            let key = format!("prepull.images[{i}]");
+            match crate::reference::ImageRef::parse(&img.image) {
+                Err(e) => problems.push(Problem::new(format!("{key}.image"), e)),
+                Ok(r) => {
+                    if !seen.insert(r.to_string()) {
+                        problems.push(Problem::new(
+                            format!("{key}.image"),
+                            format!("{r} is listed twice"),
+                        ));
+                    }
+                }
+            }
+            for (j, d) in img.daemons.iter().flatten().enumerate() {
+                if !daemons.contains(d.as_str()) {
+                    problems.push(Problem::new(
+                        format!("{key}.daemons[{j}]"),
+                        format!("no [[daemons]] entry is named {d:?}"),
+                    ));
+                }
+            }
+            if img.daemons.as_ref().is_some_and(Vec::is_empty) {
+                problems.push(Problem::new(
+                    format!("{key}.daemons"),
+                    "an empty list pulls nowhere; leave it out to mean every daemon",
+                ));
+            }
+        }
+    }
+
+    fn validate_registries(&self, problems: &mut Vec<Problem>) {
+        let mut seen = BTreeSet::new();
+        for (i, r) in self.registries.iter().enumerate() {
+            let key = format!("registries[{i}]");
+            let host = crate::reference::registry_host(&r.server);
+            if host.is_empty() {
+                problems.push(Problem::new(format!("{key}.server"), "must not be empty"));
+            } else if !seen.insert(host.clone()) {
+                problems.push(Problem::new(
+                    format!("{key}.server"),
+                    format!("{host} has credentials twice"),
+                ));
+            }
+            for e in crate::credentials::check(r) {
+                problems.push(Problem::new(format!("{key}.{}", e.0), e.1));
+            }
+        }
     }
 }
 

@@ -4,10 +4,12 @@
 //! into [`state::State`]; the HTTP server encodes them on each scrape.
 
 pub mod config;
+pub mod credentials;
 pub mod docker;
 pub mod metrics;
 pub mod poller;
 pub mod progress;
+pub mod reference;
 pub mod server;
 pub mod state;
 

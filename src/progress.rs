@@ -128,7 +128,11 @@ impl Bytes {
         let Some(d) = detail else { return false };
         let before = *self;
         // Negative numbers mean "unknown" to the daemon.
-        if let Some(t) = d.total.and_then(|t| u64::try_from(t).ok()).filter(|t| *t > 0) {
+        if let Some(t) = d
+            .total
+            .and_then(|t| u64::try_from(t).ok())
+            .filter(|t| *t > 0)
+        {
             self.total = Some(self.total.map_or(t, |old| old.max(t)));
         }
         if let Some(c) = d.current.and_then(|c| u64::try_from(c).ok()) {
@@ -357,7 +361,11 @@ mod tests {
         let p = fold(&events(COLD));
         assert_eq!(p.finish, Some(Finish::Updated));
         assert_eq!(p.error, None);
-        assert!(p.digest.as_deref().is_some_and(|d| d.starts_with("sha256:14af9c97")));
+        assert!(
+            p.digest
+                .as_deref()
+                .is_some_and(|d| d.starts_with("sha256:14af9c97"))
+        );
         let t = p.totals();
         assert_eq!(t.layers, 3);
         assert_eq!(t.layers_downloaded, 3);
@@ -404,7 +412,11 @@ mod tests {
             let j = usize::try_from(seed % (i as u64 + 1)).expect("small");
             shuffled.swap(i, j);
         }
-        for (name, order) in [("reversed", reversed), ("twice", twice), ("shuffled", shuffled)] {
+        for (name, order) in [
+            ("reversed", reversed),
+            ("twice", twice),
+            ("shuffled", shuffled),
+        ] {
             let got = fold(order);
             assert_eq!(got.totals(), want.totals(), "{name}");
             assert_eq!(got.finish, want.finish, "{name}");
@@ -433,7 +445,11 @@ mod tests {
         let line = br#"{"progressDetail":{},"errorDetail":{"message":"Get \"https://127.0.0.1:5000/v2/\": http: server gave HTTP response to HTTPS client"},"error":"Get ..."}"#;
         let mut p = Progress::default();
         assert!(p.apply(&PullEvent::parse(line).expect("parses")));
-        assert!(p.error.as_deref().is_some_and(|e| e.contains("HTTP response to HTTPS client")));
+        assert!(
+            p.error
+                .as_deref()
+                .is_some_and(|e| e.contains("HTTP response to HTTPS client"))
+        );
         assert_eq!(p.finish, None);
     }
 

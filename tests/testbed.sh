@@ -1,30 +1,47 @@
 #!/usr/bin/env bash
-# Real test bed for dockwatch: two Docker Engine daemons and a registry, all on
-# this machine, only on 127.0.0.1 / unix sockets, seeded with known content.
+# Real test bed for dockwatch: two Docker Engine daemons and two registries, all
+# on this machine, only on 127.0.0.1 / unix sockets, seeded with known content.
 #
 #   tests/testbed.sh install     install the Debian packages the bed needs (if missing)
 #   tests/testbed.sh up DIR      install, generate certs, start + seed everything,
 #                                write DIR/env (plain KEY=VALUE lines)
+#   tests/testbed.sh registry-restart DIR
+#                                start the plain registry again (same port, storage,
+#                                config) after a test killed it (SIGKILL) or froze it
+#                                (SIGSTOP: it is SIGCONT+SIGKILLed first), wait until
+#                                it answers, update REGISTRY_PID in DIR/env
 #   tests/testbed.sh down DIR    stop everything started by `up DIR`, unmount, rm DIR
 #
 # What `up` starts (all processes in their own session, logs under DIR):
-#   dockerd A  unix://DIR/a/docker.sock only
-#   dockerd B  tcp://127.0.0.1:PORT_B only, mutual TLS (--tlsverify)
-#   registry   docker-registry (distribution 2.8) on 127.0.0.1:PORT_R, plain HTTP
+#   dockerd A      unix://DIR/a/docker.sock only
+#   dockerd B      tcp://127.0.0.1:PORT_B only, mutual TLS (--tlsverify)
+#   registry       docker-registry (distribution 2.8) on 127.0.0.1:PORT_R, plain HTTP
+#   registry-auth  docker-registry on 127.0.0.1:PORT_RA, plain HTTP, htpasswd (bcrypt)
+#                  basic auth: user dwuser, random password in DIR/registry-auth.pass
+#                  (mode 600, no trailing newline)
 # Seeds:
 #   A: tagged dwtest/app:1 dwtest/app:2 dwtest/tool:1 ci/builder:1 ci/runner:1
 #      ci/runner:2 (6 distinct images; dwtest/tool:1 and ci/builder:1 carry the
 #      label dwtest.group=cache), 3 dangling images; containers (all --network
 #      none): 2 running, 2 exited (codes 0 and 3), 1 created.
 #   B: tagged dwtest/app:1 remote/only:1, 2 dangling; 1 running + 1 exited (0).
-#   registry: REGISTRY/dwtest/multi:1, 3 layers (600 kB, 300 kB, 100 kB).
+#   registry: REGISTRY/dwtest/multi:1, 3 layers (600 kB, 300 kB, 100 kB);
+#             REGISTRY/dwtest/multi:2, FROM multi:1 plus 1 layer (200 kB), so a
+#             pull of :2 after :1 shows 3 "Already exists" and 1 download;
+#             REGISTRY/dwtest/big:1, 4 layers of 16 MiB random (~64 MiB, incompressible).
+#   registry-auth: REGISTRY_AUTH/private/app:1, 2 layers (50 kB, 20 kB).
+#   All registry images are built on A and removed from A again: A and B hold
+#   exactly the seeds above. Every layer size in the registries' manifests
+#   (compressed, manifest order) is in DIR/env as IMAGE_*_LAYERS=N,N,...
 #
 # Knobs (environment): TESTBED_STORAGE_DRIVER (default overlay2; empty = let
 # dockerd choose), TESTBED_DOCKER_CLI (default /usr/bin/docker, the 20.10 CLI
 # that ships with docker.io), TESTBED_TIMEOUT (readiness timeout, default 60 s).
 set -euo pipefail
 
-PACKAGES=(docker.io docker-registry prometheus busybox-static openssl curl)
+# apache2-utils: htpasswd (bcrypt) for the auth registry. chromium: headless
+# browser tests of the landing page (chromium --headless --no-sandbox ...).
+PACKAGES=(docker.io docker-registry prometheus busybox-static openssl curl apache2-utils chromium)
 MARKER=.dockwatch-testbed
 TIMEOUT=${TESTBED_TIMEOUT:-60}
 STORAGE_DRIVER=${TESTBED_STORAGE_DRIVER-overlay2}
@@ -112,6 +129,11 @@ ping_b() {
 		--key "$TB/certs/key.pem" "https://127.0.0.1:$PORT_B/_ping" 2>/dev/null)" = OK ]
 }
 ping_r() { [ "$(curl -sS --max-time 3 -o /dev/null -w '%{http_code}' "http://127.0.0.1:$PORT_R/v2/" 2>/dev/null)" = 200 ]; }
+# curl with the auth registry's credentials (from a config on stdin, not argv)
+RA_USER=dwuser
+curl_ra() { printf 'user = "%s:%s"\n' "$RA_USER" "$RA_PASS" | curl -K - "$@"; }
+# 200 only with the right credentials: proves the htpasswd file works too
+ping_ra() { [ "$(curl_ra -sS --max-time 3 -o /dev/null -w '%{http_code}' "http://127.0.0.1:$PORT_RA/v2/" 2>/dev/null)" = 200 ]; }
 
 # wait_ready PID CHECK: 0 ready, 1 timeout, 2 process exited
 wait_ready() {
@@ -266,8 +288,17 @@ bring_up_dockerd() { # a|b
 	echo "$START_PID" >"$d/pid"
 }
 
-start_registry() {
-	local d="$TB/registry"
+# write_registry_config DIR PORT [HTPASSWD_FILE]: DIR/config.yml, storage in DIR/data
+#
+# Basic auth over plain HTTP: docker-registry 2.8.2's htpasswd access
+# controller does not insist on TLS (it only logs nothing about it), and
+# dockerd 20.10 treats 127.0.0.0/8 registries as insecure: it tries HTTPS,
+# gets "server gave HTTP response to HTTPS client", falls back to HTTP and
+# sends the credentials there (docker login/push/pull all work; checked). So
+# the auth registry needs no certificate and dockerd A needs no CA bundle in
+# /etc/docker/certs.d (which could not be set per daemon anyway).
+write_registry_config() {
+	local d=$1 port=$2 htpasswd=${3:-}
 	mkdir -p "$d/data"
 	cat >"$d/config.yml" <<EOF
 version: 0.1
@@ -281,12 +312,51 @@ storage:
   delete:
     enabled: true
 http:
-  addr: 127.0.0.1:$PORT_R
+  addr: 127.0.0.1:$port
 EOF
+	if [ -n "$htpasswd" ]; then
+		cat >>"$d/config.yml" <<EOF
+auth:
+  htpasswd:
+    realm: dockwatch-testbed
+    path: $htpasswd
+EOF
+	fi
+}
+
+# launch_registry DIR: docker-registry serve DIR/config.yml in its own session,
+# log appended to DIR/registry.log, command line in DIR/registry.cmd, pid in
+# DIR/pid and START_PID.
+launch_registry() {
+	local d=$1
 	printf '%q ' docker-registry serve "$d/config.yml" >"$d/registry.cmd"
 	setsid docker-registry serve "$d/config.yml" </dev/null >>"$d/registry.log" 2>&1 &
-	REGISTRY_PID=$!
-	echo "$REGISTRY_PID" >"$d/pid"
+	START_PID=$!
+	echo "$START_PID" >"$d/pid"
+}
+
+start_registry() {
+	write_registry_config "$TB/registry" "$PORT_R"
+	launch_registry "$TB/registry"
+	REGISTRY_PID=$START_PID
+}
+
+# The auth registry: user dwuser, a fresh random password (base64url, 24
+# chars) in $TB/registry-auth.pass (mode 600, no trailing newline), bcrypt
+# htpasswd made with apache2-utils' htpasswd (password on stdin, not argv).
+start_registry_auth() {
+	local d="$TB/registry-auth"
+	mkdir -p "$d"
+	RA_PASS=$(openssl rand -base64 18 | tr '+/' '-_')
+	(
+		umask 077
+		printf '%s' "$RA_PASS" >"$TB/registry-auth.pass"
+	)
+	chmod 600 "$TB/registry-auth.pass"
+	printf '%s\n' "$RA_PASS" | htpasswd -niB "$RA_USER" >"$d/htpasswd"
+	write_registry_config "$d" "$PORT_RA" "$d/htpasswd"
+	launch_registry "$d"
+	REGISTRY_AUTH_PID=$START_PID
 }
 
 # ---------------------------------------------------------------- seeds
@@ -335,17 +405,58 @@ seed_a() {
 	expect_count "exit code of dwtest-a-exited-3" 3 "$rc"
 	dk_a create --network none --name dwtest-a-created ci/runner:2 >/dev/null
 
-	# 3-layer image for the registry: built on A, pushed, removed from A again.
-	local ctx="$TB/seed/multi"
-	mkdir -p "$ctx"
+}
+
+# Registry seeds: built on A (legacy builder, no network), pushed, and removed
+# from A again (`rmi` of a tag also removes the builder's intermediate images
+# under it, so nothing dangling stays; check_seeds counts `images -a`).
+# multi:1 and multi:2 and private/app:1 share one small build context; big:1
+# has its own, so its 64 MiB are sent to dockerd once. Sets nothing: the layer
+# sizes are read back from the registries afterwards.
+seed_registries() {
+	local ctx="$TB/seed/reg" bigctx="$TB/seed/big" i
+	local m1="127.0.0.1:$PORT_R/dwtest/multi:1" m2="127.0.0.1:$PORT_R/dwtest/multi:2"
+	local big="127.0.0.1:$PORT_R/dwtest/big:1" priv="127.0.0.1:$PORT_RA/private/app:1"
+	mkdir -p "$ctx" "$bigctx"
 	head -c 600000 /dev/urandom >"$ctx/layer1.bin"
 	head -c 300000 /dev/urandom >"$ctx/layer2.bin"
 	head -c 100000 /dev/urandom >"$ctx/layer3.bin"
+	head -c 200000 /dev/urandom >"$ctx/layer4.bin"
+	head -c 50000 /dev/urandom >"$ctx/private1.bin"
+	head -c 20000 /dev/urandom >"$ctx/private2.bin"
 	printf 'FROM scratch\nCOPY layer1.bin /layer1.bin\nCOPY layer2.bin /layer2.bin\nCOPY layer3.bin /layer3.bin\n' >"$ctx/Dockerfile"
-	local ref="127.0.0.1:$PORT_R/dwtest/multi:1"
-	DOCKER_BUILDKIT=0 dk_a build --network none -q -t "$ref" "$ctx" >/dev/null
-	dk_a push "$ref" >/dev/null
-	dk_a rmi "$ref" >/dev/null
+	printf 'FROM %s\nCOPY layer4.bin /layer4.bin\n' "$m1" >"$ctx/Dockerfile.multi2"
+	printf 'FROM scratch\nCOPY private1.bin /app/private1.bin\nCOPY private2.bin /app/private2.bin\n' >"$ctx/Dockerfile.private"
+	printf 'FROM scratch\n' >"$bigctx/Dockerfile"
+	for i in 1 2 3 4; do
+		head -c $((16 << 20)) /dev/urandom >"$bigctx/layer$i.bin"
+		printf 'COPY layer%s.bin /layer%s.bin\n' "$i" "$i" >>"$bigctx/Dockerfile"
+	done
+	build() { DOCKER_BUILDKIT=0 dk_a build --network none -q "$@" >/dev/null; }
+
+	# big:1 (build + gzip on push take the longest) beside the small ones
+	(
+		build -t "$big" "$bigctx"
+		dk_a push "$big" >/dev/null
+	) &
+	local bigjob=$!
+
+	build -t "$m1" "$ctx"
+	build -t "$m2" -f "$ctx/Dockerfile.multi2" "$ctx"
+	build -t "$priv" -f "$ctx/Dockerfile.private" "$ctx"
+	dk_a push "$m1" >/dev/null
+	dk_a push "$m2" >/dev/null # after :1, so its 3 shared layers exist already
+	# log in with a throw-away client config: nothing lands in ~/.docker or
+	# in the bed's own CLI config ($TB/cli); logged out again afterwards
+	local cfg="$TB/dockercfg"
+	mkdir -p "$cfg"
+	printf '%s' "$RA_PASS" | DOCKER_CONFIG=$cfg dk_a login -u "$RA_USER" --password-stdin "127.0.0.1:$PORT_RA" >/dev/null
+	DOCKER_CONFIG=$cfg dk_a push "$priv" >/dev/null
+	DOCKER_CONFIG=$cfg dk_a logout "127.0.0.1:$PORT_RA" >/dev/null
+
+	wait "$bigjob"
+	# children before parents: multi:2 is built on multi:1
+	dk_a rmi "$m2" "$m1" "$big" "$priv" >/dev/null
 }
 
 seed_b() {
@@ -381,6 +492,38 @@ check_seeds() {
 		"http://127.0.0.1:$PORT_R/v2/dwtest/multi/manifests/1" |
 		python3 -c 'import json,sys; print(len(json.load(sys.stdin)["layers"]))')
 	expect_count "registry: layers of dwtest/multi:1" 3 "$n"
+
+	IMAGE_MULTI1_LAYERS=$(manifest_layers "127.0.0.1:$PORT_R" dwtest/multi 1)
+	IMAGE_MULTI2_LAYERS=$(manifest_layers "127.0.0.1:$PORT_R" dwtest/multi 2)
+	IMAGE_BIG_LAYERS=$(manifest_layers "127.0.0.1:$PORT_R" dwtest/big 1)
+	IMAGE_PRIVATE_LAYERS=$(manifest_layers "127.0.0.1:$PORT_RA" private/app 1 auth)
+	expect_count "registry: layer sizes of dwtest/multi:1 (3)" 3 "$(commas "$IMAGE_MULTI1_LAYERS")"
+	expect_count "registry: layer sizes of dwtest/multi:2 (4)" 4 "$(commas "$IMAGE_MULTI2_LAYERS")"
+	expect_count "registry: dwtest/multi:2 starts with the layers of :1" "$IMAGE_MULTI1_LAYERS" \
+		"$(cut -d, -f1-3 <<<"$IMAGE_MULTI2_LAYERS")"
+	expect_count "registry: layer sizes of dwtest/big:1 (4)" 4 "$(commas "$IMAGE_BIG_LAYERS")"
+	local size
+	for size in ${IMAGE_BIG_LAYERS//,/ }; do
+		((size > 16 << 20)) || die "seed check failed: a layer of dwtest/big:1 is only $size bytes (random data should not compress)"
+	done
+	expect_count "registry-auth: layer sizes of private/app:1 (2)" 2 "$(commas "$IMAGE_PRIVATE_LAYERS")"
+	n=$(curl -sS -o /dev/null -w '%{http_code}' "http://127.0.0.1:$PORT_RA/v2/private/app/manifests/1")
+	expect_count "registry-auth: HTTP status without credentials" 401 "$n"
+}
+
+commas() { awk -F, '{ print NF }' <<<"$1"; }
+
+# manifest_layers HOST:PORT REPO TAG [auth]: the compressed layer sizes from
+# the registry's schema 2 manifest, comma separated, in manifest order
+manifest_layers() {
+	local get=(curl)
+	[ "${4:-}" != auth ] || get=(curl_ra)
+	"${get[@]}" -fsS --max-time 10 -H 'Accept: application/vnd.docker.distribution.manifest.v2+json' \
+		"http://$1/v2/$2/manifests/$3" | python3 -c '
+import json, sys
+m = json.load(sys.stdin)
+assert m.get("mediaType") == "application/vnd.docker.distribution.manifest.v2+json", m.get("mediaType")
+print(",".join(str(l["size"]) for l in m["layers"]))'
 }
 
 # ---------------------------------------------------------------- up
@@ -407,12 +550,13 @@ cmd_up() {
 	unset DOCKER_HOST DOCKER_TLS_VERIFY DOCKER_CERT_PATH DOCKER_CONTEXT
 	DOCKER_CLI=$(pick_cli)
 	local ports
-	ports=$(free_ports 2)
-	read -r PORT_B PORT_R <<<"$ports"
+	ports=$(free_ports 3)
+	read -r PORT_B PORT_R PORT_RA <<<"$ports"
 
 	gen_certs "$TB/certs"
 
 	start_registry
+	start_registry_auth
 	# B is brought up in the background while A comes up in the foreground.
 	(bring_up_dockerd b 2>"$TB/b/start.err") &
 	local bpid=$!
@@ -428,16 +572,25 @@ cmd_up() {
 	wait_ready "$REGISTRY_PID" ping_r || rc=$?
 	((rc == 0)) || start_failure "docker-registry" "$TB/registry/registry.log" "$TB/registry/registry.cmd" \
 		"- apt-get install docker-registry; the port is fresh, so 'address in use' means a race: rerun"
+	wait_ready "$REGISTRY_AUTH_PID" ping_ra || rc=$?
+	((rc == 0)) || start_failure "docker-registry (auth)" "$TB/registry-auth/registry.log" "$TB/registry-auth/registry.cmd" \
+		"- apt-get install docker-registry apache2-utils; GET /v2/ must answer 200 with user $RA_USER and the password in $TB/registry-auth.pass"
 
 	# Both seed in parallel. They run as background jobs (not in `|| ...`) so
 	# that set -e stays in force inside them.
 	(seed_b >"$TB/b/seed.log" 2>&1) &
 	bpid=$!
+	(seed_registries >"$TB/a/seed-registries.log" 2>&1) &
+	local rpid=$!
 	(seed_a >"$TB/a/seed.log" 2>&1) &
 	local apid=$!
 	wait "$apid" || {
 		tail -n 30 "$TB/a/seed.log" >&2
 		die "seeding dockerd A failed (log: $TB/a/seed.log)"
+	}
+	wait "$rpid" || {
+		tail -n 30 "$TB/a/seed-registries.log" >&2
+		die "seeding the registries (built on dockerd A) failed (log: $TB/a/seed-registries.log)"
 	}
 	wait "$bpid" || {
 		tail -n 30 "$TB/b/seed.log" >&2
@@ -471,9 +624,24 @@ DOCKERD_B_LOG=$TB/b/dockerd.log
 REGISTRY_LOG=$TB/registry/registry.log
 STORAGE_DRIVER=$driver
 DOCKER_CLI=$DOCKER_CLI
+REGISTRY_AUTH=127.0.0.1:$PORT_RA
+REGISTRY_AUTH_PORT=$PORT_RA
+REGISTRY_AUTH_USER=$RA_USER
+REGISTRY_AUTH_PASSWORD_FILE=$TB/registry-auth.pass
+REGISTRY_AUTH_PID=$REGISTRY_AUTH_PID
+REGISTRY_AUTH_CONFIG=$TB/registry-auth/config.yml
+REGISTRY_AUTH_LOG=$TB/registry-auth/registry.log
+IMAGE_MULTI1=127.0.0.1:$PORT_R/dwtest/multi:1
+IMAGE_MULTI2=127.0.0.1:$PORT_R/dwtest/multi:2
+IMAGE_BIG=127.0.0.1:$PORT_R/dwtest/big:1
+IMAGE_PRIVATE=127.0.0.1:$PORT_RA/private/app:1
+IMAGE_MULTI1_LAYERS=$IMAGE_MULTI1_LAYERS
+IMAGE_MULTI2_LAYERS=$IMAGE_MULTI2_LAYERS
+IMAGE_BIG_LAYERS=$IMAGE_BIG_LAYERS
+IMAGE_PRIVATE_LAYERS=$IMAGE_PRIVATE_LAYERS
 EOF
 	mv "$TB/env.tmp" "$TB/env"
-	echo "testbed up in $((SECONDS - t0))s: A=unix://$TB/a/docker.sock B=tcp://127.0.0.1:$PORT_B (mTLS) registry=127.0.0.1:$PORT_R storage=$driver env=$TB/env"
+	echo "testbed up in $((SECONDS - t0))s: A=unix://$TB/a/docker.sock B=tcp://127.0.0.1:$PORT_B (mTLS) registry=127.0.0.1:$PORT_R registry-auth=127.0.0.1:$PORT_RA storage=$driver env=$TB/env"
 }
 
 # ---------------------------------------------------------------- down
@@ -507,7 +675,7 @@ stop_pids() { # GRACE_SECONDS PID... : SIGTERM, wait, SIGKILL
 }
 
 # every process whose command line names a daemon dir of this bed (dockerd,
-# its managed containerd, containerd-shim-runc-v2, the registry)
+# its managed containerd, containerd-shim-runc-v2, the registries)
 bed_pids() {
 	local p
 	for p in /proc/[0-9]*; do
@@ -515,7 +683,7 @@ bed_pids() {
 		[ "$p" = $$ ] && continue
 		[ "$p" = "$BASHPID" ] && continue
 		tr '\0' ' ' 2>/dev/null <"/proc/$p/cmdline" |
-			grep -qF -e "$TB/a/" -e "$TB/b/" -e "$TB/registry/" && echo "$p"
+			grep -qF -e "$TB/a/" -e "$TB/b/" -e "$TB/registry/" -e "$TB/registry-auth/" && echo "$p"
 	done
 	return 0
 }
@@ -541,12 +709,15 @@ cmd_down() {
 	[ -n "$DOCKER_CLI" ] || DOCKER_CLI=$(command -v docker || echo /usr/bin/docker)
 	PORT_B=$(grep -s '^DOCKER_B_PORT=' "$TB/env" | cut -d= -f2-)
 
-	local reg a b
+	local reg rega a b
 	reg=$(pid_of_ours "$TB/registry/pid")
+	rega=$(pid_of_ours "$TB/registry-auth/pid")
 	a=$(pid_of_ours "$TB/a/dockerd.pid" || pid_of_ours "$TB/a/pid")
 	b=$(pid_of_ours "$TB/b/dockerd.pid" || pid_of_ours "$TB/b/pid")
-	# The registry takes ~2 s to drain: start that now.
-	[ -z "$reg" ] || kill -TERM "$reg" 2>/dev/null
+	# The registries hold nothing worth a graceful stop (a clean one drains for
+	# ~2 s), and a test may have frozen one with SIGSTOP: SIGCONT + SIGKILL.
+	# shellcheck disable=SC2086 # empty pids vanish on purpose
+	[ -z "$reg$rega" ] || { kill -CONT $reg $rega 2>/dev/null; kill -KILL $reg $rega 2>/dev/null; }
 	# Kill running containers first: `sleep` as PID 1 ignores SIGTERM, so a
 	# dockerd shutdown would otherwise wait 10 s for each of them.
 	if [ -n "$a" ]; then
@@ -561,7 +732,7 @@ cmd_down() {
 	fi
 	wait
 	# shellcheck disable=SC2086 # empty pids vanish on purpose
-	stop_pids 15 $reg $a $b
+	stop_pids 15 $reg $rega $a $b
 
 	# leftovers: managed containerd, containerd-shim-runc-v2 (their command
 	# lines name the exec-root under this bed), then container processes.
@@ -602,8 +773,47 @@ cmd_down() {
 	return 0
 }
 
+# ---------------------------------------------------------------- registry-restart
+# Start the plain registry again after a test killed it: same command line,
+# config, port and storage; appends to the same log. A registry of this bed
+# that still runs (say, frozen with SIGSTOP) is SIGCONT+SIGKILLed first. Waits
+# until GET /v2/ answers 200, then writes the new pid to DIR/registry/pid and
+# REGISTRY_PID in DIR/env (replaced whole, atomically, by rename).
+cmd_registry_restart() {
+	local dir=$1 t0=$EPOCHREALTIME
+	set -E
+	trap 'die "unexpected failure (exit $?) in ${FUNCNAME[0]:-main} at line $LINENO: $BASH_COMMAND"' ERR
+	if [ ! -e "$dir/$MARKER" ] || [ ! -f "$dir/env" ]; then
+		die "registry-restart: $dir is no test bed that is up (no $MARKER or env)"
+	fi
+	TB=$(cd "$dir" && pwd -P)
+	PORT_R=$(grep '^REGISTRY_PORT=' "$TB/env" | cut -d= -f2-)
+	[[ $PORT_R =~ ^[0-9]+$ ]] || die "registry-restart: no REGISTRY_PORT in $TB/env"
+	local old deadline
+	old=$(pid_of_ours "$TB/registry/pid" || true)
+	if [ -n "$old" ]; then
+		log "registry-restart: registry pid $old still runs: SIGCONT + SIGKILL"
+		kill -CONT "$old" 2>/dev/null || true
+		kill -KILL "$old" 2>/dev/null || true
+		deadline=$((SECONDS + 10))
+		# a zombie has an empty cmdline, so pid_of_ours no longer names it
+		while pid_of_ours "$TB/registry/pid" >/dev/null && ((SECONDS < deadline)); do sleep 0.05; done
+	fi
+	echo "----- registry-restart $(date -u +%FT%T.%NZ) -----" >>"$TB/registry/registry.log"
+	launch_registry "$TB/registry"
+	local rc=0
+	wait_ready "$START_PID" ping_r || rc=$?
+	((rc == 0)) || start_failure "docker-registry (restart)" "$TB/registry/registry.log" "$TB/registry/registry.cmd" \
+		"- is port $PORT_R still held by another process? (ss -ltnp 'sport = :$PORT_R')"
+	sed "s/^REGISTRY_PID=.*/REGISTRY_PID=$START_PID/" "$TB/env" >"$TB/env.tmp.$$"
+	mv "$TB/env.tmp.$$" "$TB/env"
+	local ms
+	ms=$(python3 -c 'import sys; print(round((float(sys.argv[2]) - float(sys.argv[1])) * 1000))' "$t0" "$EPOCHREALTIME")
+	echo "registry restarted on 127.0.0.1:$PORT_R in ${ms} ms: REGISTRY_PID=$START_PID"
+}
+
 usage() {
-	echo "usage: $0 install | up DIR | down DIR" >&2
+	echo "usage: $0 install | up DIR | registry-restart DIR | down DIR" >&2
 	exit 2
 }
 
@@ -614,6 +824,10 @@ main() {
 	up)
 		(($# == 2)) || usage
 		cmd_up "$2"
+		;;
+	registry-restart)
+		(($# == 2)) || usage
+		cmd_registry_restart "$2"
 		;;
 	down)
 		(($# == 2)) || usage
