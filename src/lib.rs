@@ -9,6 +9,7 @@ pub mod docker;
 pub mod metrics;
 pub mod poller;
 pub mod progress;
+pub mod puller;
 pub mod reference;
 pub mod server;
 pub mod state;
@@ -22,10 +23,12 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
-use crate::config::{Config, Endpoint, ImageFilterConfig, parse_host};
+use crate::config::{Config, Endpoint, ImageFilterConfig, RegistryConfig, parse_host};
 use crate::metrics::Metrics;
 use crate::poller::Poller;
-use crate::state::State;
+use crate::puller::Puller;
+use crate::reference::ImageRef;
+use crate::state::{PullBoard, State};
 
 /// How long tasks get to finish after the shutdown signal before they are
 /// dropped; the whole exit stays well inside systemd's and Docker's budgets.
@@ -46,7 +49,11 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), RunError> {
     let state = Arc::new(State::new(config.daemons.iter().map(|d| d.name.as_str())));
-    let metrics = Arc::new(Metrics::new(Arc::clone(&state), true));
+    let prepulls = prepull_lists(&config);
+    let board = Arc::new(PullBoard::new(prepulls.iter().map(|(d, imgs)| {
+        (d.clone(), imgs.iter().map(ToString::to_string).collect())
+    })));
+    let metrics = Arc::new(Metrics::new(Arc::clone(&state), Arc::clone(&board), true));
     let addr = config.server.listen;
     let listener = TcpListener::bind(addr)
         .await
@@ -71,8 +78,24 @@ pub async fn run(
         };
         tasks.spawn(poller.run(stop_rx.clone()));
     }
+    let registries: Arc<[RegistryConfig]> = config.registries.clone().into();
+    for daemon in &config.daemons {
+        let Some((_, images)) = prepulls.iter().find(|(d, _)| *d == daemon.name) else {
+            continue;
+        };
+        let puller = Puller {
+            daemon: daemon.clone(),
+            images: images.clone(),
+            prepull: config.prepull.clone(),
+            registries: Arc::clone(&registries),
+            call_timeout: config.poll.timeout,
+            board: Arc::clone(&board),
+            metrics: Arc::clone(&metrics),
+        };
+        tasks.spawn(puller.run(stop_rx.clone()));
+    }
 
-    let app = server::router(Arc::clone(&metrics), Arc::clone(&state));
+    let app = server::router(Arc::clone(&metrics), Arc::clone(&state), Arc::clone(&board));
     let mut server_stop = stop_rx.clone();
     let server = axum::serve(listener, app).with_graceful_shutdown(async move {
         // Err only if the sender is gone, which also means stop.
@@ -96,4 +119,24 @@ pub async fn run(
         tasks.abort_all();
     }
     Ok(())
+}
+
+/// Each daemon's pre-pull images, in config order; daemons with none are
+/// left out. The config was validated, so every reference parses.
+fn prepull_lists(config: &Config) -> Vec<(String, Vec<ImageRef>)> {
+    config
+        .daemons
+        .iter()
+        .map(|d| {
+            let images = config
+                .prepull
+                .images
+                .iter()
+                .filter(|i| i.daemons.as_ref().is_none_or(|ds| ds.contains(&d.name)))
+                .filter_map(|i| ImageRef::parse(&i.image).ok())
+                .collect::<Vec<_>>();
+            (d.name.clone(), images)
+        })
+        .filter(|(_, images)| !images.is_empty())
+        .collect()
 }

@@ -18,7 +18,7 @@ use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
-use crate::state::{ContainerState, State};
+use crate::state::{ContainerState, FinishedPull, PullBoard, State};
 
 /// The Docker API endpoints dockwatch calls: the `endpoint` label's values.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -64,6 +64,74 @@ impl ErrorReason {
     }
 }
 
+/// How a pull ended: the `result` label's values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PullResult {
+    Updated,
+    UpToDate,
+    Failed,
+}
+
+impl PullResult {
+    pub const ALL: [Self; 3] = [Self::Updated, Self::UpToDate, Self::Failed];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Updated => "updated",
+            Self::UpToDate => "up_to_date",
+            Self::Failed => "failed",
+        }
+    }
+}
+
+/// Why a pull failed: the `reason` label's values of the pull failures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FailReason {
+    NotFound,
+    Unauthorized,
+    Timeout,
+    Stalled,
+    Tls,
+    Network,
+    Registry,
+    Daemon,
+    Canceled,
+}
+
+impl FailReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::NotFound => "not_found",
+            Self::Unauthorized => "unauthorized",
+            Self::Timeout => "timeout",
+            Self::Stalled => "stalled",
+            Self::Tls => "tls",
+            Self::Network => "network",
+            Self::Registry => "registry",
+            Self::Daemon => "daemon",
+            Self::Canceled => "canceled",
+        }
+    }
+}
+
+/// Where a layer came from: the `outcome` label's values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum LayerOutcome {
+    Downloaded,
+    AlreadyExists,
+}
+
+impl LayerOutcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Downloaded => "downloaded",
+            Self::AlreadyExists => "already_exists",
+        }
+    }
+}
+
 macro_rules! label_value_from_as_str {
     ($($t:ty),*) => {$(
         impl EncodeLabelValue for $t {
@@ -73,7 +141,61 @@ macro_rules! label_value_from_as_str {
         }
     )*};
 }
-label_value_from_as_str!(ApiEndpoint, ErrorReason);
+label_value_from_as_str!(
+    ApiEndpoint,
+    ErrorReason,
+    PullResult,
+    FailReason,
+    LayerOutcome
+);
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct ImageLabels {
+    daemon: String,
+    image: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct PullResultLabels {
+    daemon: String,
+    image: String,
+    result: PullResult,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct PullFailureLabels {
+    daemon: String,
+    image: String,
+    reason: FailReason,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct LayerLabels {
+    daemon: String,
+    image: String,
+    outcome: LayerOutcome,
+}
+
+/// Whole-pull durations: a cached layer takes half a second, a cold CI
+/// image over a slow link most of an hour.
+const PULL_BUCKETS: [f64; 12] = [
+    0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0,
+];
+
+fn pull_histogram() -> Histogram {
+    Histogram::new(PULL_BUCKETS)
+}
+
+/// The counters and histograms of finished pulls.
+#[derive(Debug, Clone)]
+struct PullFamilies {
+    results: Family<PullResultLabels, Counter>,
+    failures: Family<PullFailureLabels, Counter>,
+    duration: Family<ImageLabels, Histogram, fn() -> Histogram>,
+    bytes: Family<ImageLabels, Counter>,
+    layers: Family<LayerLabels, Counter>,
+    stalls: Family<ImageLabels, Counter>,
+}
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 struct ApiLabels {
@@ -112,6 +234,7 @@ pub struct Metrics {
     registry: Registry,
     api_duration: ApiHistograms,
     api_errors: Family<ApiErrorLabels, Counter>,
+    pulls: PullFamilies,
 }
 
 /// The git revision baked in at build time, if the build said.
@@ -123,7 +246,7 @@ pub const REVISION: &str = match option_env!("DOCKWATCH_REVISION") {
 impl Metrics {
     /// All families, with the daemon gauges read from `state` and process
     /// metrics from /proc where `process` is set.
-    pub fn new(state: Arc<State>, process: bool) -> Self {
+    pub fn new(state: Arc<State>, board: Arc<PullBoard>, process: bool) -> Self {
         let mut registry = Registry::default();
         if process {
             registry.register_collector(Box::new(ProcessCollector));
@@ -157,10 +280,130 @@ impl Metrics {
         );
         dw.register_collector(Box::new(SnapshotCollector { state }));
 
+        let pulls = PullFamilies {
+            results: Family::default(),
+            failures: Family::default(),
+            duration: Family::new_with_constructor(pull_histogram),
+            bytes: Family::default(),
+            layers: Family::default(),
+            stalls: Family::default(),
+        };
+        dw.register(
+            "image_pulls",
+            "Pre-pulls that ended, by result (updated, up_to_date, failed)",
+            pulls.results.clone(),
+        );
+        dw.register(
+            "image_pull_failures",
+            "Pre-pulls that failed, by reason",
+            pulls.failures.clone(),
+        );
+        dw.register(
+            "image_pull_duration_seconds",
+            "Wall time of whole pre-pulls",
+            pulls.duration.clone(),
+        );
+        dw.register(
+            "image_pull_downloaded_bytes",
+            "Layer bytes pre-pulls actually downloaded",
+            pulls.bytes.clone(),
+        );
+        dw.register(
+            "image_pull_layers",
+            "Layers of pre-pulls, downloaded or already on the daemon",
+            pulls.layers.clone(),
+        );
+        dw.register(
+            "image_pull_stalls",
+            "Pre-pulls canceled because they made no progress for stall_timeout",
+            pulls.stalls.clone(),
+        );
+        dw.register_collector(Box::new(PullCollector { board }));
+
         Self {
             registry,
             api_duration,
             api_errors,
+            pulls,
+        }
+    }
+
+    /// Creates a configured image's counters at zero, so `increase()` sees
+    /// its first pull.
+    pub fn init_image(&self, daemon: &str, image: &str) {
+        let l = ImageLabels {
+            daemon: daemon.to_owned(),
+            image: image.to_owned(),
+        };
+        for result in PullResult::ALL {
+            // get_or_create is what creates the series; the guard is not needed.
+            let _ = self.pulls.results.get_or_create(&PullResultLabels {
+                daemon: l.daemon.clone(),
+                image: l.image.clone(),
+                result,
+            });
+        }
+        for outcome in [LayerOutcome::Downloaded, LayerOutcome::AlreadyExists] {
+            let _ = self.pulls.layers.get_or_create(&LayerLabels {
+                daemon: l.daemon.clone(),
+                image: l.image.clone(),
+                outcome,
+            });
+        }
+        let _ = self.pulls.bytes.get_or_create(&l);
+        let _ = self.pulls.stalls.get_or_create(&l);
+    }
+
+    /// Counts one finished pre-pull.
+    pub fn record_pull(&self, daemon: &str, image: &str, pull: &FinishedPull) {
+        let l = ImageLabels {
+            daemon: daemon.to_owned(),
+            image: image.to_owned(),
+        };
+        self.pulls
+            .results
+            .get_or_create(&PullResultLabels {
+                daemon: l.daemon.clone(),
+                image: l.image.clone(),
+                result: pull.result,
+            })
+            .inc();
+        if let Some(reason) = pull.reason {
+            self.pulls
+                .failures
+                .get_or_create(&PullFailureLabels {
+                    daemon: l.daemon.clone(),
+                    image: l.image.clone(),
+                    reason,
+                })
+                .inc();
+            if reason == FailReason::Stalled {
+                self.pulls.stalls.get_or_create(&l).inc();
+            }
+        }
+        self.pulls
+            .duration
+            .get_or_create(&l)
+            .observe(pull.duration_seconds);
+        self.pulls
+            .bytes
+            .get_or_create(&l)
+            .inc_by(pull.totals.downloaded_bytes);
+        for (outcome, n) in [
+            (LayerOutcome::Downloaded, pull.totals.layers_downloaded),
+            (
+                LayerOutcome::AlreadyExists,
+                pull.totals.layers_already_exist,
+            ),
+        ] {
+            self.pulls
+                .layers
+                .get_or_create(&LayerLabels {
+                    daemon: l.daemon.clone(),
+                    image: l.image.clone(),
+                    outcome,
+                })
+                .inc_by(n);
         }
     }
 
@@ -356,6 +599,95 @@ impl Collector for SnapshotCollector {
     }
 }
 
+/// Running pulls and per-image status, read from the pull board at scrape
+/// time: progress series exist exactly while a pull runs.
+#[derive(Debug)]
+struct PullCollector {
+    board: Arc<PullBoard>,
+}
+
+impl Collector for PullCollector {
+    fn encode(&self, mut enc: DescriptorEncoder) -> fmt::Result {
+        self.board.read(|daemons| {
+            let images = || {
+                daemons.iter().flat_map(|(d, imgs)| {
+                    imgs.iter().map(move |(i, p)| (d.as_str(), i.as_str(), p))
+                })
+            };
+            let running = || {
+                images()
+                    .filter_map(|(d, i, p)| p.running.as_ref().map(|r| (d, i, r.progress.totals())))
+            };
+            gauge_family(
+                &mut enc,
+                "image_pulls_in_progress",
+                "Pre-pulls running now.",
+                daemons.iter().map(|(d, imgs)| {
+                    let n = imgs.values().filter(|p| p.running.is_some()).count();
+                    (
+                        [("daemon", d.as_str())],
+                        i64::try_from(n).unwrap_or(i64::MAX),
+                    )
+                }),
+            )?;
+            gauge_family(
+                &mut enc,
+                "image_pull_progress_bytes",
+                "Bytes done so far of a running pre-pull, by phase (download, extract).",
+                running().flat_map(|(d, i, t)| {
+                    [
+                        (
+                            [("daemon", d), ("image", i), ("phase", "download")],
+                            t.downloaded_bytes,
+                        ),
+                        (
+                            [("daemon", d), ("image", i), ("phase", "extract")],
+                            t.extracted_bytes,
+                        ),
+                    ]
+                }),
+            )?;
+            gauge_family(
+                &mut enc,
+                "image_pull_expected_bytes",
+                "Bytes a running pre-pull has to fetch, as far as the daemon has said.",
+                running().map(|(d, i, t)| ([("daemon", d), ("image", i)], t.expected_bytes)),
+            )?;
+            gauge_family(
+                &mut enc,
+                "image_pull_last_success_timestamp_seconds",
+                "Unix time the last pre-pull of the image that ended well ended.",
+                images().filter_map(|(d, i, p)| {
+                    p.last_success.map(|t| ([("daemon", d), ("image", i)], t))
+                }),
+            )?;
+            gauge_family(
+                &mut enc,
+                "image_present",
+                "1 if the configured image is on the daemon, as last checked.",
+                images().filter_map(|(d, i, p)| {
+                    p.present
+                        .map(|x| ([("daemon", d), ("image", i)], i64::from(x)))
+                }),
+            )?;
+            gauge_family(
+                &mut enc,
+                "prepull_ready",
+                "1 if every configured image is on the daemon and its last pre-pull ended well.",
+                daemons.iter().map(|(d, imgs)| {
+                    let ready = imgs.values().all(|p| {
+                        p.present == Some(true)
+                            && p.last
+                                .as_ref()
+                                .is_some_and(|l| l.result != PullResult::Failed)
+                    });
+                    ([("daemon", d.as_str())], i64::from(ready))
+                }),
+            )
+        })
+    }
+}
+
 /// `process_*` metrics from /proc, in the names every Prometheus client uses.
 #[derive(Debug)]
 struct ProcessCollector;
@@ -527,7 +859,7 @@ mod tests {
     }
 
     fn fixed_metrics() -> Metrics {
-        let m = Metrics::new(fixed_state(), false);
+        let m = Metrics::new(fixed_state(), Arc::new(PullBoard::default()), false);
         m.observe_api(
             "local",
             ApiEndpoint::Version,
@@ -574,7 +906,12 @@ mod tests {
         assert!(p.resident_memory_bytes > 0.0);
         assert!(p.open_fds >= 3.0);
         assert!(p.start_time_seconds > 1.5e9);
-        let text = Metrics::new(Arc::new(State::default()), true).encode();
+        let text = Metrics::new(
+            Arc::new(State::default()),
+            Arc::new(PullBoard::default()),
+            true,
+        )
+        .encode();
         for name in [
             "process_cpu_seconds_total ",
             "process_resident_memory_bytes ",

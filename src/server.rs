@@ -11,21 +11,38 @@ use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 
 use crate::metrics::Metrics;
-use crate::state::State;
+use crate::state::{PullBoard, State};
 
 #[derive(Debug, Clone)]
 struct App {
     metrics: Arc<Metrics>,
     state: Arc<State>,
+    board: Arc<PullBoard>,
 }
 
-pub fn router(metrics: Arc<Metrics>, state: Arc<State>) -> Router {
+pub fn router(metrics: Arc<Metrics>, state: Arc<State>, board: Arc<PullBoard>) -> Router {
     Router::new()
         .route("/", get(landing))
         .route("/metrics", get(metrics_handler))
+        .route("/pulls", get(pulls))
         .route("/-/healthy", get(|| async { "OK\n" }))
         .route("/-/ready", get(ready))
-        .with_state(App { metrics, state })
+        .with_state(App {
+            metrics,
+            state,
+            board,
+        })
+}
+
+/// Every running pull and the last finished one, per daemon and image.
+async fn pulls(AxumState(app): AxumState<App>) -> Response {
+    let body = app
+        .board
+        .read(|daemons| serde_json::to_string(&serde_json::json!({ "daemons": daemons })));
+    match body {
+        Ok(json) => ([(header::CONTENT_TYPE, "application/json")], json).into_response(),
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
+    }
 }
 
 async fn metrics_handler(AxumState(app): AxumState<App>) -> Response {

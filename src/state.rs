@@ -5,6 +5,11 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, PoisonError, RwLock};
 
+use serde::Serialize;
+
+use crate::metrics::{FailReason, PullResult};
+use crate::progress::{Layer, Progress, Totals};
+
 /// What one poll of one daemon found. Immutable once published.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct DaemonSnapshot {
@@ -148,6 +153,87 @@ impl State {
     pub fn ready(&self) -> bool {
         let map = self.daemons.read().unwrap_or_else(PoisonError::into_inner);
         map.values().all(|e| e.snapshot.is_some())
+    }
+}
+
+/// A pull that is running now.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunningPull {
+    /// Unix time it started.
+    pub started: f64,
+    pub progress: Progress,
+}
+
+/// How the last pull of an image ended.
+#[derive(Debug, Clone, Serialize)]
+pub struct FinishedPull {
+    pub started: f64,
+    pub finished: f64,
+    pub duration_seconds: f64,
+    pub result: PullResult,
+    pub reason: Option<FailReason>,
+    /// What the daemon or registry said, for a failure.
+    pub message: Option<String>,
+    pub digest: Option<String>,
+    pub totals: Totals,
+    pub layers: Vec<Layer>,
+}
+
+/// Everything known about one configured image on one daemon.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ImagePulls {
+    pub running: Option<RunningPull>,
+    pub last: Option<FinishedPull>,
+    /// Whether the image is on the daemon, as last checked.
+    pub present: Option<bool>,
+    /// Unix time of the end of the last pull that ended well.
+    pub last_success: Option<f64>,
+}
+
+/// Daemon -> configured image -> its pulls. Written by the pullers, read by
+/// `/metrics`, `/pulls` and the landing page.
+#[derive(Debug, Default)]
+pub struct PullBoard {
+    daemons: RwLock<BTreeMap<String, BTreeMap<String, ImagePulls>>>,
+}
+
+impl PullBoard {
+    /// A board listing each daemon's configured images.
+    pub fn new(images: impl IntoIterator<Item = (String, Vec<String>)>) -> Self {
+        Self {
+            daemons: RwLock::new(
+                images
+                    .into_iter()
+                    .map(|(d, imgs)| {
+                        (
+                            d,
+                            imgs.into_iter()
+                                .map(|i| (i, ImagePulls::default()))
+                                .collect(),
+                        )
+                    })
+                    .collect(),
+            ),
+        }
+    }
+
+    /// Changes one image's entry under the lock (never held across `.await`).
+    pub fn update<R>(&self, daemon: &str, image: &str, f: impl FnOnce(&mut ImagePulls) -> R) -> R {
+        let mut map = self.daemons.write().unwrap_or_else(PoisonError::into_inner);
+        f(map
+            .entry(daemon.to_owned())
+            .or_default()
+            .entry(image.to_owned())
+            .or_default())
+    }
+
+    /// Reads the whole board under the lock.
+    pub fn read<R>(
+        &self,
+        f: impl FnOnce(&BTreeMap<String, BTreeMap<String, ImagePulls>>) -> R,
+    ) -> R {
+        let map = self.daemons.read().unwrap_or_else(PoisonError::into_inner);
+        f(&map)
     }
 }
 

@@ -1,0 +1,490 @@
+//! Pre-pulls: one task per daemon pulls its configured images at start-up
+//! and every `[prepull].interval` (after a random jitter), a few at a time,
+//! retrying failures sooner with exponential backoff. One pull is one
+//! `POST /images/create` stream folded by [`crate::progress`]; closing the
+//! stream (on a stall, the timeout or shutdown) cancels the pull on the daemon.
+
+use std::collections::hash_map::RandomState;
+use std::hash::{BuildHasher, Hasher};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bollard::Docker;
+use bollard::auth::DockerCredentials;
+use bollard::query_parameters::CreateImageOptions;
+use futures_util::StreamExt;
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+use crate::config::{DaemonConfig, PrepullConfig, RegistryConfig};
+use crate::credentials;
+use crate::docker::{self, DockerError};
+use crate::metrics::{FailReason, Metrics, PullResult};
+use crate::progress::{Finish, Progress, PullEvent};
+use crate::reference::ImageRef;
+use crate::state::{FinishedPull, PullBoard, RunningPull};
+
+/// Time limits of one pull.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub timeout: Duration,
+    pub stall_timeout: Duration,
+}
+
+/// How one pull ended.
+#[derive(Debug, Clone)]
+pub struct PullOutcome {
+    pub result: PullResult,
+    pub reason: Option<FailReason>,
+    pub message: Option<String>,
+    pub progress: Progress,
+    pub duration: Duration,
+}
+
+/// Reads a failure message from a daemon or registry. Order matters:
+/// "pull access denied ... does not exist" is a missing image on Docker Hub.
+pub fn classify_message(message: &str) -> Option<FailReason> {
+    let m = message.to_ascii_lowercase();
+    let any = |words: &[&str]| words.iter().any(|w| m.contains(w));
+    if any(&[
+        "unauthorized",
+        "authentication required",
+        "no basic auth credentials",
+        "incorrect username or password",
+    ]) {
+        Some(FailReason::Unauthorized)
+    } else if any(&[
+        "manifest unknown",
+        "not found",
+        "does not exist",
+        "name unknown",
+    ]) {
+        Some(FailReason::NotFound)
+    } else if any(&["denied", "forbidden"]) {
+        Some(FailReason::Unauthorized)
+    } else if any(&[
+        "x509",
+        "tls:",
+        "certificate",
+        "http response to https client",
+    ]) {
+        Some(FailReason::Tls)
+    } else if any(&[
+        "connection refused",
+        "connection reset",
+        "no such host",
+        "i/o timeout",
+        "network is unreachable",
+        "no route to host",
+        "dial tcp",
+        "unexpected eof",
+        "broken pipe",
+    ]) {
+        Some(FailReason::Network)
+    } else if any(&["context canceled"]) {
+        Some(FailReason::Canceled)
+    } else if any(&[
+        "toomanyrequests",
+        "too many requests",
+        "internal server error",
+        "service unavailable",
+        "bad gateway",
+        "blob unknown",
+    ]) {
+        Some(FailReason::Registry)
+    } else {
+        None
+    }
+}
+
+/// Classifies an error of the pull stream.
+fn classify_error(err: &bollard::errors::Error, timeout: Duration) -> (FailReason, String) {
+    if let bollard::errors::Error::DockerStreamError { error } = err {
+        // An errorDetail inside an HTTP 200 stream: the registry's side.
+        return (
+            classify_message(error).unwrap_or(FailReason::Registry),
+            error.clone(),
+        );
+    }
+    let e = docker::classify(err, timeout);
+    let reason = match &e {
+        DockerError::Http { status: 404, .. } => FailReason::NotFound,
+        DockerError::Http {
+            status: 401 | 403, ..
+        } => FailReason::Unauthorized,
+        DockerError::Http { message, .. } => {
+            classify_message(message).unwrap_or(FailReason::Daemon)
+        }
+        DockerError::Timeout(_) => FailReason::Timeout,
+        DockerError::Tls(_) => FailReason::Tls,
+        DockerError::Connect(_) | DockerError::Decode(_) => FailReason::Daemon,
+    };
+    let message = match e {
+        DockerError::Http { message, .. } => message,
+        other => other.to_string(),
+    };
+    (reason, message)
+}
+
+/// Pulls one image, calling `on_progress` whenever the fold moves forward.
+/// Ends on the final status, an error, `limits`, or `shutdown`; in every
+/// case but the first the stream is dropped, which cancels the pull on the
+/// daemon.
+pub async fn pull_image(
+    docker: &Docker,
+    image: &ImageRef,
+    credentials: Option<DockerCredentials>,
+    limits: Limits,
+    shutdown: &mut watch::Receiver<bool>,
+    mut on_progress: impl FnMut(&Progress),
+) -> PullOutcome {
+    let started = Instant::now();
+    let secrets: Vec<String> = credentials
+        .iter()
+        .flat_map(|c| [c.password.clone(), c.identitytoken.clone()])
+        .flatten()
+        .filter(|s| !s.is_empty())
+        .collect();
+    let options = CreateImageOptions {
+        from_image: Some(image.name.clone()),
+        // Never empty: without a tag the Engine API pulls every tag.
+        tag: Some(image.api_tag()),
+        ..Default::default()
+    };
+    // bollard's own timeout covers the response head only; give it the
+    // whole budget so ours decide.
+    let docker = docker
+        .clone()
+        .with_timeout(limits.timeout + Duration::from_secs(5));
+    let mut stream = docker.create_image(Some(options), None, credentials);
+    let deadline = started + limits.timeout;
+    let mut progress = Progress::default();
+    let mut last_advance = Instant::now();
+    let end: Result<(), (FailReason, String)> = loop {
+        if *shutdown.borrow() {
+            break Err((FailReason::Canceled, "dockwatch is shutting down".into()));
+        }
+        tokio::select! {
+            biased;
+            _ = shutdown.changed() => {
+                break Err((FailReason::Canceled, "dockwatch is shutting down".into()));
+            }
+            () = tokio::time::sleep_until(deadline) => {
+                break Err((
+                    FailReason::Timeout,
+                    format!("the pull took longer than prepull.timeout ({:?})", limits.timeout),
+                ));
+            }
+            () = tokio::time::sleep_until(last_advance + limits.stall_timeout) => {
+                break Err((
+                    FailReason::Stalled,
+                    format!("no progress for prepull.stall_timeout ({:?}); canceled", limits.stall_timeout),
+                ));
+            }
+            item = stream.next() => match item {
+                None => break Ok(()),
+                Some(Ok(info)) => {
+                    if progress.apply(&PullEvent::from(&info)) {
+                        last_advance = Instant::now();
+                        on_progress(&progress);
+                    }
+                }
+                Some(Err(e)) => break Err(classify_error(&e, limits.timeout)),
+            },
+        }
+    };
+    // Closing the connection is what cancels an unfinished pull on the daemon.
+    drop(stream);
+    let (result, reason, message) = match (end, &progress.error, progress.finish) {
+        (Err((reason, msg)), _, _) => (PullResult::Failed, Some(reason), Some(msg)),
+        (Ok(()), Some(msg), _) => (
+            PullResult::Failed,
+            Some(classify_message(msg).unwrap_or(FailReason::Registry)),
+            Some(msg.clone()),
+        ),
+        (Ok(()), None, Some(Finish::Updated)) => (PullResult::Updated, None, None),
+        (Ok(()), None, Some(Finish::UpToDate)) => (PullResult::UpToDate, None, None),
+        (Ok(()), None, None) => (
+            PullResult::Failed,
+            Some(FailReason::Daemon),
+            Some("the pull stream ended without a final status".into()),
+        ),
+    };
+    // A registry could echo what it was sent; never pass a secret on.
+    let message = message.map(|mut m| {
+        for s in &secrets {
+            m = m.replace(s.as_str(), "***");
+        }
+        m
+    });
+    PullOutcome {
+        result,
+        reason,
+        message,
+        progress,
+        duration: started.elapsed(),
+    }
+}
+
+/// Whether `image` is on the daemon; `None` if the daemon could not say.
+pub async fn is_present(docker: &Docker, image: &ImageRef, timeout: Duration) -> Option<bool> {
+    match tokio::time::timeout(timeout, docker.inspect_image(&image.to_string())).await {
+        Ok(Ok(_)) => Some(true),
+        Ok(Err(bollard::errors::Error::DockerResponseServerError {
+            status_code: 404, ..
+        })) => Some(false),
+        _ => None,
+    }
+}
+
+fn unix_now() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
+/// A random duration in `[0, max)`, from the std hasher's random keys.
+fn random_below(max: Duration) -> Duration {
+    let nanos = u64::try_from(max.as_nanos()).unwrap_or(u64::MAX);
+    if nanos == 0 {
+        return Duration::ZERO;
+    }
+    let mut h = RandomState::new().build_hasher();
+    h.write_u64(nanos);
+    Duration::from_nanos(h.finish() % nanos)
+}
+
+/// The delay before retrying an image that failed `failures` times in a
+/// row: doubling from a 32nd of the interval (at least a second), capped at
+/// the interval.
+pub fn backoff(interval: Duration, failures: u32) -> Duration {
+    let base = (interval / 32).max(Duration::from_secs(1));
+    let factor = 1_u32 << failures.saturating_sub(1).min(16);
+    base.saturating_mul(factor).min(interval)
+}
+
+/// One daemon's pre-puller.
+#[derive(Debug, Clone)]
+pub struct Puller {
+    pub daemon: DaemonConfig,
+    pub images: Vec<ImageRef>,
+    pub prepull: PrepullConfig,
+    pub registries: Arc<[RegistryConfig]>,
+    /// For the small calls (inspect) around the pulls.
+    pub call_timeout: Duration,
+    pub board: Arc<PullBoard>,
+    pub metrics: Arc<Metrics>,
+}
+
+impl Puller {
+    pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
+        for image in &self.images {
+            self.metrics
+                .init_image(&self.daemon.name, &image.to_string());
+        }
+        let mut due = vec![Instant::now(); self.images.len()];
+        let mut failures = vec![0_u32; self.images.len()];
+        loop {
+            let Some(&next) = due.iter().min() else {
+                return;
+            };
+            let jitter = random_below(self.prepull.jitter);
+            tokio::select! {
+                biased;
+                _ = shutdown.changed() => return,
+                () = tokio::time::sleep_until(next + jitter) => {}
+            }
+            let now = Instant::now();
+            let round: Vec<usize> = (0..self.images.len()).filter(|&i| due[i] <= now).collect();
+            let docker = match docker::connect(&self.daemon, self.call_timeout) {
+                Ok(d) => Ok(d),
+                Err(e) => Err(e.to_string()),
+            };
+            let this = &self;
+            let results: Vec<(usize, bool)> = futures_util::stream::iter(round)
+                .map(|i| {
+                    let docker = docker.clone();
+                    let shutdown = shutdown.clone();
+                    async move { (i, this.pull_one(&this.images[i], docker, shutdown).await) }
+                })
+                .buffer_unordered(self.prepull.concurrency.max(1))
+                .collect()
+                .await;
+            if *shutdown.borrow() {
+                return;
+            }
+            let now = Instant::now();
+            for (i, ok) in results {
+                if ok {
+                    failures[i] = 0;
+                    due[i] = now + self.prepull.interval;
+                } else {
+                    failures[i] += 1;
+                    due[i] = now + backoff(self.prepull.interval, failures[i]);
+                }
+            }
+        }
+    }
+
+    /// Pulls one image and records it everywhere; true if it ended well.
+    async fn pull_one(
+        &self,
+        image: &ImageRef,
+        docker: Result<Docker, String>,
+        mut shutdown: watch::Receiver<bool>,
+    ) -> bool {
+        let daemon = self.daemon.name.as_str();
+        let label = image.to_string();
+        let started = unix_now();
+        self.board.update(daemon, &label, |p| {
+            p.running = Some(RunningPull {
+                started,
+                progress: Progress::default(),
+            });
+        });
+        let limits = Limits {
+            timeout: self.prepull.timeout,
+            stall_timeout: self.prepull.stall_timeout,
+        };
+        let creds = credentials::for_image(
+            image,
+            &self.registries,
+            self.prepull.docker_config.as_deref(),
+        );
+        let failed = |reason, message: String| PullOutcome {
+            result: PullResult::Failed,
+            reason: Some(reason),
+            message: Some(message),
+            progress: Progress::default(),
+            duration: Duration::ZERO,
+        };
+        let (outcome, present) = match (docker, creds) {
+            (Err(e), _) => (failed(FailReason::Daemon, e), None),
+            (Ok(_), Err(e)) => (failed(FailReason::Unauthorized, e.to_string()), None),
+            (Ok(d), Ok(creds)) => {
+                let outcome = pull_image(&d, image, creds, limits, &mut shutdown, |p| {
+                    self.board.update(daemon, &label, |e| {
+                        if let Some(r) = &mut e.running {
+                            r.progress.clone_from(p);
+                        }
+                    });
+                })
+                .await;
+                let present = is_present(&d, image, self.call_timeout).await;
+                (outcome, present)
+            }
+        };
+        let finished = FinishedPull {
+            started,
+            finished: unix_now(),
+            duration_seconds: outcome.duration.as_secs_f64(),
+            result: outcome.result,
+            reason: outcome.reason,
+            message: outcome.message,
+            digest: outcome.progress.digest.clone(),
+            totals: outcome.progress.totals(),
+            layers: outcome.progress.layers,
+        };
+        let ok = finished.result != PullResult::Failed;
+        if ok {
+            tracing::info!(daemon = %daemon, image = %label, result = finished.result.as_str(), seconds = finished.duration_seconds, bytes = finished.totals.downloaded_bytes, layers_downloaded = finished.totals.layers_downloaded, layers_cached = finished.totals.layers_already_exist, "pull finished");
+        } else {
+            tracing::warn!(daemon = %daemon, image = %label, reason = finished.reason.map_or("", FailReason::as_str), error = finished.message.as_deref().unwrap_or(""), "pull failed");
+        }
+        self.metrics.record_pull(daemon, &label, &finished);
+        self.board.update(daemon, &label, |p| {
+            p.running = None;
+            if ok {
+                p.last_success = Some(finished.finished);
+            }
+            if present.is_some() {
+                p.present = present;
+            }
+            p.last = Some(finished);
+        });
+        ok
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_from_real_daemons() {
+        let cases = [
+            (
+                "manifest for 127.0.0.1:5000/example/nope:1 not found: manifest unknown: manifest unknown",
+                FailReason::NotFound,
+            ),
+            (
+                "Head \"http://127.0.0.1:5001/v2/private/app/manifests/1\": no basic auth credentials",
+                FailReason::Unauthorized,
+            ),
+            (
+                "unauthorized: authentication required",
+                FailReason::Unauthorized,
+            ),
+            (
+                "pull access denied for nope, repository does not exist or may require 'docker login'",
+                FailReason::NotFound,
+            ),
+            (
+                "Get \"https://127.0.0.1:5000/v2/\": http: server gave HTTP response to HTTPS client",
+                FailReason::Tls,
+            ),
+            (
+                "Get \"http://127.0.0.1:5000/v2/\": dial tcp 127.0.0.1:5000: connect: connection refused",
+                FailReason::Network,
+            ),
+            ("toomanyrequests: slow down", FailReason::Registry),
+        ];
+        for (msg, want) in cases {
+            assert_eq!(classify_message(msg), Some(want), "{msg}");
+        }
+        assert_eq!(classify_message("something new"), None);
+    }
+
+    #[test]
+    fn http_errors_before_the_stream() {
+        let err = |status_code, message: &str| bollard::errors::Error::DockerResponseServerError {
+            status_code,
+            message: message.into(),
+        };
+        let t = Duration::from_secs(1);
+        assert_eq!(classify_error(&err(404, "x"), t).0, FailReason::NotFound);
+        assert_eq!(
+            classify_error(&err(500, "unauthorized: authentication required"), t).0,
+            FailReason::Unauthorized
+        );
+        assert_eq!(classify_error(&err(500, "boom"), t).0, FailReason::Daemon);
+        assert_eq!(
+            classify_error(
+                &bollard::errors::Error::DockerStreamError {
+                    error: "weird".into()
+                },
+                t
+            )
+            .0,
+            FailReason::Registry
+        );
+    }
+
+    #[test]
+    fn backoff_doubles_and_is_capped() {
+        let hour = Duration::from_secs(3600);
+        assert_eq!(backoff(hour, 1), Duration::from_millis(112_500));
+        assert_eq!(backoff(hour, 2), Duration::from_secs(225));
+        assert_eq!(backoff(hour, 10), hour);
+        assert_eq!(backoff(hour, u32::MAX), hour);
+        assert_eq!(backoff(Duration::from_secs(8), 1), Duration::from_secs(1));
+    }
+
+    #[test]
+    fn jitter_stays_below_its_bound() {
+        for _ in 0..100 {
+            assert!(random_below(Duration::from_secs(3)) < Duration::from_secs(3));
+        }
+        assert_eq!(random_below(Duration::ZERO), Duration::ZERO);
+    }
+}
