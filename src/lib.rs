@@ -3,6 +3,7 @@
 //! [`run`] wires it together: one poller task per daemon publishes snapshots
 //! into [`state::State`]; the HTTP server encodes them on each scrape.
 
+pub mod bars;
 pub mod config;
 pub mod credentials;
 pub mod docker;

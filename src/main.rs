@@ -38,6 +38,14 @@ enum Command {
     Run,
     /// Validate the configuration: exit 0 if good, or print every problem and exit 2.
     CheckConfig,
+    /// Pull one image now, with a progress bar per layer; exit 0 if it ended well.
+    Pull {
+        /// The image: NAME[:TAG] or NAME@DIGEST (a bare name means :latest).
+        image: String,
+        /// Which configured daemon to pull on (default: the only one).
+        #[arg(long)]
+        daemon: Option<String>,
+    },
 }
 
 /// Exit code for a configuration the user has to fix.
@@ -90,6 +98,97 @@ fn run(config: config::Config) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Exit code for a pull that did not end well.
+const EXIT_PULL_FAILED: u8 = 1;
+
+/// `dockwatch pull`: one pull with the config's daemon, credentials and
+/// limits, drawn as bars on a terminal and as lines otherwise.
+fn pull(config: &config::Config, image: &str, daemon: Option<&str>) -> anyhow::Result<ExitCode> {
+    use dockwatch::metrics::PullResult;
+    use dockwatch::reference::ImageRef;
+
+    let image = ImageRef::parse(image).map_err(anyhow::Error::msg)?;
+    let target = match daemon {
+        Some(name) => config
+            .daemons
+            .iter()
+            .find(|d| d.name == name)
+            .with_context(|| format!("no daemon named {name:?} in the config"))?,
+        None if config.daemons.len() == 1 => &config.daemons[0],
+        None => anyhow::bail!(
+            "{} daemons are configured; pick one with --daemon NAME",
+            config.daemons.len()
+        ),
+    };
+    let credentials = dockwatch::credentials::for_image(
+        &image,
+        &config.registries,
+        config.prepull.docker_config.as_deref(),
+    )?;
+    let limits = dockwatch::puller::Limits {
+        timeout: config.prepull.timeout,
+        stall_timeout: config.prepull.stall_timeout,
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let outcome = runtime.block_on(async {
+        let docker =
+            dockwatch::docker::connect(target, config.poll.timeout).with_context(|| {
+                format!(
+                    "cannot connect to daemon {:?} at {}",
+                    target.name, target.host
+                )
+            })?;
+        let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
+        // Ctrl-C cancels the pull on the daemon, as docker pull does.
+        tokio::spawn(async move {
+            if tokio::signal::ctrl_c().await.is_ok() {
+                stop_tx.send_replace(true);
+            }
+        });
+        let mut view = dockwatch::bars::PullView::new(std::io::stdout().is_terminal());
+        println!("pulling {image} on {} ({})", target.name, target.host);
+        let outcome = dockwatch::puller::pull_image(
+            &docker,
+            &image,
+            credentials,
+            limits,
+            &mut stop_rx,
+            |p| view.update(p),
+        )
+        .await;
+        view.update(&outcome.progress);
+        view.finish();
+        anyhow::Ok(outcome)
+    })?;
+    let t = outcome.progress.totals();
+    let seconds = outcome.duration.as_secs_f64();
+    if outcome.result == PullResult::Failed {
+        eprintln!(
+            "pull of {image} failed ({}) after {seconds:.2} s: {}",
+            outcome.reason.map_or("unknown", |r| r.as_str()),
+            outcome.message.as_deref().unwrap_or("no message")
+        );
+        return Ok(ExitCode::from(EXIT_PULL_FAILED));
+    }
+    println!(
+        "{image}: {} in {seconds:.2} s; {} layers downloaded ({} bytes), {} already present{}",
+        outcome.result.as_str(),
+        t.layers_downloaded,
+        t.downloaded_bytes,
+        t.layers_already_exist,
+        outcome
+            .progress
+            .digest
+            .as_deref()
+            .map(|d| format!("; digest {d}"))
+            .unwrap_or_default()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.log_format);
@@ -105,6 +204,19 @@ fn main() -> ExitCode {
             }
             Err(code) => code,
         },
+        Command::Pull { image, daemon } => {
+            let (config, _) = match load_config(cli.config.as_deref()) {
+                Ok(c) => c,
+                Err(code) => return code,
+            };
+            match pull(&config, &image, daemon.as_deref()) {
+                Ok(code) => code,
+                Err(e) => {
+                    eprintln!("dockwatch pull: {e:#}");
+                    ExitCode::from(EXIT_BAD_CONFIG)
+                }
+            }
+        }
         Command::Run => {
             let (config, source) = match load_config(cli.config.as_deref()) {
                 Ok(c) => c,
