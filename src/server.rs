@@ -84,6 +84,9 @@ fn escape(s: &str) -> String {
     out
 }
 
+/// The landing page: plain HTML and a little script, no build step.
+const LANDING: &str = include_str!("landing.html");
+
 async fn landing(AxumState(app): AxumState<App>) -> Html<String> {
     let mut rows = String::new();
     for (name, snap) in app.state.snapshots() {
@@ -106,94 +109,11 @@ async fn landing(AxumState(app): AxumState<App>) -> Html<String> {
             status = status.split(' ').next().unwrap_or(status),
         );
     }
-    Html(format!(
-        r#"<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>dockwatch</title><link rel="icon" href="data:,">
-<style>
-body{{font-family:sans-serif;margin:2em}} td,th{{padding:.2em 1em;text-align:left}}
-.up{{color:#080}} .down,.failed{{color:#b00}} .running{{color:#06c}} progress{{width:14em}}
-</style>
-</head><body>
-<h1>dockwatch {version}</h1>
-<p><a href="/metrics">/metrics</a> · <a href="/pulls">/pulls</a> · <a href="/-/healthy">/-/healthy</a> · <a href="/-/ready">/-/ready</a></p>
-<h2>Daemons</h2>
-<table><thead><tr><th>daemon</th><th>state</th><th>engine</th></tr></thead>
-<tbody>{rows}</tbody></table>
-<h2>Pre-pulls</h2>
-<div id="pulls">loading…</div>
-<script>
-"use strict";
-// Draws /pulls; refreshes every second. Text goes in with textContent only.
-function el(tag, text, cls) {{
-  const e = document.createElement(tag);
-  if (text !== undefined) e.textContent = text;
-  if (cls) e.className = cls;
-  return e;
-}}
-function mb(n) {{ return (n / 1e6).toFixed(1) + " MB"; }}
-function layerTable(layers) {{
-  const t = el("table");
-  t.className = "layers";
-  for (const l of layers) {{
-    const tr = el("tr");
-    tr.dataset.layer = l.id;
-    const phase = (l.status === "extracting" || l.status === "complete") ? l.extract : l.download;
-    const bar = el("progress");
-    bar.max = phase.total || 1;
-    bar.value = Math.min(phase.current, bar.max);
-    const cell = el("td");
-    cell.appendChild(bar);
-    tr.append(el("td", l.id), el("td", l.status), cell,
-      el("td", mb(phase.current) + (phase.total ? " / " + mb(phase.total) : "")));
-    t.appendChild(tr);
-  }}
-  return t;
-}}
-function draw(data) {{
-  const root = document.getElementById("pulls");
-  root.replaceChildren();
-  const daemons = Object.entries(data.daemons || {{}});
-  if (daemons.length === 0) {{ root.textContent = "no images configured under [[prepull.images]]"; return; }}
-  for (const [daemon, images] of daemons) {{
-    root.appendChild(el("h3", daemon));
-    for (const [image, p] of Object.entries(images)) {{
-      const div = el("div");
-      div.className = "image";
-      let state = "not pulled yet", cls = "";
-      if (p.running) {{ state = "pulling"; cls = "running"; }}
-      else if (p.last) {{
-        state = p.last.result + (p.last.reason ? " (" + p.last.reason + ")" : "") +
-          " in " + p.last.duration_seconds.toFixed(2) + " s";
-        cls = p.last.result === "failed" ? "failed" : "up";
-      }}
-      const present = p.present === true ? "present" : p.present === false ? "absent" : "?";
-      div.append(el("b", image), el("span", " " + state + ", " + present, cls));
-      if (p.running) {{
-        const t = p.running.progress;
-        div.appendChild(el("div", "layers: " + t.layers.length));
-        div.appendChild(layerTable(t.layers));
-      }} else if (p.last && p.last.message) {{
-        div.appendChild(el("div", p.last.message, "failed"));
-      }}
-      root.appendChild(div);
-    }}
-  }}
-}}
-async function refresh() {{
-  try {{
-    const r = await fetch("/pulls", {{cache: "no-store"}});
-    if (r.ok) draw(await r.json());
-  }} catch (e) {{
-    document.getElementById("pulls").textContent = "dockwatch is not answering";
-  }}
-}}
-refresh();
-setInterval(refresh, 1000);
-</script>
-</body></html>
-"#,
-        version = env!("CARGO_PKG_VERSION"),
-    ))
+    Html(
+        LANDING
+            .replace("{{VERSION}}", env!("CARGO_PKG_VERSION"))
+            .replace("{{ROWS}}", &rows),
+    )
 }
 
 #[cfg(test)]
