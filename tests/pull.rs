@@ -302,6 +302,24 @@ fn signal_registry(bed: &Testbed, sig: &str) {
     assert!(ok, "kill -{sig} registry {pid}");
 }
 
+/// Resumes a frozen registry, also when the test fails half-way.
+struct Thaw<'a>(&'a Testbed);
+
+impl Drop for Thaw<'_> {
+    fn drop(&mut self) {
+        signal_registry(self.0, "CONT");
+    }
+}
+
+/// Starts a killed registry again, also when the test fails half-way.
+struct Revive<'a>(&'a Testbed);
+
+impl Drop for Revive<'_> {
+    fn drop(&mut self) {
+        restart_registry(self.0);
+    }
+}
+
 fn restart_registry(bed: &Testbed) {
     let ok = Command::new(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/testbed.sh"))
         .args(["registry-restart", bed.var("TESTBED_DIR")])
@@ -320,10 +338,11 @@ fn frozen_registry_stalls_the_pull_and_the_next_round_succeeds() {
     let dw = Dockwatch::start(&prepull_config(&bed, "", &[&big]));
     wait_for_layers(&dw, &big);
     signal_registry(&bed, "STOP");
+    let thaw = Thaw(&bed);
     let s = dw.wait_for("a stall", Duration::from_secs(30), |s| {
         failures(s, &big, "stalled") >= 1.0
     });
-    signal_registry(&bed, "CONT");
+    drop(thaw);
     assert!(s.get("dockwatch_image_pull_stalls_total", &image_labels(&big)) >= Some(1.0));
     assert!(no_progress_series(&s), "progress series left:\n{}", s.text);
     let s = dw.wait_for("the retry to succeed", Duration::from_secs(60), |s| {
@@ -344,6 +363,7 @@ fn registry_killed_mid_pull_fails_and_recovers_once_it_is_back() {
     let dw = Dockwatch::start(&prepull_config(&bed, "", &[&big]));
     wait_for_layers(&dw, &big);
     signal_registry(&bed, "KILL");
+    let revive = Revive(&bed);
     let s = dw.wait_for("a failure", Duration::from_secs(60), |s| {
         pulls(s, &big, "failed") >= 1.0
     });
@@ -360,7 +380,7 @@ fn registry_killed_mid_pull_fails_and_recovers_once_it_is_back() {
         "unexpected reasons {reasons:?}"
     );
     assert!(no_progress_series(&s));
-    restart_registry(&bed);
+    drop(revive);
     dw.wait_for("the retry to succeed", Duration::from_secs(60), |s| {
         pulls(s, &big, "updated") >= 1.0
     });

@@ -1,0 +1,103 @@
+//! The landing page in a real headless Chromium: it loads with no console
+//! errors and shows a running pull's layers, drawn by its script from /pulls.
+
+mod common;
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::{Dockwatch, Testbed, http_get, temp_dir};
+
+fn registry_pid(bed: &Testbed) -> String {
+    std::fs::read_to_string(format!("{}/env", bed.var("TESTBED_DIR")))
+        .expect("env")
+        .lines()
+        .find_map(|l| l.strip_prefix("REGISTRY_PID=").map(str::to_owned))
+        .expect("REGISTRY_PID")
+}
+
+fn kill(sig: &str, pid: &str) {
+    let ok = Command::new("kill")
+        .args([&format!("-{sig}"), pid.trim()])
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(ok, "kill -{sig} {pid}");
+}
+
+/// Resumes the registry even if the test fails half-way.
+struct Thaw(String);
+
+impl Drop for Thaw {
+    fn drop(&mut self) {
+        let _ = Command::new("kill").args(["-CONT", self.0.trim()]).status();
+    }
+}
+
+#[test]
+fn landing_page_shows_a_running_pull_in_chromium() {
+    let bed = Testbed::get();
+    let big = format!("{}/dwtest/big:1", bed.var("REGISTRY"));
+    let _ = Command::new(bed.var("DOCKER_CLI"))
+        .args(["-H", bed.var("DOCKER_A"), "rmi", "-f", &big])
+        .output();
+    let dw = Dockwatch::start(&format!(
+        "{}[prepull]\ninterval = \"1h\"\njitter = \"0s\"\nstall_timeout = \"2m\"\n[[prepull.images]]\nimage = \"{big}\"\n",
+        bed.daemon_a("a")
+    ));
+    // Freeze the registry once the pull has listed its layers, so the pull
+    // stays running while the browser looks.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (_, body) = http_get(dw.port, "/pulls").expect("/pulls");
+        if body.contains("\"running\":{") && body.contains("\"layers\":[{") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the pull never started");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let pid = registry_pid(&bed);
+    kill("STOP", &pid);
+    let thaw = Thaw(pid);
+
+    let profile = temp_dir("chromium");
+    let out = Command::new("chromium")
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--enable-logging=stderr",
+            "--v=0",
+            "--virtual-time-budget=5000",
+            "--dump-dom",
+        ])
+        .arg(format!("--user-data-dir={}", profile.display()))
+        .arg(format!("http://127.0.0.1:{}/", dw.port))
+        .output()
+        .expect("chromium (Debian package chromium; tests/run.sh installs it)");
+    std::fs::remove_dir_all(&profile).ok();
+    drop(thaw);
+    let dom = String::from_utf8_lossy(&out.stdout);
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "chromium failed:\n{log}");
+    let console: Vec<&str> = log.lines().filter(|l| l.contains("CONSOLE")).collect();
+    assert!(
+        console.is_empty(),
+        "console messages on the landing page:\n{}",
+        console.join("\n")
+    );
+    assert!(dom.contains(&big), "the image is not shown:\n{dom}");
+    assert!(dom.contains("pulling"), "no running pull shown:\n{dom}");
+    let rows = dom.matches("data-layer=").count();
+    let want = bed.var("IMAGE_BIG_LAYERS").split(',').count();
+    assert_eq!(rows, want, "expected a row per layer:\n{dom}");
+    assert!(dom.contains("<progress"), "no progress bars:\n{dom}");
+    drop(dw);
+    let _ = Command::new(bed.var("DOCKER_CLI"))
+        .args(["-H", bed.var("DOCKER_A"), "rmi", "-f", &big])
+        .output();
+}
