@@ -307,7 +307,14 @@ struct Thaw<'a>(&'a Testbed);
 
 impl Drop for Thaw<'_> {
     fn drop(&mut self) {
-        signal_registry(self.0, "CONT");
+        // No asserts in drop: a panic while unwinding would abort.
+        let env = format!("{}/env", self.0.var("TESTBED_DIR"));
+        if let Some(pid) = std::fs::read_to_string(env).ok().and_then(|t| {
+            t.lines()
+                .find_map(|l| l.strip_prefix("REGISTRY_PID=").map(str::to_owned))
+        }) {
+            let _ = Command::new("kill").args(["-CONT", pid.trim()]).status();
+        }
     }
 }
 
@@ -316,17 +323,12 @@ struct Revive<'a>(&'a Testbed);
 
 impl Drop for Revive<'_> {
     fn drop(&mut self) {
-        restart_registry(self.0);
+        // No asserts in drop; a registry that did not come back shows in
+        // the wait for the retry right after.
+        let _ = Command::new(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/testbed.sh"))
+            .args(["registry-restart", self.0.var("TESTBED_DIR")])
+            .status();
     }
-}
-
-fn restart_registry(bed: &Testbed) {
-    let ok = Command::new(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/testbed.sh"))
-        .args(["registry-restart", bed.var("TESTBED_DIR")])
-        .status()
-        .expect("testbed.sh registry-restart")
-        .success();
-    assert!(ok, "registry-restart failed");
 }
 
 #[test]
