@@ -377,9 +377,9 @@ impl Metrics {
                     reason,
                 })
                 .inc();
-            if reason == FailReason::Stalled {
-                self.pulls.stalls.get_or_create(&l).inc();
-            }
+        }
+        if pull.stalled {
+            self.pulls.stalls.get_or_create(&l).inc();
         }
         self.pulls
             .duration

@@ -36,6 +36,8 @@ pub struct Limits {
 pub struct PullOutcome {
     pub result: PullResult,
     pub reason: Option<FailReason>,
+    /// Canceled for making no progress for the stall timeout.
+    pub stalled: bool,
     pub message: Option<String>,
     pub progress: Progress,
     pub duration: Duration,
@@ -79,6 +81,7 @@ pub fn classify_message(message: &str) -> Option<FailReason> {
         "dial tcp",
         "unexpected eof",
         "broken pipe",
+        "client.timeout exceeded",
     ]) {
         Some(FailReason::Network)
     } else if any(&["context canceled"]) {
@@ -160,6 +163,10 @@ pub async fn pull_image(
     let deadline = started + limits.timeout;
     let mut progress = Progress::default();
     let mut last_advance = Instant::now();
+    // dockerd answers a registry that went away with "Retrying in N seconds"
+    // countdowns for minutes; they are not progress, but they say why.
+    let mut retrying = false;
+    let mut stalled = false;
     let end: Result<(), (FailReason, String)> = loop {
         if *shutdown.borrow() {
             break Err((FailReason::Canceled, "dockwatch is shutting down".into()));
@@ -176,17 +183,29 @@ pub async fn pull_image(
                 ));
             }
             () = tokio::time::sleep_until(last_advance + limits.stall_timeout) => {
-                break Err((
-                    FailReason::Stalled,
-                    format!("no progress for prepull.stall_timeout ({:?}); canceled", limits.stall_timeout),
-                ));
+                stalled = true;
+                break Err(if retrying {
+                    (
+                        FailReason::Network,
+                        format!("the registry stopped answering: the daemon kept retrying layer downloads with no progress for prepull.stall_timeout ({:?}); canceled", limits.stall_timeout),
+                    )
+                } else {
+                    (
+                        FailReason::Stalled,
+                        format!("no progress for prepull.stall_timeout ({:?}); canceled", limits.stall_timeout),
+                    )
+                });
             }
             item = stream.next() => match item {
                 None => break Ok(()),
                 Some(Ok(info)) => {
-                    if progress.apply(&PullEvent::from(&info)) {
+                    let event = PullEvent::from(&info);
+                    if progress.apply(&event) {
                         last_advance = Instant::now();
+                        retrying = false;
                         on_progress(&progress);
+                    } else if event.status.as_deref().is_some_and(|s| s.starts_with("Retrying in")) {
+                        retrying = true;
                     }
                 }
                 Some(Err(e)) => break Err(classify_error(&e, limits.timeout)),
@@ -220,6 +239,7 @@ pub async fn pull_image(
     PullOutcome {
         result,
         reason,
+        stalled,
         message,
         progress,
         duration: started.elapsed(),
@@ -354,6 +374,7 @@ impl Puller {
         let failed = |reason, message: String| PullOutcome {
             result: PullResult::Failed,
             reason: Some(reason),
+            stalled: false,
             message: Some(message),
             progress: Progress::default(),
             duration: Duration::ZERO,
@@ -380,6 +401,7 @@ impl Puller {
             duration_seconds: outcome.duration.as_secs_f64(),
             result: outcome.result,
             reason: outcome.reason,
+            stalled: outcome.stalled,
             message: outcome.message,
             digest: outcome.progress.digest.clone(),
             totals: outcome.progress.totals(),

@@ -172,6 +172,8 @@ pub struct FinishedPull {
     pub duration_seconds: f64,
     pub result: PullResult,
     pub reason: Option<FailReason>,
+    /// Canceled for making no progress for `stall_timeout`.
+    pub stalled: bool,
     /// What the daemon or registry said, for a failure.
     pub message: Option<String>,
     pub digest: Option<String>,
