@@ -394,19 +394,22 @@ fn cli_pull(bed: &Testbed, image: &str, tty: bool) -> (i32, String) {
     let dir = temp_dir("clipull");
     let config = dir.join("c.toml");
     std::fs::write(&config, bed.daemon_a("a")).expect("config");
-    let cmd = format!(
-        "{} pull --config {} {image}",
-        common::binary(),
-        config.display()
-    );
     let out = if tty {
-        // script(1) gives the command a pseudo-terminal.
+        // script(1) gives the command a pseudo-terminal; -e passes its exit code on.
+        let cmd = format!(
+            "{} pull --config {} {image}",
+            common::binary(),
+            config.display()
+        );
         Command::new("script")
             .args(["-qec", &cmd, "/dev/null"])
             .output()
     } else {
-        Command::new("sh")
-            .args(["-c", &format!("{cmd} | cat")])
+        // output() gives the command pipes, not a terminal.
+        Command::new(common::binary())
+            .args(["pull", "--config"])
+            .arg(&config)
+            .arg(image)
             .output()
     }
     .expect("run dockwatch pull");
