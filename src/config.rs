@@ -756,8 +756,14 @@ mod tests {
                 "[[image_filters]]\nname = \"f\"\nfilters = { a = [\"1\"] }\n[[image_filters]]\nname = \"f\"\nfilters = { a = [\"1\"] }",
                 "image_filters[1].name",
             ),
-            ("[[prepull.images]]\nimage = \"\"", "prepull.images[0].image"),
-            ("[[prepull.images]]\nimage = \"Bad Name\"", "prepull.images[0].image"),
+            (
+                "[[prepull.images]]\nimage = \"\"",
+                "prepull.images[0].image",
+            ),
+            (
+                "[[prepull.images]]\nimage = \"Bad Name\"",
+                "prepull.images[0].image",
+            ),
             (
                 "[[prepull.images]]\nimage = \"busybox\"\n[[prepull.images]]\nimage = \"busybox:latest\"",
                 "prepull.images[1].image",
@@ -767,11 +773,20 @@ mod tests {
                 "prepull.images[0].daemons[0]",
             ),
             ("[prepull]\nconcurrency = 0", "prepull.concurrency"),
-            ("[prepull]\ninterval = \"10s\"\njitter = \"10s\"", "prepull.jitter"),
+            (
+                "[prepull]\ninterval = \"10s\"\njitter = \"10s\"",
+                "prepull.jitter",
+            ),
             ("[prepull]\nstall_timeout = \"0s\"", "prepull.stall_timeout"),
-            ("[prepull]\ndocker_config = \"/nonexistent/config.json\"", "prepull.docker_config"),
+            (
+                "[prepull]\ndocker_config = \"/nonexistent/config.json\"",
+                "prepull.docker_config",
+            ),
             ("[prepull]\nbogus = 1", "prepull"),
-            ("[[registries]]\nserver = \"r.example\"", "registries[0].username"),
+            (
+                "[[registries]]\nserver = \"r.example\"",
+                "registries[0].username",
+            ),
             (
                 "[[registries]]\nserver = \"r.example\"\nusername = \"u\"\npassword_file = \"/nonexistent/pass\"",
                 "registries[0].password_file",
