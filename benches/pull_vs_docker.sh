@@ -46,6 +46,7 @@ while (($#)); do
 	esac
 done
 
+export LC_ALL=C # sort/comm/awk: one collation, "." decimals
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)
 T_START=$(date +%s.%N)
 log() { printf '[bench] %s\n' "$*" >&2; }
@@ -71,9 +72,9 @@ cleanup() {
 	fi
 	if [ -n "$OWN_BED" ]; then
 		log "tearing down own test bed $OWN_BED"
-		"$ROOT/tests/testbed.sh" down "$OWN_BED" >&2 2>&1
+		"$ROOT/tests/testbed.sh" down "$OWN_BED" >&2
 	fi
-	rm -rf "$WORK"
+	rm -rf --one-file-system "$WORK"
 	exit "$rc"
 }
 trap cleanup EXIT
@@ -132,10 +133,10 @@ if [ -z "$IMAGE" ]; then
 	done
 	log "building $IMAGE ($NLAYERS layers of $LAYER_MIB MiB random) on A"
 	t0=$(date +%s)
-	DOCKER_BUILDKIT=0 dk build --network none --rm --force-rm -q -t "$IMAGE" "$ctx" >/dev/null
+	DOCKER_BUILDKIT=0 dk build --network none --rm --force-rm -q -t "$IMAGE" "$ctx" >/dev/null || die "docker build of $IMAGE failed"
 	rm -rf "$ctx"
 	log "pushing $IMAGE"
-	dk push "$IMAGE" >/dev/null
+	dk push "$IMAGE" >/dev/null || die "docker push of $IMAGE failed"
 	log "built and pushed in $(($(date +%s) - t0)) s"
 fi
 

@@ -700,6 +700,7 @@ mod tests {
     }
 
     #[test]
+    #[allow(clippy::too_many_lines)] // one table of cases
     fn each_error_names_its_key() {
         let cases: &[(&str, &str)] = &[
             ("[poll]\nintervall = \"1s\"", "poll"),
