@@ -10,7 +10,8 @@
 # Image: by default REGISTRY/dwtest/bench:1, built here on A (FROM scratch,
 # 8 COPY layers of 32 MiB from /dev/urandom: 256 MiB, incompressible), pushed
 # to REGISTRY and removed from A again. --image REF pulls an image that is
-# already in a registry instead (say IMAGE_BIG from the bed, for a smoke run).
+# already in the bed's registry instead; --image big (or IMAGE_BIG) is the
+# bed's REGISTRY/dwtest/big:1 (4 x 16 MiB), for a quick smoke run.
 #
 # The runs alternate in pairs (dockwatch, docker / docker, dockwatch / ...).
 # Before each run the image is removed from A (docker rmi -f) and checked cold:
@@ -120,6 +121,7 @@ printf '[[daemons]]\nname = "a"\nhost = "%s"\n' "$DOCKER_A" >"$CFG"
 "$DW" check-config --config "$CFG" >/dev/null || die "dockwatch rejects its config $CFG"
 
 # ------------------------------------------------------------------ image
+case $IMAGE in IMAGE_BIG | big) IMAGE=$IMAGE_BIG ;; esac # the bed's dwtest/big:1, whatever its port
 if [ -z "$IMAGE" ]; then
 	IMAGE=$REGISTRY/dwtest/bench:1
 	BUILT=1
@@ -223,7 +225,9 @@ mib() { awk -v b="$1" 'BEGIN { printf "%.1f", b / 1048576 }'; }
 
 MODEL=$(awk -F': *' '/^model name/ { print $2; exit }' /proc/cpuinfo)
 REV=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)
-DIRTY=$(git -C "$ROOT" status --porcelain --untracked-files=no 2>/dev/null | grep -q . && echo "+dirty" || true)
+DIRTY=
+# --no-optional-locks: never take .git/index.lock in a tree others work in
+if [ -n "$(git --no-optional-locks -C "$ROOT" status --porcelain --untracked-files=no 2>/dev/null)" ]; then DIRTY=+dirty; fi
 echo "== cold pull: dockwatch pull vs docker pull =="
 echo "machine:   $(nproc) CPUs, ${MODEL:-unknown model}, kernel $(uname -r)"
 echo "daemon:    dockerd $(dk version --format '{{.Server.Version}}') ($(dk info --format '{{.Driver}}')) at $DOCKER_A"

@@ -8,14 +8,6 @@ use std::time::{Duration, Instant};
 
 use common::{Dockwatch, Testbed, http_get, temp_dir};
 
-fn registry_pid(bed: &Testbed) -> String {
-    std::fs::read_to_string(format!("{}/env", bed.var("TESTBED_DIR")))
-        .expect("env")
-        .lines()
-        .find_map(|l| l.strip_prefix("REGISTRY_PID=").map(str::to_owned))
-        .expect("REGISTRY_PID")
-}
-
 fn kill(sig: &str, pid: &str) {
     let ok = Command::new("kill")
         .args([&format!("-{sig}"), pid.trim()])
@@ -55,7 +47,7 @@ fn landing_page_shows_a_running_pull_in_chromium() {
         assert!(Instant::now() < deadline, "the pull never started");
         std::thread::sleep(Duration::from_millis(5));
     }
-    let pid = registry_pid(&bed);
+    let pid = bed.registry_pid().expect("REGISTRY_PID");
     kill("STOP", &pid);
     let thaw = Thaw(pid);
 

@@ -289,11 +289,7 @@ fn wait_for_layers(dw: &Dockwatch, image: &str) {
 }
 
 fn signal_registry(bed: &Testbed, sig: &str) {
-    let pid = std::fs::read_to_string(bed.var("TESTBED_DIR").to_owned() + "/env")
-        .expect("env")
-        .lines()
-        .find_map(|l| l.strip_prefix("REGISTRY_PID=").map(str::to_owned))
-        .expect("REGISTRY_PID");
+    let pid = bed.registry_pid().expect("REGISTRY_PID");
     let ok = Command::new("kill")
         .args([&format!("-{sig}"), pid.trim()])
         .status()
@@ -308,12 +304,8 @@ struct Thaw<'a>(&'a Testbed);
 impl Drop for Thaw<'_> {
     fn drop(&mut self) {
         // No asserts in drop: a panic while unwinding would abort.
-        let env = format!("{}/env", self.0.var("TESTBED_DIR"));
-        if let Some(pid) = std::fs::read_to_string(env).ok().and_then(|t| {
-            t.lines()
-                .find_map(|l| l.strip_prefix("REGISTRY_PID=").map(str::to_owned))
-        }) {
-            let _ = Command::new("kill").args(["-CONT", pid.trim()]).status();
+        if let Some(pid) = self.0.registry_pid() {
+            let _ = Command::new("kill").args(["-CONT", &pid]).status();
         }
     }
 }

@@ -69,6 +69,14 @@ impl Testbed {
         )
     }
 
+    /// The registry's current pid: read afresh, since tests restart it.
+    pub fn registry_pid(&self) -> Option<String> {
+        std::fs::read_to_string(format!("{}/env", self.var("TESTBED_DIR")))
+            .ok()?
+            .lines()
+            .find_map(|l| l.strip_prefix("REGISTRY_PID=").map(|p| p.trim().to_owned()))
+    }
+
     /// The docker CLI aimed at daemon A.
     pub fn cli_a(&self) -> DockerCli {
         DockerCli {
@@ -341,17 +349,23 @@ impl Scrape {
         }
     }
 
-    /// The value of the one series with `name` whose labels include `labels`.
+    /// The first series with `name` whose labels include `labels`.
+    fn find(
+        &self,
+        name: &str,
+        labels: &[(&str, &str)],
+    ) -> Option<&(String, BTreeMap<String, String>, f64)> {
+        self.samples.iter().find(|(n, l, _)| {
+            n == name
+                && labels
+                    .iter()
+                    .all(|(k, v)| l.get(*k).is_some_and(|x| x == v))
+        })
+    }
+
+    /// The value of the series with `name` whose labels include `labels`.
     pub fn get(&self, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
-        self.samples
-            .iter()
-            .find(|(n, l, _)| {
-                n == name
-                    && labels
-                        .iter()
-                        .all(|(k, v)| l.get(*k).is_some_and(|x| x == v))
-            })
-            .map(|(_, _, v)| *v)
+        self.find(name, labels).map(|(_, _, v)| *v)
     }
 
     pub fn labels_of(
@@ -359,15 +373,7 @@ impl Scrape {
         name: &str,
         labels: &[(&str, &str)],
     ) -> Option<BTreeMap<String, String>> {
-        self.samples
-            .iter()
-            .find(|(n, l, _)| {
-                n == name
-                    && labels
-                        .iter()
-                        .all(|(k, v)| l.get(*k).is_some_and(|x| x == v))
-            })
-            .map(|(_, l, _)| l.clone())
+        self.find(name, labels).map(|(_, l, _)| l.clone())
     }
 }
 
