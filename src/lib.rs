@@ -14,6 +14,7 @@ pub mod puller;
 pub mod reference;
 pub mod server;
 pub mod state;
+pub mod systemd;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -108,8 +109,15 @@ pub async fn run(
         }
     });
 
+    tasks.spawn(systemd::run(
+        Arc::clone(&state),
+        config.daemons.len(),
+        stop_rx.clone(),
+    ));
+
     shutdown.await;
     tracing::info!("shutting down");
+    systemd::stopping();
     stop_tx.send_replace(true);
     let drained = tokio::time::timeout(SHUTDOWN_GRACE, async {
         while tasks.join_next().await.is_some() {}

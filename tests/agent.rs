@@ -458,3 +458,49 @@ fn sigterm_and_sigint_stop_within_five_seconds() {
         assert!(dw.log().contains("shutting down"), "{}", dw.log());
     }
 }
+
+#[test]
+fn tells_systemd_ready_after_the_first_polls_and_pings_the_watchdog() {
+    use std::os::unix::net::UnixDatagram;
+    let bed = Testbed::get();
+    let dir = temp_dir("notify");
+    let path = dir.join("notify.sock");
+    let sock = UnixDatagram::bind(&path).expect("bind notify socket");
+    sock.set_read_timeout(Some(Duration::from_secs(20)))
+        .expect("timeout");
+    let path = path.to_string_lossy().into_owned();
+    let dw = Dockwatch::spawn(
+        &format!("{}{}", bed.daemon_a("a"), bed.daemon_b("b")),
+        &[("NOTIFY_SOCKET", &path), ("WATCHDOG_USEC", "1000000")],
+    );
+    let mut buf = [0_u8; 512];
+    let mut messages = Vec::new();
+    let start = Instant::now();
+    while messages
+        .iter()
+        .filter(|m: &&String| m.contains("WATCHDOG=1"))
+        .count()
+        < 2
+    {
+        let n = sock
+            .recv(&mut buf)
+            .unwrap_or_else(|e| panic!("no notification ({e}); so far {messages:?}\n{}", dw.log()));
+        let msg = String::from_utf8_lossy(&buf[..n]).into_owned();
+        if msg.contains("READY=1") {
+            // Ready means every daemon was polled, so /-/ready agrees.
+            assert_eq!(http_get(dw.port, "/-/ready").expect("ready").0, 200);
+        }
+        messages.push(msg);
+        assert!(start.elapsed() < Duration::from_secs(30), "{messages:?}");
+    }
+    assert!(messages[0].contains("READY=1"), "{messages:?}");
+    dw.signal("TERM");
+    let n = sock.recv(&mut buf).expect("STOPPING");
+    let mut last = String::from_utf8_lossy(&buf[..n]).into_owned();
+    while last.contains("WATCHDOG=1") {
+        let n = sock.recv(&mut buf).expect("STOPPING");
+        last = String::from_utf8_lossy(&buf[..n]).into_owned();
+    }
+    assert!(last.contains("STOPPING=1"), "{last}");
+    std::fs::remove_dir_all(dir).ok();
+}
