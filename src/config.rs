@@ -50,6 +50,13 @@ pub struct PollConfig {
     /// Applies to every single Docker call.
     #[serde(deserialize_with = "de_duration")]
     pub timeout: Duration,
+    /// The full image listing; image events refresh it sooner. Default:
+    /// `interval`.
+    #[serde(default, deserialize_with = "de_opt_duration")]
+    pub images_interval: Option<Duration>,
+    /// `/system/df`; 0 turns it off.
+    #[serde(deserialize_with = "de_duration")]
+    pub disk_interval: Duration,
 }
 
 impl Default for PollConfig {
@@ -57,7 +64,15 @@ impl Default for PollConfig {
         Self {
             interval: Duration::from_secs(15),
             timeout: Duration::from_secs(5),
+            images_interval: None,
+            disk_interval: Duration::from_secs(300),
         }
+    }
+}
+
+impl PollConfig {
+    pub fn images_interval(&self) -> Duration {
+        self.images_interval.unwrap_or(self.interval)
     }
 }
 
@@ -199,6 +214,9 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     if rest.is_empty() {
         return Err(bad());
     }
+    if rest == "0" {
+        return Ok(Duration::ZERO);
+    }
     while !rest.is_empty() {
         let digits = rest.find(|c: char| !c.is_ascii_digit()).ok_or_else(bad)?;
         if digits == 0 {
@@ -224,6 +242,10 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
             .ok_or_else(bad)?;
     }
     Ok(total)
+}
+
+fn de_opt_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+    de_duration(d).map(Some)
 }
 
 fn de_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
@@ -468,6 +490,26 @@ impl Config {
                 ),
             ));
         }
+        if let Some(images) = self.poll.images_interval
+            && images < self.poll.interval
+        {
+            problems.push(Problem::new(
+                "poll.images_interval",
+                format!(
+                    "must not be less than poll.interval ({images:?} < {:?})",
+                    self.poll.interval
+                ),
+            ));
+        }
+        if !self.poll.disk_interval.is_zero() && self.poll.disk_interval < self.poll.interval {
+            problems.push(Problem::new(
+                "poll.disk_interval",
+                format!(
+                    "must be 0 (off) or at least poll.interval ({:?} < {:?})",
+                    self.poll.disk_interval, self.poll.interval
+                ),
+            ));
+        }
         let mut names = BTreeSet::new();
         for (i, d) in self.daemons.iter().enumerate() {
             let key = format!("daemons[{i}]");
@@ -629,6 +671,7 @@ mod tests {
         assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
         assert_eq!(parse_duration("1h30m"), Ok(Duration::from_secs(5400)));
         assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("0"), Ok(Duration::ZERO));
         for bad in ["", "15", "s", "15x", "-1s", "1.5s", "99999999999999999999d"] {
             assert!(parse_duration(bad).is_err(), "{bad:?} should be rejected");
         }

@@ -9,6 +9,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bollard::{API_DEFAULT_VERSION, BollardRequest, Docker};
+use bytes::Bytes;
+use http_body_util::{BodyExt as _, Empty};
 use hyper_util::client::legacy::Client as HyperClient;
 use hyper_util::rt::TokioExecutor;
 use rustls::pki_types::pem::PemObject;
@@ -221,6 +223,17 @@ fn backstop_secs(timeout: Duration) -> u64 {
     timeout.as_secs() + 2
 }
 
+/// https only: a TLS daemon is never spoken to in plain text.
+fn https_connector(
+    config: rustls::ClientConfig,
+) -> hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector> {
+    hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(config)
+        .https_only()
+        .enable_http1()
+        .build()
+}
+
 /// Builds a bollard client for the daemon. Nothing is sent yet; a unix
 /// socket that does not exist is an error here.
 pub fn connect(daemon: &DaemonConfig, timeout: Duration) -> Result<Docker, DockerError> {
@@ -238,15 +251,9 @@ pub fn connect(daemon: &DaemonConfig, timeout: Duration) -> Result<Docker, Docke
         (Endpoint::Tcp(addr), Some(tls)) => {
             let config = tls_client_config(tls)
                 .map_err(|(field, e)| DockerError::Tls(format!("tls.{field}: {e}")))?;
-            // https_only: a TLS daemon is never spoken to in plain text.
-            let https = hyper_rustls::HttpsConnectorBuilder::new()
-                .with_tls_config(config)
-                .https_only()
-                .enable_http1()
-                .build();
             let client = HyperClient::builder(TokioExecutor::new())
                 .pool_max_idle_per_host(0)
-                .build(https);
+                .build(https_connector(config));
             let transport = move |req: BollardRequest| {
                 let client = client.clone();
                 async move {
@@ -264,6 +271,108 @@ pub fn connect(daemon: &DaemonConfig, timeout: Duration) -> Result<Docker, Docke
             )
             .map_err(|e| classify(&e, timeout))
         }
+    }
+}
+
+/// The hyper client behind [`RawClient`], one per kind of transport.
+#[derive(Debug)]
+enum RawTransport {
+    Unix {
+        client: HyperClient<hyperlocal::UnixConnector, Empty<Bytes>>,
+        socket: std::path::PathBuf,
+    },
+    Http {
+        client: HyperClient<hyper_util::client::legacy::connect::HttpConnector, Empty<Bytes>>,
+        addr: String,
+    },
+    Https {
+        client: HyperClient<
+            hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>,
+            Empty<Bytes>,
+        >,
+        addr: String,
+    },
+}
+
+/// Plain GETs whose answer we decode ourselves: for endpoints whose shape
+/// changed across API versions (`/system/df`), where bollard's typed models
+/// only know the newest. Answers are read up to a size limit.
+#[derive(Debug, Clone)]
+pub struct RawClient(Arc<RawTransport>);
+
+impl RawClient {
+    pub fn connect(daemon: &DaemonConfig) -> Result<Self, DockerError> {
+        let transport = match (
+            parse_host(&daemon.host).map_err(DockerError::Connect)?,
+            &daemon.tls,
+        ) {
+            (Endpoint::Unix(socket), _) => RawTransport::Unix {
+                client: HyperClient::builder(TokioExecutor::new())
+                    .pool_max_idle_per_host(0)
+                    .build(hyperlocal::UnixConnector),
+                socket,
+            },
+            (Endpoint::Tcp(addr), None) => RawTransport::Http {
+                client: HyperClient::builder(TokioExecutor::new())
+                    .pool_max_idle_per_host(0)
+                    .build_http(),
+                addr,
+            },
+            (Endpoint::Tcp(addr), Some(tls)) => {
+                let config = tls_client_config(tls)
+                    .map_err(|(field, e)| DockerError::Tls(format!("tls.{field}: {e}")))?;
+                RawTransport::Https {
+                    client: HyperClient::builder(TokioExecutor::new())
+                        .pool_max_idle_per_host(0)
+                        .build(https_connector(config)),
+                    addr,
+                }
+            }
+        };
+        Ok(Self(Arc::new(transport)))
+    }
+
+    /// GETs `path` (with its query) and returns the body, at most `limit`
+    /// bytes of it. No timeout here: callers bound the whole call.
+    pub async fn get(&self, path: &str, limit: usize) -> Result<Bytes, DockerError> {
+        let wrap = |e: &(dyn StdError + 'static)| match find_tls_error(e) {
+            Some(t) => DockerError::Tls(explain_tls(t)),
+            None => DockerError::Connect(chain(e)),
+        };
+        let response = match &*self.0 {
+            RawTransport::Unix { client, socket } => {
+                client.get(hyperlocal::Uri::new(socket, path).into()).await
+            }
+            RawTransport::Http { client, addr } => {
+                let uri = format!("http://{addr}{path}")
+                    .parse()
+                    .map_err(|e| DockerError::Connect(format!("bad URL: {e}")))?;
+                client.get(uri).await
+            }
+            RawTransport::Https { client, addr } => {
+                let uri = format!("https://{addr}{path}")
+                    .parse()
+                    .map_err(|e| DockerError::Connect(format!("bad URL: {e}")))?;
+                client.get(uri).await
+            }
+        }
+        .map_err(|e| wrap(&e))?;
+        let status = response.status().as_u16();
+        let body = http_body_util::Limited::new(response.into_body(), limit)
+            .collect()
+            .await
+            .map_err(|e| {
+                DockerError::Decode(format!("reading the answer: {e} (limit {limit} bytes)"))
+            })?
+            .to_bytes();
+        if status >= 400 {
+            let message = serde_json::from_slice::<serde_json::Value>(&body)
+                .ok()
+                .and_then(|v| v.get("message")?.as_str().map(str::to_owned))
+                .unwrap_or_else(|| String::from_utf8_lossy(&body).chars().take(200).collect());
+            return Err(DockerError::Http { status, message });
+        }
+        Ok(body)
     }
 }
 

@@ -6,6 +6,7 @@
 pub mod bars;
 pub mod config;
 pub mod credentials;
+pub mod disk;
 pub mod docker;
 pub mod metrics;
 pub mod poller;
@@ -79,6 +80,17 @@ pub async fn run(
             metrics: Arc::clone(&metrics),
         };
         tasks.spawn(poller.run(stop_rx.clone()));
+    }
+    if !config.poll.disk_interval.is_zero() {
+        for daemon in &config.daemons {
+            let watcher = disk::DiskWatcher {
+                daemon: daemon.clone(),
+                interval: config.poll.disk_interval,
+                state: Arc::clone(&state),
+                metrics: Arc::clone(&metrics),
+            };
+            tasks.spawn(watcher.run(stop_rx.clone()));
+        }
     }
     let registries: Arc<[RegistryConfig]> = config.registries.clone().into();
     for daemon in &config.daemons {

@@ -27,6 +27,8 @@ pub enum ApiEndpoint {
     Info,
     ImageList,
     ContainerList,
+    SystemDf,
+    Events,
 }
 
 impl ApiEndpoint {
@@ -36,6 +38,8 @@ impl ApiEndpoint {
             Self::Info => "info",
             Self::ImageList => "image_list",
             Self::ContainerList => "container_list",
+            Self::SystemDf => "system_df",
+            Self::Events => "events",
         }
     }
 }
@@ -581,6 +585,34 @@ impl Collector for SnapshotCollector {
             "image_filter_size_bytes",
             "Total size of the images matched by a configured filter group.",
             filters().map(|(n, f, c)| ([("daemon", n), ("filter", f)], c.bytes)),
+        )?;
+        let disks = self.state.disks();
+        let disk_rows = |f: fn(&crate::disk::Usage) -> u64| {
+            disks.iter().flat_map(move |(n, d)| {
+                d.by_type()
+                    .into_iter()
+                    .map(move |(t, u)| ([("daemon", n.as_str()), ("type", t)], f(&u)))
+            })
+        };
+        gauge_family(
+            &mut enc,
+            "disk_usage_bytes",
+            "Disk used, by type (images, containers, volumes, build_cache), from /system/df.",
+            disk_rows(|u| u.size),
+        )?;
+        gauge_family(
+            &mut enc,
+            "disk_reclaimable_bytes",
+            "Disk a prune could free, by type, from /system/df.",
+            disk_rows(|u| u.reclaimable),
+        )?;
+        gauge_family(
+            &mut enc,
+            "images_unused",
+            "Images no container uses (not the same as dangling), from /system/df.",
+            disks
+                .iter()
+                .map(|(n, d)| ([("daemon", n.as_str())], d.images_unused)),
         )?;
         gauge_family(
             &mut enc,

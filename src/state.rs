@@ -115,6 +115,8 @@ struct Entry {
 #[derive(Debug, Default)]
 pub struct State {
     daemons: RwLock<BTreeMap<String, Entry>>,
+    /// From `/system/df`, on its own schedule; absent while it fails.
+    disks: RwLock<BTreeMap<String, crate::disk::DiskUsage>>,
 }
 
 impl State {
@@ -127,7 +129,21 @@ impl State {
                     .map(|n| (n.to_owned(), Entry::default()))
                     .collect(),
             ),
+            disks: RwLock::default(),
         }
+    }
+
+    pub fn publish_disk(&self, daemon: &str, usage: Option<crate::disk::DiskUsage>) {
+        let mut map = self.disks.write().unwrap_or_else(PoisonError::into_inner);
+        match usage {
+            Some(u) => map.insert(daemon.to_owned(), u),
+            None => map.remove(daemon),
+        };
+    }
+
+    pub fn disks(&self) -> Vec<(String, crate::disk::DiskUsage)> {
+        let map = self.disks.read().unwrap_or_else(PoisonError::into_inner);
+        map.iter().map(|(k, v)| (k.clone(), *v)).collect()
     }
 
     pub fn publish(&self, daemon: &str, snapshot: DaemonSnapshot) {

@@ -41,7 +41,7 @@ set -euo pipefail
 
 # apache2-utils: htpasswd (bcrypt) for the auth registry. chromium: headless
 # browser tests of the landing page (chromium --headless --no-sandbox ...).
-PACKAGES=(docker.io docker-registry prometheus busybox-static openssl curl apache2-utils chromium)
+PACKAGES=(docker.io docker-registry prometheus busybox-static openssl curl apache2-utils chromium podman)
 MARKER=.dockwatch-testbed
 TIMEOUT=${TESTBED_TIMEOUT:-60}
 STORAGE_DRIVER=${TESTBED_STORAGE_DRIVER-overlay2}
