@@ -8,6 +8,7 @@ pub mod config;
 pub mod credentials;
 pub mod disk;
 pub mod docker;
+pub mod events;
 pub mod metrics;
 pub mod poller;
 pub mod progress;
@@ -71,9 +72,21 @@ pub async fn run(
         if matches!(parse_host(&daemon.host), Ok(Endpoint::Tcp(_))) && daemon.tls.is_none() {
             tracing::warn!(daemon = %daemon.name, host = %daemon.host, "talking to this daemon over plain TCP: anyone who can reach that port is root on its host; add a [daemons.tls] table for mutual TLS");
         }
+        let image_events = Arc::new(tokio::sync::Notify::new());
+        tasks.spawn(
+            events::EventWatcher {
+                daemon: daemon.clone(),
+                timeout: config.poll.timeout,
+                metrics: Arc::clone(&metrics),
+                image_events: Arc::clone(&image_events),
+            }
+            .run(stop_rx.clone()),
+        );
         let poller = Poller {
             daemon: daemon.clone(),
             interval: config.poll.interval,
+            images_interval: config.poll.images_interval(),
+            image_events,
             timeout: config.poll.timeout,
             filters: Arc::clone(&filters),
             state: Arc::clone(&state),

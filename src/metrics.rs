@@ -136,6 +136,28 @@ impl LayerOutcome {
     }
 }
 
+/// How a container ended: the `code_class` label's values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ExitClass {
+    Zero,
+    Nonzero,
+    Oom,
+    Signal,
+}
+
+impl ExitClass {
+    pub const ALL: [Self; 4] = [Self::Zero, Self::Nonzero, Self::Oom, Self::Signal];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Zero => "zero",
+            Self::Nonzero => "nonzero",
+            Self::Oom => "oom",
+            Self::Signal => "signal",
+        }
+    }
+}
+
 macro_rules! label_value_from_as_str {
     ($($t:ty),*) => {$(
         impl EncodeLabelValue for $t {
@@ -150,8 +172,23 @@ label_value_from_as_str!(
     ErrorReason,
     PullResult,
     FailReason,
-    LayerOutcome
+    LayerOutcome,
+    ExitClass
 );
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct EventLabels {
+    daemon: String,
+    // Both values come from closed sets (see events.rs).
+    r#type: &'static str,
+    action: &'static str,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct ExitLabels {
+    daemon: String,
+    code_class: ExitClass,
+}
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 struct ImageLabels {
@@ -239,6 +276,8 @@ pub struct Metrics {
     api_duration: ApiHistograms,
     api_errors: Family<ApiErrorLabels, Counter>,
     pulls: PullFamilies,
+    events: Family<EventLabels, Counter>,
+    exits: Family<ExitLabels, Counter>,
 }
 
 /// The git revision baked in at build time, if the build said.
@@ -323,12 +362,55 @@ impl Metrics {
             pulls.stalls.clone(),
         );
         dw.register_collector(Box::new(PullCollector { board }));
+        let events = Family::<EventLabels, Counter>::default();
+        dw.register(
+            "events",
+            "Docker events seen, by type (container, image) and action",
+            events.clone(),
+        );
+        let exits = Family::<ExitLabels, Counter>::default();
+        dw.register(
+            "container_exits",
+            "Containers that ended, by exit code class (zero, nonzero, oom, signal)",
+            exits.clone(),
+        );
 
         Self {
             registry,
             api_duration,
             api_errors,
             pulls,
+            events,
+            exits,
+        }
+    }
+
+    pub fn count_event(&self, daemon: &str, r#type: &'static str, action: &'static str) {
+        self.events
+            .get_or_create(&EventLabels {
+                daemon: daemon.to_owned(),
+                r#type,
+                action,
+            })
+            .inc();
+    }
+
+    pub fn count_exit(&self, daemon: &str, code_class: ExitClass) {
+        self.exits
+            .get_or_create(&ExitLabels {
+                daemon: daemon.to_owned(),
+                code_class,
+            })
+            .inc();
+    }
+
+    /// Creates a daemon's exit counters at zero.
+    pub fn init_exits(&self, daemon: &str) {
+        for code_class in ExitClass::ALL {
+            let _ = self.exits.get_or_create(&ExitLabels {
+                daemon: daemon.to_owned(),
+                code_class,
+            });
         }
     }
 

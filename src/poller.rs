@@ -1,7 +1,8 @@
 //! One task per daemon: every `[poll].interval`, one poll makes a fixed number
-//! of Docker calls (version, info, images, dangling images, one per filter
-//! group, containers), whatever the number of images or containers, and
-//! publishes one immutable snapshot.
+//! of Docker calls (version, info, containers, and when due images, dangling
+//! images and one per filter group), whatever the number of images or
+//! containers, and publishes one immutable snapshot. The image calls run every
+//! `[poll].images_interval`, and soon after an image event.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -10,7 +11,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use bollard::models::{ContainerSummaryStateEnum, SystemVersion};
 use bollard::query_parameters::{ListContainersOptions, ListImagesOptions};
 use futures_util::future::join_all;
-use tokio::sync::watch;
+use tokio::sync::{Notify, watch};
 use tokio::time::MissedTickBehavior;
 
 use crate::config::{DaemonConfig, ImageFilterConfig};
@@ -23,17 +24,34 @@ use crate::state::{ContainerState, DaemonInfo, DaemonSnapshot, ImageCount, PollD
 pub struct Poller {
     pub daemon: DaemonConfig,
     pub interval: Duration,
+    /// The full image listing runs this often, or soon after an image event.
+    pub images_interval: Duration,
     pub timeout: Duration,
     pub filters: Arc<[ImageFilterConfig]>,
     pub state: Arc<State>,
     pub metrics: Arc<Metrics>,
+    /// Signalled by the events task on every image event.
+    pub image_events: Arc<Notify>,
 }
 
-/// What a good poll found.
-struct Found {
-    info: DaemonInfo,
-    data: PollData,
+/// Image bursts (a pull, a prune) come as many events; wait this long after
+/// the first so one refresh covers them.
+const IMAGE_EVENT_COALESCE: Duration = Duration::from_millis(500);
+
+/// What the image calls of a poll found.
+#[derive(Debug, Clone)]
+struct ImageTotals {
+    all: ImageCount,
+    dangling: ImageCount,
+    filters: Vec<(String, ImageCount)>,
     failed_filters: Vec<String>,
+}
+
+/// What the other calls of a poll found.
+#[derive(Debug, Clone)]
+struct Core {
+    info: DaemonInfo,
+    containers: [u64; ContainerState::ALL.len()],
 }
 
 fn unix_now() -> f64 {
@@ -69,73 +87,114 @@ fn state_of(s: ContainerSummaryStateEnum) -> Option<ContainerState> {
     })
 }
 
+fn total(list: &[bollard::models::ImageSummary]) -> ImageCount {
+    list.iter().fold(ImageCount::default(), |mut c, i| {
+        c.add(i.size);
+        c
+    })
+}
+
+/// The poller's memory between polls.
+#[derive(Debug, Default)]
+struct Memory {
+    client: Option<Client>,
+    last_success: Option<f64>,
+    info: Option<DaemonInfo>,
+    was_up: Option<bool>,
+    core: Option<Core>,
+    images: Option<(ImageTotals, Instant)>,
+}
+
 impl Poller {
     /// Polls until `shutdown` changes (or its sender goes away).
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
         let mut ticker = tokio::time::interval(self.interval);
         ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
-        let mut client: Option<Client> = None;
-        let mut last_success = None;
-        let mut info = None;
-        let mut was_up: Option<bool> = None;
-        let mut failed_filters: Vec<String> = Vec::new();
+        let mut mem = Memory::default();
         loop {
-            tokio::select! {
+            // A full poll on the tick; between ticks, only the image calls,
+            // soon after an image event.
+            let images_only = tokio::select! {
                 biased;
                 _ = shutdown.changed() => return,
-                _ = ticker.tick() => {}
+                _ = ticker.tick() => false,
+                () = self.image_events.notified() => true,
+            };
+            if images_only {
+                tokio::select! {
+                    _ = shutdown.changed() => return,
+                    () = tokio::time::sleep(IMAGE_EVENT_COALESCE) => {}
+                }
+                if mem.core.is_none() {
+                    continue;
+                }
             }
             let started = Instant::now();
             let result = tokio::select! {
                 biased;
                 _ = shutdown.changed() => return,
-                r = self.poll_once(&mut client) => r,
+                r = self.poll(&mut mem, images_only) => r,
             };
-            let poll_duration = started.elapsed().as_secs_f64();
-            let snapshot = match result {
-                Ok(found) => {
-                    if was_up != Some(true) {
-                        tracing::info!(
-                            daemon = %self.daemon.name,
-                            host = %self.daemon.host,
-                            engine = %found.info.engine,
-                            version = %found.info.version,
-                            api_version = %found.info.api_version,
-                            "daemon is up"
-                        );
-                    }
-                    if found.failed_filters != failed_filters {
-                        failed_filters.clone_from(&found.failed_filters);
-                        if !failed_filters.is_empty() {
-                            tracing::warn!(daemon = %self.daemon.name, filters = ?failed_filters, "filter group queries failed; see dockwatch_api_request_errors_total");
-                        }
-                    }
-                    was_up = Some(true);
-                    last_success = Some(unix_now());
-                    info = Some(found.info);
-                    DaemonSnapshot {
-                        last_success,
-                        poll_duration,
-                        info: info.clone(),
-                        data: Some(found.data),
-                        failed_filters: found.failed_filters,
-                    }
-                }
-                Err(e) => {
-                    if was_up != Some(false) {
-                        tracing::warn!(daemon = %self.daemon.name, host = %self.daemon.host, reason = e.reason().as_str(), error = %e, "daemon is down; retrying every poll");
-                    }
-                    was_up = Some(false);
-                    DaemonSnapshot {
-                        last_success,
-                        poll_duration,
-                        info: info.clone(),
-                        data: None,
-                        failed_filters: Vec::new(),
-                    }
-                }
-            };
+            let snapshot = self.account(&mut mem, result, started.elapsed().as_secs_f64());
             self.state.publish(&self.daemon.name, snapshot);
+        }
+    }
+
+    /// Turns a poll's result into a snapshot, logging changes of state.
+    fn account(
+        &self,
+        mem: &mut Memory,
+        result: Result<(), DockerError>,
+        poll_duration: f64,
+    ) -> DaemonSnapshot {
+        let found = result.and_then(|()| match (&mem.core, &mem.images) {
+            (Some(core), Some((images, _))) => Ok((core.clone(), images.clone())),
+            _ => Err(DockerError::Connect("no complete poll yet".into())),
+        });
+        match found {
+            Ok((core, images)) => {
+                if mem.was_up != Some(true) {
+                    tracing::info!(
+                        daemon = %self.daemon.name,
+                        host = %self.daemon.host,
+                        engine = %core.info.engine,
+                        version = %core.info.version,
+                        api_version = %core.info.api_version,
+                        "daemon is up"
+                    );
+                }
+                mem.was_up = Some(true);
+                mem.last_success = Some(unix_now());
+                mem.info = Some(core.info);
+                DaemonSnapshot {
+                    last_success: mem.last_success,
+                    poll_duration,
+                    info: mem.info.clone(),
+                    data: Some(PollData {
+                        images: images.all,
+                        dangling: images.dangling,
+                        filters: images.filters,
+                        containers: core.containers,
+                    }),
+                    failed_filters: images.failed_filters,
+                }
+            }
+            Err(e) => {
+                if mem.was_up != Some(false) {
+                    tracing::warn!(daemon = %self.daemon.name, host = %self.daemon.host, reason = e.reason().as_str(), error = %e, "daemon is down; retrying every poll");
+                }
+                mem.was_up = Some(false);
+                // After a failure every number is fetched afresh.
+                mem.core = None;
+                mem.images = None;
+                DaemonSnapshot {
+                    last_success: mem.last_success,
+                    poll_duration,
+                    info: mem.info.clone(),
+                    data: None,
+                    failed_filters: Vec::new(),
+                }
+            }
         }
     }
 
@@ -166,8 +225,81 @@ impl Poller {
             .ok_or_else(|| DockerError::Connect("no client".into()))
     }
 
-    async fn poll_once(&self, slot: &mut Option<Client>) -> Result<Found, DockerError> {
-        let c = self.client(slot)?;
+    /// One poll: the core calls unless `images_only`, and the image calls
+    /// when they are due (or `images_only`), all at once. Updates `mem`.
+    async fn poll(&self, mem: &mut Memory, images_only: bool) -> Result<(), DockerError> {
+        let images_due = images_only
+            || mem.images.as_ref().is_none_or(|(_, at)| {
+                at.elapsed() + Duration::from_millis(50) >= self.images_interval
+            });
+        let c = self.client(&mut mem.client)?.clone();
+        let (core, images) = tokio::join!(
+            async {
+                if images_only {
+                    Ok(None)
+                } else {
+                    self.core(&c).await.map(Some)
+                }
+            },
+            async {
+                if images_due {
+                    self.images(&c).await.map(Some)
+                } else {
+                    Ok(None)
+                }
+            },
+        );
+        if let Some(core) = core? {
+            mem.core = Some(core);
+        }
+        if let Some(images) = images? {
+            if mem
+                .images
+                .as_ref()
+                .is_none_or(|(old, _)| old.failed_filters != images.failed_filters)
+                && !images.failed_filters.is_empty()
+            {
+                tracing::warn!(daemon = %self.daemon.name, filters = ?images.failed_filters, "filter group queries failed; see dockwatch_api_request_errors_total");
+            }
+            mem.images = Some((images, Instant::now()));
+        }
+        Ok(())
+    }
+
+    async fn core(&self, c: &Client) -> Result<Core, DockerError> {
+        let (version, info, containers) = tokio::join!(
+            c.call(ApiEndpoint::Version, c.docker.version()),
+            c.call(ApiEndpoint::Info, c.docker.info()),
+            c.call(
+                ApiEndpoint::ContainerList,
+                c.docker.list_containers(Some(ListContainersOptions {
+                    all: true,
+                    ..Default::default()
+                }))
+            ),
+        );
+        let (version, info) = (version?, info?);
+        let mut counts = [0; ContainerState::ALL.len()];
+        for c in containers? {
+            if let Some(s) = c.state.and_then(state_of) {
+                counts[s as usize] += 1;
+            }
+        }
+        Ok(Core {
+            info: DaemonInfo {
+                engine: engine_of(&version).to_owned(),
+                version: version.version.unwrap_or_default(),
+                api_version: version.api_version.unwrap_or_default(),
+                min_api_version: version.min_api_version.unwrap_or_default(),
+                os: version.os.unwrap_or_default(),
+                arch: version.arch.unwrap_or_default(),
+                storage_driver: info.driver.unwrap_or_default(),
+            },
+            containers: counts,
+        })
+    }
+
+    async fn images(&self, c: &Client) -> Result<ImageTotals, DockerError> {
         let list = |filters: Option<HashMap<String, Vec<String>>>| {
             c.call(
                 ApiEndpoint::ImageList,
@@ -178,62 +310,25 @@ impl Poller {
             )
         };
         let dangling = HashMap::from([("dangling".to_owned(), vec!["true".to_owned()])]);
-        // All calls of one poll run at once: the poll takes as long as the
-        // slowest call, not their sum.
-        let (version, info, images, dangling, containers, filtered) = tokio::join!(
-            c.call(ApiEndpoint::Version, c.docker.version()),
-            c.call(ApiEndpoint::Info, c.docker.info()),
+        let (images, dangling, filtered) = tokio::join!(
             list(None),
             list(Some(dangling)),
-            c.call(
-                ApiEndpoint::ContainerList,
-                c.docker.list_containers(Some(ListContainersOptions {
-                    all: true,
-                    ..Default::default()
-                }))
-            ),
             join_all(self.filters.iter().map(|f| list(Some(f.query())))),
         );
-        let (version, info) = (version?, info?);
-        let total = |list: Vec<bollard::models::ImageSummary>| {
-            list.iter().fold(ImageCount::default(), |mut c, i| {
-                c.add(i.size);
-                c
-            })
+        let mut out = ImageTotals {
+            all: total(&images?),
+            dangling: total(&dangling?),
+            filters: Vec::new(),
+            failed_filters: Vec::new(),
         };
-        let mut data = PollData {
-            images: total(images?),
-            dangling: total(dangling?),
-            ..PollData::default()
-        };
-        for c in containers? {
-            if let Some(s) = c.state.and_then(state_of) {
-                data.containers[s as usize] += 1;
-            }
-        }
-        let mut failed_filters = Vec::new();
         for (f, result) in self.filters.iter().zip(filtered) {
             match result {
-                Ok(list) => data.filters.push((f.name.clone(), total(list))),
+                Ok(list) => out.filters.push((f.name.clone(), total(&list))),
                 // A bad filter group must not take the whole daemon down.
-                Err(_) => failed_filters.push(f.name.clone()),
+                Err(_) => out.failed_filters.push(f.name.clone()),
             }
         }
-        let engine = engine_of(&version);
-        let info = DaemonInfo {
-            engine: engine.to_owned(),
-            version: version.version.unwrap_or_default(),
-            api_version: version.api_version.unwrap_or_default(),
-            min_api_version: version.min_api_version.unwrap_or_default(),
-            os: version.os.unwrap_or_default(),
-            arch: version.arch.unwrap_or_default(),
-            storage_driver: info.driver.unwrap_or_default(),
-        };
-        Ok(Found {
-            info,
-            data,
-            failed_filters,
-        })
+        Ok(out)
     }
 }
 

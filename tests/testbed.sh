@@ -19,12 +19,21 @@
 #   registry-auth  docker-registry on 127.0.0.1:PORT_RA, plain HTTP, htpasswd (bcrypt)
 #                  basic auth: user dwuser, random password in DIR/registry-auth.pass
 #                  (mode 600, no trailing newline)
+#   podman         `podman system service --time=0 unix://DIR/podman/podman.sock`
+#                  (Debian's podman 4.3.1, rootful, Docker-compatible API 1.41), with
+#                  its own storage, config, lock, events and registries.conf, all
+#                  under DIR/podman (nothing in /etc/containers or /var/lib/containers
+#                  is written); both registries are listed as insecure (plain HTTP).
+#                  DIR/podman/podman is a podman CLI wrapper on the same storage.
 # Seeds:
 #   A: tagged dwtest/app:1 dwtest/app:2 dwtest/tool:1 ci/builder:1 ci/runner:1
 #      ci/runner:2 (6 distinct images; dwtest/tool:1 and ci/builder:1 carry the
 #      label dwtest.group=cache), 3 dangling images; containers (all --network
 #      none): 2 running, 2 exited (codes 0 and 3), 1 created.
 #   B: tagged dwtest/app:1 remote/only:1, 2 dangling; 1 running + 1 exited (0).
+#   podman: tagged dwtest/app:1 dwtest/tool:1 (imported through the Docker API,
+#      so podman names them docker.io/dwtest/app:1 ...), 1 dangling; containers
+#      (--network none): 1 running, 1 exited (0).
 #   registry: REGISTRY/dwtest/multi:1, 3 layers (600 kB, 300 kB, 100 kB);
 #             REGISTRY/dwtest/multi:2, FROM multi:1 plus 1 layer (200 kB), so a
 #             pull of :2 after :1 shows 3 "Already exists" and 1 download;
@@ -41,6 +50,11 @@ set -euo pipefail
 
 # apache2-utils: htpasswd (bcrypt) for the auth registry. chromium: headless
 # browser tests of the landing page (chromium --headless --no-sandbox ...).
+# podman: the third engine (Docker-compatible API). With --no-install-recommends
+# it brings conmon, golang-github-containers-common and containernetworking-
+# plugins and uses the runc of docker.io; rootful with kernel overlay and
+# --network none it needs nothing else here (no crun, fuse-overlayfs,
+# slirp4netns, uidmap or catatonit).
 PACKAGES=(docker.io docker-registry prometheus busybox-static openssl curl apache2-utils chromium podman)
 MARKER=.dockwatch-testbed
 TIMEOUT=${TESTBED_TIMEOUT:-60}
@@ -134,6 +148,10 @@ RA_USER=dwuser
 curl_ra() { printf 'user = "%s:%s"\n' "$RA_USER" "$RA_PASS" | curl -K - "$@"; }
 # 200 only with the right credentials: proves the htpasswd file works too
 ping_ra() { [ "$(curl_ra -sS --max-time 3 -o /dev/null -w '%{http_code}' "http://127.0.0.1:$PORT_RA/v2/" 2>/dev/null)" = 200 ]; }
+
+ping_p() { [ "$(curl -sS --max-time 3 --unix-socket "$TB/podman/podman.sock" http://d/_ping 2>/dev/null)" = OK ]; }
+# docker CLI against podman's Docker-compatible API
+dk_p() { "$DOCKER_CLI" -H "unix://$TB/podman/podman.sock" "$@"; }
 
 # wait_ready PID CHECK: 0 ready, 1 timeout, 2 process exited
 wait_ready() {
@@ -362,6 +380,104 @@ start_registry_auth() {
 	REGISTRY_AUTH_PID=$START_PID
 }
 
+# ---------------------------------------------------------------- podman
+PODMAN_HINT='- apt-get install podman (4.3.1: conmon, containers-common; runc comes with docker.io)
+- the command runs with CONTAINERS_CONF, CONTAINERS_STORAGE_CONF,
+  CONTAINERS_REGISTRIES_CONF and HOME set to the files under DIR/podman
+  (see DIR/podman/service.cmd); DIR/podman/podman runs the CLI the same way:
+  try `DIR/podman/podman info`
+- "error setting rlimit ... operation not permitted" on a container start: this
+  machine gives root no CAP_SYS_RESOURCE; default_ulimits in containers.conf
+  must stay within the hard limits podman itself runs with'
+
+# podman_setup: the config files, the CLI wrapper and the command line of the
+# service, all under $TB/podman:
+#   storage.conf     graphroot $TB/podman/root, runroot $TB/podman/run (overlay)
+#   containers.conf  cgroupfs (PID 1 is no systemd), runc, file locks (not the
+#                    machine-wide /dev/shm/libpod_lock, whose locks a fresh
+#                    podman would free for every other rootful podman), events
+#                    to a file, tmp dir, network config dir, image copy tmp dir,
+#                    default_ulimits (see below)
+#   registries.conf  REGISTRY and REGISTRY_AUTH insecure, no search registries
+#   home/.config/containers/policy.json   (HOME of the service and the wrapper)
+# Left on the host: podman 4.3 (containers/image 5.23) keeps its blob info
+# cache (digest -> compressed digest, known registry locations) for root in
+# /var/lib/containers/cache/blob-info-cache-v1.boltdb whatever the graphroot,
+# and creates it on the first import or pull; there is no knob for it. `down`
+# removes that directory again when it holds nothing else and no podman
+# process runs on the machine any more (another bed's podman shares it).
+# runc keeps a container's state in /run/runc/ID while it
+# exists (podman has no way to pass runc --root); `down` removes leftovers.
+# The conmon cgroups are /libpod_parent/conmon and /libpod_parent/libpod-ID
+# under every controller (shared by every rootful podman of the machine).
+podman_setup() {
+	local d="$TB/podman" nofile nproc
+	mkdir -p "$d/root" "$d/run" "$d/tmp" "$d/networks" "$d/home/.config/containers"
+	cat >"$d/storage.conf" <<EOF
+[storage]
+driver = "overlay"
+graphroot = "$d/root"
+runroot = "$d/run"
+EOF
+	# Root here has no CAP_SYS_RESOURCE: podman's default rlimits for a
+	# container (nofile 1048576, nproc 4194304) make runc fail with "error
+	# setting rlimit type 7: operation not permitted". podman itself runs with
+	# nofile = our hard limit and nproc = min(our hard limit, 32768).
+	nofile=$(ulimit -Hn)
+	nproc=$(ulimit -Hu)
+	[[ $nofile =~ ^[0-9]+$ ]] && ((nofile <= 1048576)) || nofile=1048576
+	[[ $nproc =~ ^[0-9]+$ ]] && ((nproc <= 32768)) || nproc=32768
+	cat >"$d/containers.conf" <<EOF
+[containers]
+default_ulimits = ["nofile=$nofile:$nofile", "nproc=$nproc:$nproc"]
+
+[engine]
+cgroup_manager = "cgroupfs"
+runtime = "runc"
+lock_type = "file"
+tmp_dir = "$d/tmp"
+image_copy_tmp_dir = "$d/tmp"
+events_logger = "file"
+events_logfile_path = "$d/events.log"
+
+[network]
+network_config_dir = "$d/networks"
+EOF
+	cat >"$d/registries.conf" <<EOF
+unqualified-search-registries = []
+
+[[registry]]
+location = "127.0.0.1:$PORT_R"
+insecure = true
+
+[[registry]]
+location = "127.0.0.1:$PORT_RA"
+insecure = true
+EOF
+	printf '{"default": [{"type": "insecureAcceptAnything"}]}\n' >"$d/home/.config/containers/policy.json"
+	PODMAN_ENV=(CONTAINERS_CONF="$d/containers.conf" CONTAINERS_STORAGE_CONF="$d/storage.conf"
+		CONTAINERS_REGISTRIES_CONF="$d/registries.conf" HOME="$d/home")
+	{
+		echo '#!/bin/sh'
+		echo "# podman CLI on the storage and config of the podman service of the test bed $TB"
+		printf 'exec env'
+		printf ' %q' "${PODMAN_ENV[@]}"
+		echo ' podman "$@"'
+	} >"$d/podman"
+	chmod 755 "$d/podman"
+}
+
+start_podman() { # sets PODMAN_PID
+	local d="$TB/podman"
+	podman_setup
+	local args=(podman --log-level=info system service --time=0 "unix://$d/podman.sock")
+	printf '%q ' env "${PODMAN_ENV[@]}" "${args[@]}" >"$d/service.cmd"
+	echo >>"$d/service.cmd"
+	setsid env "${PODMAN_ENV[@]}" "${args[@]}" </dev/null >>"$d/service.log" 2>&1 &
+	PODMAN_PID=$!
+	echo "$PODMAN_PID" >"$d/pid"
+}
+
 # ---------------------------------------------------------------- seeds
 # import_image DK_FUNC ROOTFS REF|'' [--change ...]...
 # Every image gets a file with unique content, so every image id is distinct.
@@ -474,6 +590,16 @@ seed_b() {
 	dk_b run --network none --name dwtest-b-exited-0 dwtest/app:1 /bin/busybox true
 }
 
+seed_podman() {
+	local r="$TB/seed/p-rootfs"
+	make_rootfs "$r"
+	import_image dk_p "$r" dwtest/app:1
+	import_image dk_p "$r" dwtest/tool:1
+	import_image dk_p "$r" ""
+	dk_p run -d --network none --name dwtest-p-running-1 dwtest/app:1 >/dev/null
+	dk_p run --network none --name dwtest-p-exited-0 dwtest/tool:1 /bin/busybox true
+}
+
 check_seeds() {
 	local n
 	n=$(dk_a images -a -q | wc -l)
@@ -492,6 +618,14 @@ check_seeds() {
 	expect_count "B: dangling images" 2 "$n"
 	n=$(dk_b ps -a -q | wc -l)
 	expect_count "B: containers" 2 "$n"
+	n=$(dk_p images -a -q | wc -l)
+	expect_count "podman: all images" 3 "$n"
+	n=$(dk_p images -q --filter dangling=true | wc -l)
+	expect_count "podman: dangling images" 1 "$n"
+	n=$(dk_p ps -a -q | wc -l)
+	expect_count "podman: containers" 2 "$n"
+	n=$(dk_p ps -q --filter status=running | wc -l)
+	expect_count "podman: running containers" 1 "$n"
 	n=$(curl -fsS -H 'Accept: application/vnd.docker.distribution.manifest.v2+json' \
 		"http://127.0.0.1:$PORT_R/v2/dwtest/multi/manifests/1" |
 		python3 -c 'import json,sys; print(len(json.load(sys.stdin)["layers"]))')
@@ -548,7 +682,7 @@ cmd_up() {
 	[ -z "$(ls -A "$dir")" ] || die "$dir exists and is not empty (and is no test bed): pass a new or empty DIR"
 	TB=$(cd "$dir" && pwd -P)
 	touch "$TB/$MARKER"
-	mkdir -p "$TB/a" "$TB/b" "$TB/registry" "$TB/seed" "$TB/cli"
+	mkdir -p "$TB/a" "$TB/b" "$TB/registry" "$TB/seed" "$TB/cli" "$TB/podman"
 	# keep the CLI away from ~/.docker (contexts, credentials, hints)
 	export DOCKER_CONFIG="$TB/cli" DOCKER_CLI_HINTS=false
 	unset DOCKER_HOST DOCKER_TLS_VERIFY DOCKER_CERT_PATH DOCKER_CONTEXT
@@ -557,6 +691,8 @@ cmd_up() {
 	ports=$(free_ports 3)
 	read -r PORT_B PORT_R PORT_RA <<<"$ports"
 
+	# podman needs nothing else and is ready in ~0.1 s: start it first
+	start_podman
 	gen_certs "$TB/certs"
 
 	start_registry
@@ -579,6 +715,8 @@ cmd_up() {
 	wait_ready "$REGISTRY_AUTH_PID" ping_ra || rc=$?
 	((rc == 0)) || start_failure "docker-registry (auth)" "$TB/registry-auth/registry.log" "$TB/registry-auth/registry.cmd" \
 		"- apt-get install docker-registry apache2-utils; GET /v2/ must answer 200 with user $RA_USER and the password in $TB/registry-auth.pass"
+	wait_ready "$PODMAN_PID" ping_p || rc=$?
+	((rc == 0)) || start_failure "podman system service" "$TB/podman/service.log" "$TB/podman/service.cmd" "$PODMAN_HINT"
 
 	# Both seed in parallel. They run as background jobs (not in `|| ...`) so
 	# that set -e stays in force inside them.
@@ -588,6 +726,8 @@ cmd_up() {
 	local rpid=$!
 	(seed_a >"$TB/a/seed.log" 2>&1) &
 	local apid=$!
+	(seed_podman >"$TB/podman/seed.log" 2>&1) &
+	local podpid=$!
 	wait "$apid" || {
 		tail -n 30 "$TB/a/seed.log" >&2
 		die "seeding dockerd A failed (log: $TB/a/seed.log)"
@@ -599,6 +739,10 @@ cmd_up() {
 	wait "$bpid" || {
 		tail -n 30 "$TB/b/seed.log" >&2
 		die "seeding dockerd B failed (log: $TB/b/seed.log)"
+	}
+	wait "$podpid" || {
+		tail -n 30 "$TB/podman/seed.log" >&2
+		die "seeding podman failed (log: $TB/podman/seed.log; service log: $TB/podman/service.log)"
 	}
 	check_seeds
 
@@ -643,9 +787,20 @@ IMAGE_MULTI1_LAYERS=$IMAGE_MULTI1_LAYERS
 IMAGE_MULTI2_LAYERS=$IMAGE_MULTI2_LAYERS
 IMAGE_BIG_LAYERS=$IMAGE_BIG_LAYERS
 IMAGE_PRIVATE_LAYERS=$IMAGE_PRIVATE_LAYERS
+PODMAN_HOST=unix://$TB/podman/podman.sock
+PODMAN_SOCKET=$TB/podman/podman.sock
+PODMAN_PID=$PODMAN_PID
+PODMAN_LOG=$TB/podman/service.log
+PODMAN_ROOT=$TB/podman/root
+PODMAN_RUNROOT=$TB/podman/run
+PODMAN_CLI=$TB/podman/podman
+PODMAN_CONTAINERS_CONF=$TB/podman/containers.conf
+PODMAN_STORAGE_CONF=$TB/podman/storage.conf
+PODMAN_REGISTRIES_CONF=$TB/podman/registries.conf
+PODMAN_EVENTS_LOG=$TB/podman/events.log
 EOF
 	mv "$TB/env.tmp" "$TB/env"
-	echo "testbed up in $((SECONDS - t0))s: A=unix://$TB/a/docker.sock B=tcp://127.0.0.1:$PORT_B (mTLS) registry=127.0.0.1:$PORT_R registry-auth=127.0.0.1:$PORT_RA storage=$driver env=$TB/env"
+	echo "testbed up in $((SECONDS - t0))s: A=unix://$TB/a/docker.sock B=tcp://127.0.0.1:$PORT_B (mTLS) registry=127.0.0.1:$PORT_R registry-auth=127.0.0.1:$PORT_RA podman=unix://$TB/podman/podman.sock storage=$driver env=$TB/env"
 }
 
 # ---------------------------------------------------------------- down
@@ -679,7 +834,8 @@ stop_pids() { # GRACE_SECONDS PID... : SIGTERM, wait, SIGKILL
 }
 
 # every process whose command line names a daemon dir of this bed (dockerd,
-# its managed containerd, containerd-shim-runc-v2, the registries)
+# its managed containerd, containerd-shim-runc-v2, the registries, the podman
+# service, its conmons and their `podman ... container cleanup` exit commands)
 bed_pids() {
 	local p
 	for p in /proc/[0-9]*; do
@@ -687,9 +843,21 @@ bed_pids() {
 		[ "$p" = $$ ] && continue
 		[ "$p" = "$BASHPID" ] && continue
 		tr '\0' ' ' 2>/dev/null <"/proc/$p/cmdline" |
-			grep -qF -e "$TB/a/" -e "$TB/b/" -e "$TB/registry/" -e "$TB/registry-auth/" && echo "$p"
+			grep -qF -e "$TB/a/" -e "$TB/b/" -e "$TB/registry/" -e "$TB/registry-auth/" -e "$TB/podman/" && echo "$p"
 	done
 	return 0
+}
+
+# remove /var/lib/containers again if podman's blob info cache is all it
+# holds and no podman runs any more (see podman_setup)
+podman_host_cleanup() {
+	local v=/var/lib/containers p
+	[ -d "$v" ] || return 0
+	[ "$(find "$v" -mindepth 1 | sort | tr '\n' ' ')" = "$v/cache $v/cache/blob-info-cache-v1.boltdb " ] || return 0
+	for p in /proc/[0-9]*; do
+		[ "$(cat "$p/comm" 2>/dev/null)" = podman ] && return 0
+	done
+	rm -rf "$v"
 }
 
 cmd_down() {
@@ -713,7 +881,8 @@ cmd_down() {
 	[ -n "$DOCKER_CLI" ] || DOCKER_CLI=$(command -v docker || echo /usr/bin/docker)
 	PORT_B=$(grep -s '^DOCKER_B_PORT=' "$TB/env" | cut -d= -f2-)
 
-	local reg rega a b
+	local reg rega a b pod
+	pod=$(pid_of_ours "$TB/podman/pid")
 	reg=$(pid_of_ours "$TB/registry/pid")
 	rega=$(pid_of_ours "$TB/registry-auth/pid")
 	a=$(pid_of_ours "$TB/a/dockerd.pid" || pid_of_ours "$TB/a/pid")
@@ -734,9 +903,15 @@ cmd_down() {
 		timeout 10 "$DOCKER_CLI" "${tls[@]}" ps -q 2>/dev/null |
 			xargs -r timeout 10 "$DOCKER_CLI" "${tls[@]}" kill >/dev/null 2>&1 &
 	fi
+	# podman: remove every container (SIGKILL, no grace) with the CLI on the
+	# same storage; works with or without the service, and makes podman itself
+	# stop the conmons, unmount the rootfs and drop runc's state and cgroups.
+	if [ -x "$TB/podman/podman" ] && [ -d "$TB/podman/root" ] && command -v podman >/dev/null; then
+		timeout 20 "$TB/podman/podman" rm -a -f -t 0 >/dev/null 2>&1 &
+	fi
 	wait
 	# shellcheck disable=SC2086 # empty pids vanish on purpose
-	stop_pids 15 $reg $rega $a $b
+	stop_pids 15 $reg $rega $a $b $pod
 
 	# leftovers: managed containerd, containerd-shim-runc-v2 (their command
 	# lines name the exec-root under this bed), then container processes.
@@ -748,6 +923,16 @@ cmd_down() {
 		stop_pids 3 $left
 	fi
 	local ids=() c h
+	# podman's containers, if `rm` above did not get them all: their
+	# processes (found by cgroup below), runc's state dir, the cgroups
+	# libpod-ID (cgroupfs manager)
+	for c in "$TB"/podman/root/*-containers/*/; do
+		[ -d "$c" ] || continue
+		c=$(basename "$c")
+		[[ $c =~ ^[0-9a-f]{64}$ ]] || continue
+		ids+=("$c" "libpod-$c")
+		rm -rf "/run/runc/$c"
+	done
 	for c in "$TB"/a/data/containers/*/ "$TB"/b/data/containers/*/; do
 		[ -d "$c" ] || continue
 		ids+=("$(basename "$c")")
@@ -770,6 +955,7 @@ cmd_down() {
 	fi
 
 	unmount_under "$TB"
+	podman_host_cleanup
 
 	rm -rf --one-file-system "$TB" 2>/dev/null || rm -rf --one-file-system "$TB"
 	[ ! -e "$TB" ] || log "down: could not remove all of $TB"
