@@ -72,7 +72,7 @@ cp "$ROOT/deploy/Dockerfile" "$CTX/Dockerfile"
 cp "$BIN" "$CTX/dockwatch"
 chmod 0755 "$CTX/dockwatch"
 
-echo "build-image.sh: docker build -t $TAG (daemon: ${DOCKER_HOST:-the CLI's default})" >&2
+echo "build-image.sh: docker build -t $TAG (daemon: ${DOCKER_HOST:-from the docker CLI context})" >&2
 t1=$SECONDS
 DOCKER_BUILDKIT=0 "$DOCKER" build \
 	--rm --force-rm \

@@ -465,16 +465,14 @@ impl OwnDaemon {
 impl Drop for OwnDaemon {
     fn drop(&mut self) {
         self.stop();
-        let _ = Command::new("umount")
-            .arg("-R")
-            .arg("-l")
-            .arg(self.dir.join("data"))
-            .status();
-        let _ = Command::new("umount")
-            .arg("-R")
-            .arg("-l")
-            .arg(self.dir.join("exec"))
-            .status();
+        for sub in ["data", "exec"] {
+            let _ = Command::new("umount")
+                .arg("-R")
+                .arg("-l")
+                .arg(self.dir.join(sub))
+                .stderr(Stdio::null())
+                .status();
+        }
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }

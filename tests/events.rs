@@ -1,0 +1,245 @@
+//! Docker events, container exits and disk usage against a real dockerd of
+//! the test's own (it is restarted mid-test), compared with what happened
+//! and with `docker system df`.
+// Byte and event counts here are small; sizes are compared as docker prints them.
+#![allow(
+    clippy::cast_precision_loss,
+    clippy::cast_possible_truncation,
+    clippy::cast_sign_loss,
+    // Counter values are whole numbers, exact in f64.
+    clippy::float_cmp
+)]
+
+mod common;
+
+use std::process::Command;
+use std::time::Duration;
+
+use common::{DockerCli, Dockwatch, OwnDaemon, Scrape, temp_dir};
+
+fn cli(own: &OwnDaemon) -> DockerCli {
+    DockerCli {
+        program: common::Testbed::get().var("DOCKER_CLI").to_owned(),
+        args: vec!["-H".into(), own.host()],
+    }
+}
+
+/// Imports a tiny image holding busybox, with unique content.
+fn import(cli: &DockerCli, dir: &std::path::Path, tag: &str) {
+    let root = dir.join(format!("rootfs-{}", tag.replace([':', '/'], "-")));
+    std::fs::create_dir_all(root.join("bin")).expect("rootfs");
+    std::fs::copy("/bin/busybox", root.join("bin/busybox")).expect("busybox (busybox-static)");
+    std::fs::write(root.join("tag"), tag).expect("write");
+    let tar = root.with_extension("tar");
+    let ok = Command::new("tar")
+        .arg("-C")
+        .arg(&root)
+        .arg("-cf")
+        .arg(&tar)
+        .arg(".")
+        .status()
+        .expect("tar")
+        .success();
+    assert!(ok, "tar failed");
+    cli.run(&["import", &tar.to_string_lossy(), tag]);
+}
+
+fn exits(s: &Scrape, class: &str) -> f64 {
+    s.get(
+        "dockwatch_container_exits_total",
+        &[("daemon", "c"), ("code_class", class)],
+    )
+    .unwrap_or(0.0)
+}
+
+fn events(s: &Scrape, typ: &str, action: &str) -> f64 {
+    s.get(
+        "dockwatch_events_total",
+        &[("daemon", "c"), ("type", typ), ("action", action)],
+    )
+    .unwrap_or(0.0)
+}
+
+/// docker's `HumanSize`: 4 significant digits, decimal units.
+fn human(bytes: u64) -> String {
+    let units = ["B", "kB", "MB", "GB", "TB", "PB"];
+    let mut v = bytes as f64;
+    let mut i = 0;
+    while v >= 1000.0 && i < units.len() - 1 {
+        v /= 1000.0;
+        i += 1;
+    }
+    let digits = if v >= 1.0 {
+        v.log10().floor() as i32 + 1
+    } else {
+        1
+    };
+    let decimals = usize::try_from((4 - digits).max(0)).unwrap_or(0);
+    let mut s = format!("{v:.decimals$}");
+    if s.contains('.') {
+        s = s.trim_end_matches('0').trim_end_matches('.').to_owned();
+    }
+    format!("{s}{}", units[i])
+}
+
+#[test]
+fn human_size_matches_docker() {
+    assert_eq!(human(17_840_882), "17.84MB");
+    assert_eq!(human(7_929_274), "7.929MB");
+    assert_eq!(human(0), "0B");
+    assert_eq!(human(1000), "1kB");
+    assert_eq!(human(123_456), "123.5kB");
+}
+
+#[test]
+#[allow(clippy::too_many_lines)] // one story: exits, df, refresh, restart
+fn events_exits_refresh_and_disk_usage() {
+    let dir = temp_dir("events");
+    std::fs::create_dir_all(dir.join("d")).expect("daemon dir");
+    let mut own = OwnDaemon::start(&dir.join("d"));
+    let cli = cli(&own);
+    import(&cli, &dir, "dwtest/ev:1");
+    let dw = Dockwatch::start(&format!(
+        "[poll]\ninterval = \"1s\"\ntimeout = \"800ms\"\nimages_interval = \"1h\"\ndisk_interval = \"1s\"\n[[daemons]]\nname = \"c\"\nhost = \"{}\"\n",
+        own.host()
+    ));
+    let run = |args: &[&str]| {
+        // Exit codes are what this test is about: run does not check them.
+        let _ = Command::new(&cli.program)
+            .args(&cli.args)
+            .args(["run", "--network", "none"])
+            .args(args)
+            .output()
+            .expect("docker run");
+    };
+    run(&["--name", "zero", "dwtest/ev:1", "/bin/busybox", "true"]);
+    run(&[
+        "--name",
+        "three",
+        "dwtest/ev:1",
+        "/bin/busybox",
+        "sh",
+        "-c",
+        "exit 3",
+    ]);
+    run(&[
+        "-d",
+        "--name",
+        "killed",
+        "dwtest/ev:1",
+        "/bin/busybox",
+        "sleep",
+        "300",
+    ]);
+    cli.run(&["kill", "killed"]);
+    run(&[
+        "--name",
+        "oom",
+        "-m",
+        "8m",
+        "--memory-swap",
+        "8m",
+        "dwtest/ev:1",
+        "/bin/busybox",
+        "sh",
+        "-c",
+        "x=aaaaaaaaaaaaaaaa; while true; do x=$x$x; done",
+    ]);
+    assert_eq!(
+        cli.run(&["inspect", "--format", "{{.State.OOMKilled}}", "oom"])
+            .trim(),
+        "true",
+        "the memory hog was not OOM-killed"
+    );
+    let s = dw.wait_for("four exits", Duration::from_secs(20), |s| {
+        ["zero", "nonzero", "signal", "oom"]
+            .iter()
+            .all(|c| exits(s, c) >= 1.0)
+    });
+    for class in ["zero", "nonzero", "signal", "oom"] {
+        assert_eq!(exits(&s, class), 1.0, "{class}:\n{}", s.text);
+    }
+    assert_eq!(events(&s, "container", "create"), 4.0);
+    assert_eq!(events(&s, "container", "start"), 4.0);
+    assert_eq!(events(&s, "container", "die"), 4.0);
+    assert_eq!(events(&s, "container", "oom"), 1.0);
+    assert!(events(&s, "container", "kill") >= 1.0);
+
+    // Disk usage agrees with `docker system df` on the same daemon.
+    let df = cli.run(&[
+        "system",
+        "df",
+        "--format",
+        "{{.Type}}|{{.Size}}|{{.Reclaimable}}",
+    ]);
+    for line in df.lines() {
+        let mut f = line.split('|');
+        let (typ, size, reclaimable) = (
+            f.next().unwrap_or_default(),
+            f.next().unwrap_or_default(),
+            f.next().unwrap_or_default(),
+        );
+        let label = match typ {
+            "Images" => "images",
+            "Containers" => "containers",
+            "Local Volumes" => "volumes",
+            "Build Cache" => "build_cache",
+            other => panic!("unknown df type {other}"),
+        };
+        let t = [("daemon", "c"), ("type", label)];
+        let ours = s.get("dockwatch_disk_usage_bytes", &t).expect("disk usage");
+        assert_eq!(human(ours as u64), size, "{label} size");
+        let ours = s
+            .get("dockwatch_disk_reclaimable_bytes", &t)
+            .expect("reclaimable");
+        let theirs = reclaimable.split(' ').next().unwrap_or_default();
+        assert_eq!(human(ours as u64), theirs, "{label} reclaimable");
+    }
+    let unused = cli
+        .run(&["images", "--format", "{{.ID}}"])
+        .lines()
+        .count()
+        .saturating_sub(1); // every container uses dwtest/ev:1
+    assert_eq!(
+        s.get("dockwatch_images_unused", &[("daemon", "c")]),
+        Some(unused as f64)
+    );
+
+    // Image events refresh the counts long before images_interval (1 h).
+    let before = s
+        .get("dockwatch_images", &[("daemon", "c")])
+        .expect("images");
+    import(&cli, &dir, "dwtest/ev:2");
+    let s = dw.wait_for("the new image", Duration::from_secs(10), |s| {
+        s.get("dockwatch_images", &[("daemon", "c")]) == Some(before + 1.0)
+    });
+    assert!(events(&s, "image", "import") >= 1.0);
+    cli.run(&["rmi", "dwtest/ev:2"]);
+    dw.wait_for("the image gone", Duration::from_secs(10), |s| {
+        s.get("dockwatch_images", &[("daemon", "c")]) == Some(before)
+            && events(s, "image", "delete") >= 1.0
+    });
+
+    // Restart the daemon while dockwatch listens: counting goes on, nothing
+    // is counted twice.
+    own.stop();
+    dw.wait_for("c down", Duration::from_secs(15), |s| {
+        s.get("dockwatch_daemon_up", &[("daemon", "c")]) == Some(0.0)
+    });
+    own.restart();
+    dw.wait_for("c up", Duration::from_secs(30), |s| {
+        s.get("dockwatch_daemon_up", &[("daemon", "c")]) == Some(1.0)
+    });
+    // The listener reconnects with backoff; give it a moment to be back.
+    std::thread::sleep(Duration::from_secs(3));
+    run(&["--name", "after", "dwtest/ev:1", "/bin/busybox", "true"]);
+    let s = dw.wait_for("the exit after the restart", Duration::from_secs(40), |s| {
+        exits(s, "zero") >= 2.0
+    });
+    assert_eq!(exits(&s, "zero"), 2.0, "{}", s.text);
+    assert_eq!(exits(&s, "nonzero"), 1.0);
+    assert_eq!(exits(&s, "oom"), 1.0);
+    drop(dw);
+    drop(own);
+    std::fs::remove_dir_all(dir).ok();
+}
