@@ -332,48 +332,128 @@ impl RawClient {
         Ok(Self(Arc::new(transport)))
     }
 
+    /// Sends one request with an empty body and returns the response head.
+    async fn send(
+        &self,
+        method: hyper::Method,
+        path: &str,
+        headers: &[(&str, &str)],
+    ) -> Result<hyper::Response<hyper::body::Incoming>, DockerError> {
+        let uri: hyper::Uri = match &*self.0 {
+            RawTransport::Unix { socket, .. } => hyperlocal::Uri::new(socket, path).into(),
+            RawTransport::Http { addr, .. } => format!("http://{addr}{path}")
+                .parse()
+                .map_err(|e| DockerError::Connect(format!("bad URL: {e}")))?,
+            RawTransport::Https { addr, .. } => format!("https://{addr}{path}")
+                .parse()
+                .map_err(|e| DockerError::Connect(format!("bad URL: {e}")))?,
+        };
+        let mut request = hyper::Request::builder().method(method).uri(uri);
+        for (k, v) in headers {
+            request = request.header(*k, *v);
+        }
+        let request = request
+            .body(Empty::<Bytes>::new())
+            .map_err(|e| DockerError::Connect(format!("bad request: {e}")))?;
+        let response = match &*self.0 {
+            RawTransport::Unix { client, .. } => client.request(request).await,
+            RawTransport::Http { client, .. } => client.request(request).await,
+            RawTransport::Https { client, .. } => client.request(request).await,
+        };
+        response.map_err(|e| match find_tls_error(&e) {
+            Some(t) => DockerError::Tls(explain_tls(t)),
+            None => DockerError::Connect(chain(&e)),
+        })
+    }
+
+    /// The daemon's error answer as a [`DockerError::Http`].
+    async fn http_error(response: hyper::Response<hyper::body::Incoming>) -> DockerError {
+        let status = response.status().as_u16();
+        // An error answer is one short JSON object; read no more than this.
+        let body = http_body_util::Limited::new(response.into_body(), 64 * 1024)
+            .collect()
+            .await
+            .map(http_body_util::Collected::to_bytes)
+            .unwrap_or_default();
+        let message = serde_json::from_slice::<serde_json::Value>(&body)
+            .ok()
+            .and_then(|v| v.get("message")?.as_str().map(str::to_owned))
+            .unwrap_or_else(|| String::from_utf8_lossy(&body).chars().take(200).collect());
+        DockerError::Http { status, message }
+    }
+
     /// GETs `path` (with its query) and returns the body, at most `limit`
     /// bytes of it. No timeout here: callers bound the whole call.
     pub async fn get(&self, path: &str, limit: usize) -> Result<Bytes, DockerError> {
-        let wrap = |e: &(dyn StdError + 'static)| match find_tls_error(e) {
-            Some(t) => DockerError::Tls(explain_tls(t)),
-            None => DockerError::Connect(chain(e)),
-        };
-        let response = match &*self.0 {
-            RawTransport::Unix { client, socket } => {
-                client.get(hyperlocal::Uri::new(socket, path).into()).await
-            }
-            RawTransport::Http { client, addr } => {
-                let uri = format!("http://{addr}{path}")
-                    .parse()
-                    .map_err(|e| DockerError::Connect(format!("bad URL: {e}")))?;
-                client.get(uri).await
-            }
-            RawTransport::Https { client, addr } => {
-                let uri = format!("https://{addr}{path}")
-                    .parse()
-                    .map_err(|e| DockerError::Connect(format!("bad URL: {e}")))?;
-                client.get(uri).await
-            }
+        let response = self.send(hyper::Method::GET, path, &[]).await?;
+        if response.status().as_u16() >= 400 {
+            return Err(Self::http_error(response).await);
         }
-        .map_err(|e| wrap(&e))?;
-        let status = response.status().as_u16();
-        let body = http_body_util::Limited::new(response.into_body(), limit)
+        Ok(http_body_util::Limited::new(response.into_body(), limit)
             .collect()
             .await
             .map_err(|e| {
                 DockerError::Decode(format!("reading the answer: {e} (limit {limit} bytes)"))
             })?
-            .to_bytes();
-        if status >= 400 {
-            let message = serde_json::from_slice::<serde_json::Value>(&body)
-                .ok()
-                .and_then(|v| v.get("message")?.as_str().map(str::to_owned))
-                .unwrap_or_else(|| String::from_utf8_lossy(&body).chars().take(200).collect());
-            return Err(DockerError::Http { status, message });
-        }
-        Ok(body)
+            .to_bytes())
     }
+
+    /// POSTs to `path` and returns the answer as a stream of lines (without
+    /// the newline), each at most `max_line` bytes: a longer one ends the
+    /// stream with an error instead of growing memory.
+    pub async fn post_lines(
+        &self,
+        path: &str,
+        headers: &[(&str, &str)],
+        max_line: usize,
+    ) -> Result<LineStream, DockerError> {
+        let response = self.send(hyper::Method::POST, path, headers).await?;
+        if response.status().as_u16() >= 400 {
+            return Err(Self::http_error(response).await);
+        }
+        Ok(lines(response.into_body(), max_line))
+    }
+}
+
+/// Lines of a streamed answer.
+pub type LineStream =
+    std::pin::Pin<Box<dyn futures_util::Stream<Item = Result<Bytes, DockerError>> + Send>>;
+
+/// Splits a body into lines, holding at most `max` bytes of an unfinished one.
+fn lines(body: hyper::body::Incoming, max: usize) -> LineStream {
+    use futures_util::StreamExt as _;
+    let data = body.into_data_stream();
+    let state = (data, bytes::BytesMut::new(), false);
+    Box::pin(futures_util::stream::unfold(
+        state,
+        move |(mut data, mut buf, done)| async move {
+            if done {
+                return None;
+            }
+            loop {
+                if let Some(pos) = buf.iter().position(|b| *b == b'\n') {
+                    let line = buf.split_to(pos + 1).freeze().slice(..pos);
+                    return Some((Ok(line), (data, buf, false)));
+                }
+                if buf.len() > max {
+                    let err = DockerError::Decode(format!("a line longer than {max} bytes"));
+                    return Some((Err(err), (data, buf, true)));
+                }
+                match data.next().await {
+                    Some(Ok(chunk)) => buf.extend_from_slice(&chunk),
+                    Some(Err(e)) => {
+                        let err = DockerError::Connect(format!("the answer broke off: {e}"));
+                        return Some((Err(err), (data, buf, true)));
+                    }
+                    None if buf.is_empty() => return None,
+                    None => {
+                        let rest = buf.split().freeze();
+                        return Some((Ok(rest), (data, buf, true)));
+                    }
+                }
+            }
+        },
+    ))
 }
 
 /// A connected daemon: every call is timed, bounded and counted.

@@ -134,13 +134,12 @@ fn pull(config: &config::Config, image: &str, daemon: Option<&str>) -> anyhow::R
         .build()
         .context("cannot start the async runtime")?;
     let outcome = runtime.block_on(async {
-        let docker =
-            dockwatch::docker::connect(target, config.poll.timeout).with_context(|| {
-                format!(
-                    "cannot connect to daemon {:?} at {}",
-                    target.name, target.host
-                )
-            })?;
+        let raw = dockwatch::docker::RawClient::connect(target).with_context(|| {
+            format!(
+                "cannot connect to daemon {:?} at {}",
+                target.name, target.host
+            )
+        })?;
         let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
         // Ctrl-C cancels the pull on the daemon, as docker pull does.
         tokio::spawn(async move {
@@ -150,15 +149,11 @@ fn pull(config: &config::Config, image: &str, daemon: Option<&str>) -> anyhow::R
         });
         let mut view = dockwatch::bars::PullView::new(std::io::stdout().is_terminal());
         println!("pulling {image} on {} ({})", target.name, target.host);
-        let outcome = dockwatch::puller::pull_image(
-            &docker,
-            &image,
-            credentials,
-            limits,
-            &mut stop_rx,
-            |p| view.update(p),
-        )
-        .await;
+        let outcome =
+            dockwatch::puller::pull_image(&raw, &image, credentials, limits, &mut stop_rx, |p| {
+                view.update(p)
+            })
+            .await;
         view.update(&outcome.progress);
         view.finish();
         anyhow::Ok(outcome)

@@ -6,19 +6,21 @@
 
 use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use base64::Engine as _;
 use bollard::Docker;
 use bollard::auth::DockerCredentials;
-use bollard::query_parameters::CreateImageOptions;
-use futures_util::StreamExt;
+use bytes::Bytes;
+use futures_util::{Stream, StreamExt};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
 use crate::config::{DaemonConfig, PrepullConfig, RegistryConfig};
 use crate::credentials;
-use crate::docker::{self, DockerError};
+use crate::docker::{self, DockerError, LineStream, RawClient};
 use crate::metrics::{FailReason, Metrics, PullResult};
 use crate::progress::{Finish, Progress, PullEvent};
 use crate::reference::ImageRef;
@@ -100,21 +102,14 @@ pub fn classify_message(message: &str) -> Option<FailReason> {
     }
 }
 
-/// Classifies an error of the pull stream.
-fn classify_error(err: &bollard::errors::Error, timeout: Duration) -> (FailReason, String) {
-    if let bollard::errors::Error::DockerStreamError { error } = err {
-        // An errorDetail inside an HTTP 200 stream: the registry's side.
-        return (
-            classify_message(error).unwrap_or(FailReason::Registry),
-            error.clone(),
-        );
-    }
-    let e = docker::classify(err, timeout);
+/// Classifies an error of the pull request or its stream.
+fn classify_error(e: DockerError) -> (FailReason, String) {
     let reason = match &e {
         DockerError::Http { status: 404, .. } => FailReason::NotFound,
         DockerError::Http {
             status: 401 | 403, ..
         } => FailReason::Unauthorized,
+        // dockerd answers registry failures (bad credentials too) with 500.
         DockerError::Http { message, .. } => {
             classify_message(message).unwrap_or(FailReason::Daemon)
         }
@@ -129,12 +124,48 @@ fn classify_error(err: &bollard::errors::Error, timeout: Duration) -> (FailReaso
     (reason, message)
 }
 
+/// The longest pull-stream line held in memory; real ones are under 1 KiB.
+pub const MAX_PULL_LINE: usize = 1024 * 1024;
+
+/// `POST /images/create` and then its lines, as one stream, so the timers
+/// of [`pull_image`] also bound a daemon that never answers.
+fn pull_stream<'a>(
+    raw: &'a RawClient,
+    image: &ImageRef,
+    credentials: Option<&DockerCredentials>,
+) -> Pin<Box<dyn Stream<Item = Result<Bytes, DockerError>> + Send + 'a>> {
+    // Never without a tag: then the Engine API pulls every tag.
+    let query = serde_urlencoded::to_string([
+        ("fromImage", image.name.as_str()),
+        ("tag", image.api_tag().as_str()),
+    ])
+    .unwrap_or_default();
+    let path = format!("/images/create?{query}");
+    let auth = credentials
+        .and_then(|c| serde_json::to_string(c).ok())
+        .map(|json| base64::engine::general_purpose::URL_SAFE.encode(json));
+    Box::pin(
+        futures_util::stream::once(async move {
+            let headers: Vec<(&str, &str)> = auth
+                .as_deref()
+                .map(|a| ("X-Registry-Auth", a))
+                .into_iter()
+                .collect();
+            match raw.post_lines(&path, &headers, MAX_PULL_LINE).await {
+                Ok(lines) => lines,
+                Err(e) => Box::pin(futures_util::stream::iter([Err(e)])) as LineStream,
+            }
+        })
+        .flatten(),
+    )
+}
+
 /// Pulls one image, calling `on_progress` whenever the fold moves forward.
 /// Ends on the final status, an error, `limits`, or `shutdown`; in every
 /// case but the first the stream is dropped, which cancels the pull on the
 /// daemon.
 pub async fn pull_image(
-    docker: &Docker,
+    raw: &RawClient,
     image: &ImageRef,
     credentials: Option<DockerCredentials>,
     limits: Limits,
@@ -148,18 +179,7 @@ pub async fn pull_image(
         .flatten()
         .filter(|s| !s.is_empty())
         .collect();
-    let options = CreateImageOptions {
-        from_image: Some(image.name.clone()),
-        // Never empty: without a tag the Engine API pulls every tag.
-        tag: Some(image.api_tag()),
-        ..Default::default()
-    };
-    // bollard's own timeout covers the response head only; give it the
-    // whole budget so ours decide.
-    let docker = docker
-        .clone()
-        .with_timeout(limits.timeout + Duration::from_secs(5));
-    let mut stream = docker.create_image(Some(options), None, credentials);
+    let mut stream = pull_stream(raw, image, credentials.as_ref());
     let deadline = started + limits.timeout;
     let mut progress = Progress::default();
     let mut last_advance = Instant::now();
@@ -198,8 +218,15 @@ pub async fn pull_image(
             }
             item = stream.next() => match item {
                 None => break Ok(()),
-                Some(Ok(info)) => {
-                    let event = PullEvent::from(&info);
+                Some(Ok(line)) if line.iter().all(u8::is_ascii_whitespace) => {}
+                Some(Ok(line)) => {
+                    let event = match PullEvent::parse(&line) {
+                        Ok(e) => e,
+                        Err(e) => break Err((
+                            FailReason::Daemon,
+                            format!("the daemon sent a line that is not a pull event ({e})"),
+                        )),
+                    };
                     if progress.apply(&event) {
                         last_advance = Instant::now();
                         retrying = false;
@@ -208,7 +235,7 @@ pub async fn pull_image(
                         retrying = true;
                     }
                 }
-                Some(Err(e)) => break Err(classify_error(&e, limits.timeout)),
+                Some(Err(e)) => break Err(classify_error(e)),
             },
         }
     };
@@ -316,10 +343,9 @@ impl Puller {
             }
             let now = Instant::now();
             let round: Vec<usize> = (0..self.images.len()).filter(|&i| due[i] <= now).collect();
-            let docker = match docker::connect(&self.daemon, self.call_timeout) {
-                Ok(d) => Ok(d),
-                Err(e) => Err(e.to_string()),
-            };
+            let docker = docker::connect(&self.daemon, self.call_timeout)
+                .and_then(|d| Ok((d, RawClient::connect(&self.daemon)?)))
+                .map_err(|e| e.to_string());
             let this = &self;
             let results: Vec<(usize, bool)> = futures_util::stream::iter(round)
                 .map(|i| {
@@ -350,7 +376,7 @@ impl Puller {
     async fn pull_one(
         &self,
         image: &ImageRef,
-        docker: Result<Docker, String>,
+        docker: Result<(Docker, RawClient), String>,
         mut shutdown: watch::Receiver<bool>,
     ) -> bool {
         let daemon = self.daemon.name.as_str();
@@ -382,8 +408,8 @@ impl Puller {
         let (outcome, present) = match (docker, creds) {
             (Err(e), _) => (failed(FailReason::Daemon, e), None),
             (Ok(_), Err(e)) => (failed(FailReason::Unauthorized, e.to_string()), None),
-            (Ok(d), Ok(creds)) => {
-                let outcome = pull_image(&d, image, creds, limits, &mut shutdown, |p| {
+            (Ok((d, raw)), Ok(creds)) => {
+                let outcome = pull_image(&raw, image, creds, limits, &mut shutdown, |p| {
                     self.board.update(daemon, &label, |e| {
                         if let Some(r) = &mut e.running {
                             r.progress.clone_from(p);
@@ -469,26 +495,19 @@ mod tests {
 
     #[test]
     fn http_errors_before_the_stream() {
-        let err = |status_code, message: &str| bollard::errors::Error::DockerResponseServerError {
-            status_code,
+        let err = |status, message: &str| DockerError::Http {
+            status,
             message: message.into(),
         };
-        let t = Duration::from_secs(1);
-        assert_eq!(classify_error(&err(404, "x"), t).0, FailReason::NotFound);
+        assert_eq!(classify_error(err(404, "x")).0, FailReason::NotFound);
         assert_eq!(
-            classify_error(&err(500, "unauthorized: authentication required"), t).0,
+            classify_error(err(500, "unauthorized: authentication required")).0,
             FailReason::Unauthorized
         );
-        assert_eq!(classify_error(&err(500, "boom"), t).0, FailReason::Daemon);
+        assert_eq!(classify_error(err(500, "boom")).0, FailReason::Daemon);
         assert_eq!(
-            classify_error(
-                &bollard::errors::Error::DockerStreamError {
-                    error: "weird".into()
-                },
-                t
-            )
-            .0,
-            FailReason::Registry
+            classify_error(DockerError::Decode("a line longer than 1 bytes".into())).0,
+            FailReason::Daemon
         );
     }
 
