@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::str::FromStr as _;
 use std::time::Duration;
 
 use figment::Figment;
@@ -32,12 +33,23 @@ pub struct Config {
 #[serde(deny_unknown_fields, default)]
 pub struct ServerConfig {
     pub listen: SocketAddr,
+    /// HTTPS for every endpoint, with this certificate chain and key (PEM).
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    /// Basic auth: user name -> bcrypt hash (`htpasswd -nbB user pass`).
+    pub basic_auth_users: BTreeMap<String, String>,
+    /// `POST /-/reload` re-reads the config (SIGHUP always does).
+    pub enable_reload: bool,
 }
 
 impl Default for ServerConfig {
     fn default() -> Self {
         Self {
             listen: SocketAddr::from(([0, 0, 0, 0], 9779)),
+            tls_cert: None,
+            tls_key: None,
+            basic_auth_users: BTreeMap::new(),
+            enable_reload: false,
         }
     }
 }
@@ -490,6 +502,7 @@ impl Config {
                 ),
             ));
         }
+        self.validate_server(&mut problems);
         if let Some(images) = self.poll.images_interval
             && images < self.poll.interval
         {
@@ -562,6 +575,37 @@ impl Config {
         self.validate_prepull(&names, &mut problems);
         self.validate_registries(&mut problems);
         problems
+    }
+
+    fn validate_server(&self, problems: &mut Vec<Problem>) {
+        match (&self.server.tls_cert, &self.server.tls_key) {
+            (Some(cert), Some(key)) => {
+                if let Err((field, e)) = crate::server::tls_server_config(cert, key) {
+                    problems.push(Problem::new(format!("server.{field}"), e));
+                }
+            }
+            (Some(_), None) => {
+                problems.push(Problem::new("server.tls_key", "tls_cert needs tls_key"));
+            }
+            (None, Some(_)) => {
+                problems.push(Problem::new("server.tls_cert", "tls_key needs tls_cert"));
+            }
+            (None, None) => {}
+        }
+        for (user, hash) in &self.server.basic_auth_users {
+            if user.is_empty() || user.contains(':') {
+                problems.push(Problem::new(
+                    "server.basic_auth_users",
+                    format!("{user:?}: a user name is not empty and has no ':'"),
+                ));
+            }
+            if bcrypt::HashParts::from_str(hash).is_err() {
+                problems.push(Problem::new(
+                    format!("server.basic_auth_users.{user}"),
+                    "not a bcrypt hash (make one with `htpasswd -nbB USER PASSWORD`)",
+                ));
+            }
+        }
     }
 
     fn validate_prepull(&self, daemons: &BTreeSet<&str>, problems: &mut Vec<Problem>) {

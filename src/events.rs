@@ -31,6 +31,10 @@ const CONTAINER_ACTIONS: [&str; 8] = [
 /// Image actions counted by name; the rest count as `other`.
 const IMAGE_ACTIONS: [&str; 6] = ["pull", "tag", "untag", "delete", "import", "prune"];
 
+/// Every (type, actions) pair; `other` completes each set.
+pub const ACTIONS: [(&str, &[&str]); 2] =
+    [("container", &CONTAINER_ACTIONS), ("image", &IMAGE_ACTIONS)];
+
 /// Containers whose `oom` came but not yet their `die`; bounded.
 const MAX_PENDING_OOM: usize = 10_000;
 

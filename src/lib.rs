@@ -40,6 +40,8 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
 
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
+    #[error("cannot serve HTTPS: {0}")]
+    Tls(String),
     #[error("cannot listen on {addr}: {source}")]
     Bind {
         addr: SocketAddr,
@@ -47,110 +49,215 @@ pub enum RunError {
     },
 }
 
-/// Runs dockwatch until `shutdown` completes, then stops every task.
+/// What every task shares, and outlives a reload.
+#[derive(Debug, Clone)]
+struct Shared {
+    state: Arc<State>,
+    board: Arc<PullBoard>,
+    metrics: Arc<Metrics>,
+}
+
+/// The tasks that watch the configured daemons: one generation per
+/// configuration, replaced whole on reload.
+#[derive(Debug)]
+struct Watchers {
+    stop: watch::Sender<bool>,
+    tasks: JoinSet<()>,
+}
+
+impl Watchers {
+    fn start(config: &Config, shared: &Shared) -> Self {
+        let (stop, stop_rx) = watch::channel(false);
+        let mut tasks = JoinSet::new();
+        let filters: Arc<[ImageFilterConfig]> = config.image_filters.clone().into();
+        let registries: Arc<[RegistryConfig]> = config.registries.clone().into();
+        let prepulls = prepull_lists(config);
+        for daemon in &config.daemons {
+            if matches!(parse_host(&daemon.host), Ok(Endpoint::Tcp(_))) && daemon.tls.is_none() {
+                tracing::warn!(daemon = %daemon.name, host = %daemon.host, "talking to this daemon over plain TCP: anyone who can reach that port is root on its host; add a [daemons.tls] table for mutual TLS");
+            }
+            let image_events = Arc::new(tokio::sync::Notify::new());
+            let events = events::EventWatcher {
+                daemon: daemon.clone(),
+                timeout: config.poll.timeout,
+                metrics: Arc::clone(&shared.metrics),
+                image_events: Arc::clone(&image_events),
+            };
+            tasks.spawn(events.run(stop_rx.clone()));
+            let poller = Poller {
+                daemon: daemon.clone(),
+                interval: config.poll.interval,
+                images_interval: config.poll.images_interval(),
+                image_events,
+                timeout: config.poll.timeout,
+                filters: Arc::clone(&filters),
+                state: Arc::clone(&shared.state),
+                metrics: Arc::clone(&shared.metrics),
+            };
+            tasks.spawn(poller.run(stop_rx.clone()));
+            if !config.poll.disk_interval.is_zero() {
+                let disk = disk::DiskWatcher {
+                    daemon: daemon.clone(),
+                    interval: config.poll.disk_interval,
+                    state: Arc::clone(&shared.state),
+                    metrics: Arc::clone(&shared.metrics),
+                };
+                tasks.spawn(disk.run(stop_rx.clone()));
+            }
+            if let Some((_, images)) = prepulls.iter().find(|(d, _)| *d == daemon.name) {
+                let prepuller = Puller {
+                    daemon: daemon.clone(),
+                    images: images.clone(),
+                    prepull: config.prepull.clone(),
+                    registries: Arc::clone(&registries),
+                    call_timeout: config.poll.timeout,
+                    board: Arc::clone(&shared.board),
+                    metrics: Arc::clone(&shared.metrics),
+                };
+                tasks.spawn(prepuller.run(stop_rx.clone()));
+            }
+        }
+        Self { stop, tasks }
+    }
+
+    /// Stops every task, waiting up to [`SHUTDOWN_GRACE`].
+    async fn stop(mut self) {
+        self.stop.send_replace(true);
+        let drained = tokio::time::timeout(SHUTDOWN_GRACE, async {
+            while self.tasks.join_next().await.is_some() {}
+        })
+        .await;
+        if drained.is_err() {
+            tracing::warn!("some tasks did not stop in time; dropping them");
+            self.tasks.abort_all();
+        }
+    }
+}
+
+/// Each daemon's configured pre-pull images, as labels.
+fn image_labels(config: &Config) -> Vec<(String, Vec<String>)> {
+    prepull_lists(config)
+        .into_iter()
+        .map(|(d, imgs)| (d, imgs.iter().map(ToString::to_string).collect()))
+        .collect()
+}
+
+/// Brings the shared state from `old` to `new`: what belongs to daemons and
+/// images that are gone is dropped, so their series disappear.
+fn reconcile(shared: &Shared, old: &Config, new: &Config) {
+    let names: Vec<&str> = new.daemons.iter().map(|d| d.name.as_str()).collect();
+    shared.state.retain(&names);
+    let new_images = image_labels(new);
+    for (daemon, images) in image_labels(old) {
+        let kept = new_images.iter().find(|(d, _)| *d == daemon);
+        for image in images {
+            if !kept.is_some_and(|(_, imgs)| imgs.contains(&image)) {
+                shared.metrics.forget_image(&daemon, &image);
+            }
+        }
+    }
+    for d in &old.daemons {
+        if !names.contains(&d.name.as_str()) {
+            shared.metrics.forget_daemon(&d.name);
+        }
+    }
+    shared.board.reset(new_images);
+}
+
+/// Runs dockwatch until `shutdown` completes, then stops every task. Each
+/// message on `reload` re-reads the configuration with `load`: a good one
+/// replaces the watchers, a bad one is logged and the old one kept.
 pub async fn run(
     config: Config,
+    load: impl Fn() -> Result<Config, config::ConfigError> + Send,
+    mut reload: tokio::sync::mpsc::Receiver<()>,
+    reload_tx: Option<tokio::sync::mpsc::Sender<()>>,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), RunError> {
     let state = Arc::new(State::new(config.daemons.iter().map(|d| d.name.as_str())));
-    let prepulls = prepull_lists(&config);
-    let board = Arc::new(PullBoard::new(prepulls.iter().map(|(d, imgs)| {
-        (d.clone(), imgs.iter().map(ToString::to_string).collect())
-    })));
+    let board = Arc::new(PullBoard::new(image_labels(&config)));
     let metrics = Arc::new(Metrics::new(Arc::clone(&state), Arc::clone(&board), true));
+    let shared = Shared {
+        state,
+        board,
+        metrics,
+    };
     let addr = config.server.listen;
+    let tls = match (&config.server.tls_cert, &config.server.tls_key) {
+        (Some(cert), Some(key)) => Some(
+            server::tls_server_config(cert, key)
+                .map_err(|(field, e)| RunError::Tls(format!("server.{field}: {e}")))?,
+        ),
+        _ => None,
+    };
     let listener = TcpListener::bind(addr)
         .await
         .map_err(|source| RunError::Bind { addr, source })?;
     let local = listener.local_addr().unwrap_or(addr);
-    tracing::info!(addr = %local, daemons = config.daemons.len(), "serving /metrics");
+    tracing::info!(
+        addr = %local,
+        https = tls.is_some(),
+        basic_auth = !config.server.basic_auth_users.is_empty(),
+        daemons = config.daemons.len(),
+        "serving /metrics"
+    );
+    shared.metrics.config_loaded(true);
 
     let (stop_tx, stop_rx) = watch::channel(false);
-    let filters: Arc<[ImageFilterConfig]> = config.image_filters.clone().into();
-    let mut tasks = JoinSet::new();
-    for daemon in &config.daemons {
-        if matches!(parse_host(&daemon.host), Ok(Endpoint::Tcp(_))) && daemon.tls.is_none() {
-            tracing::warn!(daemon = %daemon.name, host = %daemon.host, "talking to this daemon over plain TCP: anyone who can reach that port is root on its host; add a [daemons.tls] table for mutual TLS");
-        }
-        let image_events = Arc::new(tokio::sync::Notify::new());
-        tasks.spawn(
-            events::EventWatcher {
-                daemon: daemon.clone(),
-                timeout: config.poll.timeout,
-                metrics: Arc::clone(&metrics),
-                image_events: Arc::clone(&image_events),
-            }
-            .run(stop_rx.clone()),
-        );
-        let poller = Poller {
-            daemon: daemon.clone(),
-            interval: config.poll.interval,
-            images_interval: config.poll.images_interval(),
-            image_events,
-            timeout: config.poll.timeout,
-            filters: Arc::clone(&filters),
-            state: Arc::clone(&state),
-            metrics: Arc::clone(&metrics),
-        };
-        tasks.spawn(poller.run(stop_rx.clone()));
-    }
-    if !config.poll.disk_interval.is_zero() {
-        for daemon in &config.daemons {
-            let watcher = disk::DiskWatcher {
-                daemon: daemon.clone(),
-                interval: config.poll.disk_interval,
-                state: Arc::clone(&state),
-                metrics: Arc::clone(&metrics),
-            };
-            tasks.spawn(watcher.run(stop_rx.clone()));
-        }
-    }
-    let registries: Arc<[RegistryConfig]> = config.registries.clone().into();
-    for daemon in &config.daemons {
-        let Some((_, images)) = prepulls.iter().find(|(d, _)| *d == daemon.name) else {
-            continue;
-        };
-        let puller = Puller {
-            daemon: daemon.clone(),
-            images: images.clone(),
-            prepull: config.prepull.clone(),
-            registries: Arc::clone(&registries),
-            call_timeout: config.poll.timeout,
-            board: Arc::clone(&board),
-            metrics: Arc::clone(&metrics),
-        };
-        tasks.spawn(puller.run(stop_rx.clone()));
-    }
-
-    let app = server::router(Arc::clone(&metrics), Arc::clone(&state), Arc::clone(&board));
-    let mut server_stop = stop_rx.clone();
-    let server = axum::serve(listener, app).with_graceful_shutdown(async move {
-        // Err only if the sender is gone, which also means stop.
-        let _ = server_stop.changed().await;
-    });
-    tasks.spawn(async move {
-        if let Err(e) = server.await {
-            tracing::error!(error = %e, "HTTP server failed");
-        }
-    });
-
-    tasks.spawn(systemd::run(
-        Arc::clone(&state),
+    let mut services = JoinSet::new();
+    let app = server::router(
+        Arc::clone(&shared.metrics),
+        Arc::clone(&shared.state),
+        Arc::clone(&shared.board),
+        config.server.basic_auth_users.clone(),
+        reload_tx,
+    );
+    services.spawn(server::serve(listener, app, tls, stop_rx.clone()));
+    services.spawn(systemd::run(
+        Arc::clone(&shared.state),
         config.daemons.len(),
         stop_rx.clone(),
     ));
 
-    shutdown.await;
+    let mut current = config;
+    let mut watchers = Watchers::start(&current, &shared);
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        tokio::select! {
+            () = &mut shutdown => break,
+            Some(()) = reload.recv() => {
+                match load() {
+                    Ok(new) => {
+                        if new.server != current.server {
+                            tracing::warn!("[server] changes take effect at the next restart");
+                        }
+                        systemd::reloading();
+                        watchers.stop().await;
+                        reconcile(&shared, &current, &new);
+                        watchers = Watchers::start(&new, &shared);
+                        tracing::info!(daemons = new.daemons.len(), images = new.prepull.images.len(), "configuration reloaded");
+                        current = new;
+                        shared.metrics.config_loaded(true);
+                        systemd::ready();
+                    }
+                    Err(e) => {
+                        tracing::error!("reload rejected, keeping the running configuration: {e}");
+                        shared.metrics.config_loaded(false);
+                    }
+                }
+            }
+        }
+    }
     tracing::info!("shutting down");
     systemd::stopping();
     stop_tx.send_replace(true);
+    watchers.stop().await;
     let drained = tokio::time::timeout(SHUTDOWN_GRACE, async {
-        while tasks.join_next().await.is_some() {}
+        while services.join_next().await.is_some() {}
     })
     .await;
     if drained.is_err() {
-        tracing::warn!("some tasks did not stop in time; dropping them");
-        tasks.abort_all();
+        services.abort_all();
     }
     Ok(())
 }

@@ -88,14 +88,34 @@ async fn shutdown_signal() {
     }
 }
 
-fn run(config: config::Config) -> anyhow::Result<()> {
+fn run(config: config::Config, path: Option<PathBuf>) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    runtime.block_on(dockwatch::run(config, shutdown_signal()))?;
-    Ok(())
+    runtime.block_on(async move {
+        // One pending reload is enough: more requests fold into it.
+        let (reload_tx, reload_rx) = tokio::sync::mpsc::channel(1);
+        let http_reload = config.server.enable_reload.then(|| reload_tx.clone());
+        let sighup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+            .context("cannot watch SIGHUP")?;
+        tokio::spawn(forward_sighup(sighup, reload_tx));
+        let load = move || config::load(path.as_deref()).map(|(c, _)| c);
+        dockwatch::run(config, load, reload_rx, http_reload, shutdown_signal()).await?;
+        anyhow::Ok(())
+    })
+}
+
+/// Every SIGHUP asks for a reload.
+async fn forward_sighup(
+    mut sighup: tokio::signal::unix::Signal,
+    reload: tokio::sync::mpsc::Sender<()>,
+) {
+    while sighup.recv().await.is_some() {
+        tracing::info!("SIGHUP received: reloading the configuration");
+        let _ = reload.try_send(());
+    }
 }
 
 /// Exit code for a pull that did not end well.
@@ -151,7 +171,7 @@ fn pull(config: &config::Config, image: &str, daemon: Option<&str>) -> anyhow::R
         println!("pulling {image} on {} ({})", target.name, target.host);
         let outcome =
             dockwatch::puller::pull_image(&raw, &image, credentials, limits, &mut stop_rx, |p| {
-                view.update(p)
+                view.update(p);
             })
             .await;
         view.update(&outcome.progress);
@@ -218,7 +238,7 @@ fn main() -> ExitCode {
                 Err(code) => return code,
             };
             tracing::info!(config = %source, version = env!("CARGO_PKG_VERSION"), "dockwatch starting");
-            match run(config) {
+            match run(config, cli.config.clone()) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     tracing::error!("{e:#}");

@@ -32,6 +32,15 @@ pub enum ApiEndpoint {
 }
 
 impl ApiEndpoint {
+    pub const ALL: [Self; 6] = [
+        Self::Version,
+        Self::Info,
+        Self::ImageList,
+        Self::ContainerList,
+        Self::SystemDf,
+        Self::Events,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Version => "version",
@@ -56,6 +65,15 @@ pub enum ErrorReason {
 }
 
 impl ErrorReason {
+    pub const ALL: [Self; 6] = [
+        Self::Timeout,
+        Self::Connect,
+        Self::Tls,
+        Self::Http4xx,
+        Self::Http5xx,
+        Self::Decode,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Timeout => "timeout",
@@ -105,6 +123,18 @@ pub enum FailReason {
 }
 
 impl FailReason {
+    pub const ALL: [Self; 9] = [
+        Self::NotFound,
+        Self::Unauthorized,
+        Self::Timeout,
+        Self::Stalled,
+        Self::Tls,
+        Self::Network,
+        Self::Registry,
+        Self::Daemon,
+        Self::Canceled,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::NotFound => "not_found",
@@ -278,6 +308,8 @@ pub struct Metrics {
     pulls: PullFamilies,
     events: Family<EventLabels, Counter>,
     exits: Family<ExitLabels, Counter>,
+    reload_ok: Gauge,
+    reload_time: Gauge<f64, std::sync::atomic::AtomicU64>,
 }
 
 /// The git revision baked in at build time, if the build said.
@@ -289,6 +321,8 @@ pub const REVISION: &str = match option_env!("DOCKWATCH_REVISION") {
 impl Metrics {
     /// All families, with the daemon gauges read from `state` and process
     /// metrics from /proc where `process` is set.
+    // A flat list of registrations; splitting it would only scatter them.
+    #[allow(clippy::too_many_lines)]
     pub fn new(state: Arc<State>, board: Arc<PullBoard>, process: bool) -> Self {
         let mut registry = Registry::default();
         if process {
@@ -375,6 +409,19 @@ impl Metrics {
             exits.clone(),
         );
 
+        let reload_ok = Gauge::default();
+        dw.register(
+            "config_last_reload_successful",
+            "1 if the last (re)load of the configuration worked",
+            reload_ok.clone(),
+        );
+        let reload_time = Gauge::<f64, std::sync::atomic::AtomicU64>::default();
+        dw.register(
+            "config_last_reload_success_timestamp_seconds",
+            "Unix time of the last (re)load of the configuration that worked",
+            reload_time.clone(),
+        );
+
         Self {
             registry,
             api_duration,
@@ -382,6 +429,85 @@ impl Metrics {
             pulls,
             events,
             exits,
+            reload_ok,
+            reload_time,
+        }
+    }
+
+    /// Records a (re)load of the configuration.
+    pub fn config_loaded(&self, ok: bool) {
+        self.reload_ok.set(i64::from(ok));
+        if ok {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0.0, |d| d.as_secs_f64());
+            self.reload_time.set(now);
+        }
+    }
+
+    /// Drops every series of a pre-pull image that is no longer configured.
+    /// The label sets are closed, so all of them can be named.
+    pub fn forget_image(&self, daemon: &str, image: &str) {
+        let l = ImageLabels {
+            daemon: daemon.to_owned(),
+            image: image.to_owned(),
+        };
+        for result in PullResult::ALL {
+            self.pulls.results.remove(&PullResultLabels {
+                daemon: l.daemon.clone(),
+                image: l.image.clone(),
+                result,
+            });
+        }
+        for reason in FailReason::ALL {
+            self.pulls.failures.remove(&PullFailureLabels {
+                daemon: l.daemon.clone(),
+                image: l.image.clone(),
+                reason,
+            });
+        }
+        for outcome in [LayerOutcome::Downloaded, LayerOutcome::AlreadyExists] {
+            self.pulls.layers.remove(&LayerLabels {
+                daemon: l.daemon.clone(),
+                image: l.image.clone(),
+                outcome,
+            });
+        }
+        self.pulls.duration.remove(&l);
+        self.pulls.bytes.remove(&l);
+        self.pulls.stalls.remove(&l);
+    }
+
+    /// Drops every series of a daemon that is no longer configured.
+    pub fn forget_daemon(&self, daemon: &str) {
+        let d = daemon.to_owned();
+        for endpoint in ApiEndpoint::ALL {
+            self.api_duration.remove(&ApiLabels {
+                daemon: d.clone(),
+                endpoint,
+            });
+            for reason in ErrorReason::ALL {
+                self.api_errors.remove(&ApiErrorLabels {
+                    daemon: d.clone(),
+                    endpoint,
+                    reason,
+                });
+            }
+        }
+        for (r#type, actions) in crate::events::ACTIONS {
+            for action in actions.iter().copied().chain(["other"]) {
+                self.events.remove(&EventLabels {
+                    daemon: d.clone(),
+                    r#type,
+                    action,
+                });
+            }
+        }
+        for code_class in ExitClass::ALL {
+            self.exits.remove(&ExitLabels {
+                daemon: d.clone(),
+                code_class,
+            });
         }
     }
 

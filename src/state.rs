@@ -133,6 +133,20 @@ impl State {
         }
     }
 
+    /// Keeps exactly these daemons: the others and their snapshots go, new
+    /// ones wait for their first poll.
+    pub fn retain(&self, names: &[&str]) {
+        {
+            let mut map = self.daemons.write().unwrap_or_else(PoisonError::into_inner);
+            map.retain(|k, _| names.contains(&k.as_str()));
+            for n in names {
+                map.entry((*n).to_owned()).or_default();
+            }
+        }
+        let mut disks = self.disks.write().unwrap_or_else(PoisonError::into_inner);
+        disks.retain(|k, _| names.contains(&k.as_str()));
+    }
+
     pub fn publish_disk(&self, daemon: &str, usage: Option<crate::disk::DiskUsage>) {
         let mut map = self.disks.write().unwrap_or_else(PoisonError::into_inner);
         match usage {
@@ -232,6 +246,21 @@ impl PullBoard {
                     })
                     .collect(),
             ),
+        }
+    }
+
+    /// Keeps exactly these daemons and images, with what is known of those
+    /// that stay.
+    pub fn reset(&self, images: Vec<(String, Vec<String>)>) {
+        let mut map = self.daemons.write().unwrap_or_else(PoisonError::into_inner);
+        let mut old = std::mem::take(&mut *map);
+        for (daemon, imgs) in images {
+            let mut kept = old.remove(&daemon).unwrap_or_default();
+            let entry = map.entry(daemon).or_default();
+            for image in imgs {
+                let pulls = kept.remove(&image).unwrap_or_default();
+                entry.insert(image, pulls);
+            }
         }
     }
 

@@ -49,3 +49,16 @@ pub async fn run(state: Arc<State>, daemons: usize, mut stop: watch::Receiver<bo
 pub fn stopping() {
     send(&[NotifyState::Stopping]);
 }
+
+/// Tells systemd a reload is under way.
+pub fn reloading() {
+    match NotifyState::monotonic_usec_now() {
+        Ok(now) => send(&[NotifyState::Reloading, now]),
+        Err(_) => send(&[NotifyState::Reloading]),
+    }
+}
+
+/// Tells systemd we are ready again after a reload.
+pub fn ready() {
+    send(&[NotifyState::Ready]);
+}
