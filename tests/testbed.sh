@@ -21,9 +21,10 @@
 #                  (mode 600, no trailing newline)
 #   podman         `podman system service --time=0 unix://DIR/podman/podman.sock`
 #                  (Debian's podman 4.3.1, rootful, Docker-compatible API 1.41), with
-#                  its own storage, config, lock, events and registries.conf, all
-#                  under DIR/podman (nothing in /etc/containers or /var/lib/containers
-#                  is written); both registries are listed as insecure (plain HTTP).
+#                  its own storage, config, locks, events, policy and registries.conf,
+#                  all under DIR/podman (nothing is written to /etc/containers; only
+#                  podman's blob info cache goes to /var/lib/containers/cache, see
+#                  podman_setup); both registries are listed as insecure (plain HTTP).
 #                  DIR/podman/podman is a podman CLI wrapper on the same storage.
 # Seeds:
 #   A: tagged dwtest/app:1 dwtest/app:2 dwtest/tool:1 ci/builder:1 ci/runner:1
@@ -381,6 +382,7 @@ start_registry_auth() {
 }
 
 # ---------------------------------------------------------------- podman
+# shellcheck disable=SC2016 # backquotes for the reader, not for expansion
 PODMAN_HINT='- apt-get install podman (4.3.1: conmon, containers-common; runc comes with docker.io)
 - the command runs with CONTAINERS_CONF, CONTAINERS_STORAGE_CONF,
   CONTAINERS_REGISTRIES_CONF and HOME set to the files under DIR/podman
@@ -396,8 +398,10 @@ PODMAN_HINT='- apt-get install podman (4.3.1: conmon, containers-common; runc co
 #   containers.conf  cgroupfs (PID 1 is no systemd), runc, file locks (not the
 #                    machine-wide /dev/shm/libpod_lock, whose locks a fresh
 #                    podman would free for every other rootful podman), events
-#                    to a file, tmp dir, network config dir, image copy tmp dir,
-#                    default_ulimits (see below)
+#                    to a file (what GET /events reads), tmp dir, network config
+#                    dir, image_copy_tmp_dir (podman also makes it its TMPDIR:
+#                    every import through the Docker API leaves its upload there
+#                    as api_load.tar*, never removed), default_ulimits (below)
 #   registries.conf  REGISTRY and REGISTRY_AUTH insecure, no search registries
 #   home/.config/containers/policy.json   (HOME of the service and the wrapper)
 # Left on the host: podman 4.3 (containers/image 5.23) keeps its blob info
@@ -406,8 +410,8 @@ PODMAN_HINT='- apt-get install podman (4.3.1: conmon, containers-common; runc co
 # and creates it on the first import or pull; there is no knob for it. `down`
 # removes that directory again when it holds nothing else and no podman
 # process runs on the machine any more (another bed's podman shares it).
-# runc keeps a container's state in /run/runc/ID while it
-# exists (podman has no way to pass runc --root); `down` removes leftovers.
+# runc keeps a container's state in /run/runc/ID while it exists (podman has
+# no way to pass runc --root); `down` removes leftovers.
 # The conmon cgroups are /libpod_parent/conmon and /libpod_parent/libpod-ID
 # under every controller (shared by every rootful podman of the machine).
 podman_setup() {
@@ -691,8 +695,14 @@ cmd_up() {
 	ports=$(free_ports 3)
 	read -r PORT_B PORT_R PORT_RA <<<"$ports"
 
-	# podman needs nothing else and is ready in ~0.1 s: start it first
+	# podman needs nothing else and is ready in ~0.1 s: start it first and
+	# seed it while the rest comes up (exit 90: the service never answered)
 	start_podman
+	(
+		wait_ready "$PODMAN_PID" ping_p || exit 90
+		seed_podman
+	) >"$TB/podman/seed.log" 2>&1 &
+	local podpid=$!
 	gen_certs "$TB/certs"
 
 	start_registry
@@ -715,8 +725,6 @@ cmd_up() {
 	wait_ready "$REGISTRY_AUTH_PID" ping_ra || rc=$?
 	((rc == 0)) || start_failure "docker-registry (auth)" "$TB/registry-auth/registry.log" "$TB/registry-auth/registry.cmd" \
 		"- apt-get install docker-registry apache2-utils; GET /v2/ must answer 200 with user $RA_USER and the password in $TB/registry-auth.pass"
-	wait_ready "$PODMAN_PID" ping_p || rc=$?
-	((rc == 0)) || start_failure "podman system service" "$TB/podman/service.log" "$TB/podman/service.cmd" "$PODMAN_HINT"
 
 	# Both seed in parallel. They run as background jobs (not in `|| ...`) so
 	# that set -e stays in force inside them.
@@ -726,8 +734,6 @@ cmd_up() {
 	local rpid=$!
 	(seed_a >"$TB/a/seed.log" 2>&1) &
 	local apid=$!
-	(seed_podman >"$TB/podman/seed.log" 2>&1) &
-	local podpid=$!
 	wait "$apid" || {
 		tail -n 30 "$TB/a/seed.log" >&2
 		die "seeding dockerd A failed (log: $TB/a/seed.log)"
@@ -740,7 +746,10 @@ cmd_up() {
 		tail -n 30 "$TB/b/seed.log" >&2
 		die "seeding dockerd B failed (log: $TB/b/seed.log)"
 	}
-	wait "$podpid" || {
+	rc=0
+	wait "$podpid" || rc=$?
+	((rc != 90)) || start_failure "podman system service" "$TB/podman/service.log" "$TB/podman/service.cmd" "$PODMAN_HINT"
+	((rc == 0)) || {
 		tail -n 30 "$TB/podman/seed.log" >&2
 		die "seeding podman failed (log: $TB/podman/seed.log; service log: $TB/podman/service.log)"
 	}
