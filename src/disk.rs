@@ -131,10 +131,11 @@ pub fn parse(body: &[u8]) -> Result<DiskUsage, String> {
     if let Some(images) = &df.images {
         // As `docker system df`: what the images hold in layers, less what
         // the images in use need for themselves.
-        let total = df.layers_size.map_or_else(
-            || images.iter().map(|i| pos(i.size)).sum(),
-            |n| pos(Some(n)),
-        );
+        // Podman always says LayersSize 0: then the images' own sizes.
+        let total = match df.layers_size {
+            Some(n) if n > 0 => pos(Some(n)),
+            _ => images.iter().map(|i| pos(i.size)).sum(),
+        };
         let used: u64 = images
             .iter()
             .filter(|i| i.containers.unwrap_or(0) > 0)
@@ -339,6 +340,14 @@ mod tests {
                 reclaimable: 5
             }
         );
+    }
+
+    #[test]
+    fn podman_and_dockerd_captures() {
+        let d = parse(include_bytes!("../tests/streams/podman-df.json")).expect("podman");
+        assert!(d.images.size > 0, "{d:?}");
+        let d = parse(include_bytes!("../tests/streams/df-dockerd-20.10.json")).expect("dockerd");
+        assert!(d.images.size > 0, "{d:?}");
     }
 
     #[test]

@@ -407,7 +407,23 @@ impl RawClient {
         headers: &[(&str, &str)],
         max_line: usize,
     ) -> Result<LineStream, DockerError> {
-        let response = self.send(hyper::Method::POST, path, headers).await?;
+        self.lines(hyper::Method::POST, path, headers, max_line)
+            .await
+    }
+
+    /// GETs `path` and returns the answer as a stream of bounded lines.
+    pub async fn get_lines(&self, path: &str, max_line: usize) -> Result<LineStream, DockerError> {
+        self.lines(hyper::Method::GET, path, &[], max_line).await
+    }
+
+    async fn lines(
+        &self,
+        method: hyper::Method,
+        path: &str,
+        headers: &[(&str, &str)],
+        max_line: usize,
+    ) -> Result<LineStream, DockerError> {
+        let response = self.send(method, path, headers).await?;
         if response.status().as_u16() >= 400 {
             return Err(Self::http_error(response).await);
         }

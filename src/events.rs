@@ -4,13 +4,12 @@
 //! with backoff and resumes with `since`, so events the daemon still has are
 //! not lost across a reconnect.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use bollard::models::{EventMessage, EventMessageTypeEnum};
-use bollard::query_parameters::EventsOptions;
 use futures_util::StreamExt;
+use serde::Deserialize;
 use tokio::sync::{Notify, watch};
 
 use crate::config::DaemonConfig;
@@ -42,11 +41,12 @@ const MAX_PENDING_OOM: usize = 10_000;
 pub fn action_label(typ: &str, action: &str) -> &'static str {
     // "health_status: healthy" and the like carry a suffix.
     let base = action.split(':').next().unwrap_or(action).trim();
-    // Podman says "remove" where dockerd says "delete".
-    let base = if typ == "image" && base == "remove" {
-        "delete"
-    } else {
-        base
+    // Podman says "remove" where dockerd says "delete" (images) and
+    // "destroy" (containers).
+    let base = match (typ, base) {
+        ("image", "remove") => "delete",
+        ("container", "remove") => "destroy",
+        _ => base,
     };
     let set: &[&'static str] = match typ {
         "container" => &CONTAINER_ACTIONS,
@@ -86,6 +86,40 @@ fn now_nano() -> i64 {
         .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
 }
 
+/// One event, as dockerd and Podman send it (only what we read). Decoded
+/// here rather than by bollard, whose closed enums reject event types they
+/// do not know (Podman's `system`).
+#[derive(Debug, Default, Deserialize)]
+struct Event {
+    #[serde(rename = "Type", default)]
+    typ: Option<String>,
+    #[serde(rename = "Action", default)]
+    action: Option<String>,
+    #[serde(rename = "Actor", default)]
+    actor: Option<Actor>,
+    #[serde(default)]
+    time: Option<i64>,
+    #[serde(rename = "timeNano", default)]
+    time_nano: Option<i64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct Actor {
+    #[serde(rename = "ID", default)]
+    id: Option<String>,
+    #[serde(rename = "Attributes", default)]
+    attributes: Option<HashMap<String, String>>,
+}
+
+/// Longest event line held in memory; real ones are well under 4 KiB.
+const MAX_EVENT_LINE: usize = 256 * 1024;
+/// A resume asks for events from this long before the last one seen, since
+/// Podman's timestamps can step back a little; the replayed ones are
+/// recognised and skipped.
+const RESUME_OVERLAP_NANOS: i64 = 1_000_000_000;
+/// How many recent events are remembered to skip replays.
+const RECENT: usize = 4096;
+
 /// One daemon's event listener.
 #[derive(Debug, Clone)]
 pub struct EventWatcher {
@@ -98,9 +132,28 @@ pub struct EventWatcher {
 /// What the listener remembers across reconnects.
 #[derive(Debug, Default)]
 struct Seen {
-    /// timeNano of the last event counted.
+    /// The latest timeNano seen.
     last: i64,
+    /// Recent events, to skip the ones a resume replays.
+    recent: HashSet<(i64, String, String)>,
+    order: VecDeque<(i64, String, String)>,
     oom: HashSet<String>,
+}
+
+impl Seen {
+    /// True if this event was not seen before (and remembers it).
+    fn first_time(&mut self, key: (i64, String, String)) -> bool {
+        if !self.recent.insert(key.clone()) {
+            return false;
+        }
+        self.order.push_back(key);
+        if self.order.len() > RECENT
+            && let Some(old) = self.order.pop_front()
+        {
+            self.recent.remove(&old);
+        }
+        true
+    }
 }
 
 impl EventWatcher {
@@ -146,54 +199,66 @@ impl EventWatcher {
 
     /// Follows the stream until it ends; returns how many events it counted.
     async fn listen(&self, seen: &mut Seen) -> Result<u64, docker::DockerError> {
-        let docker = docker::connect(&self.daemon, self.timeout)?;
-        let options = EventsOptions {
-            since: (seen.last > 0).then(|| since_of(seen.last)),
-            until: None,
-            filters: Some(HashMap::from([(
-                "type".to_owned(),
-                vec!["container".to_owned(), "image".to_owned()],
-            )])),
-        };
-        let mut stream = docker.events(Some(options));
+        let raw = docker::RawClient::connect(&self.daemon)?;
+        let filters = r#"{"type":["container","image"]}"#;
+        let mut query = vec![("filters", filters.to_owned())];
+        if seen.last > 0 {
+            query.push(("since", since_of(seen.last - RESUME_OVERLAP_NANOS)));
+        }
+        let path = format!(
+            "/events?{}",
+            serde_urlencoded::to_string(&query).unwrap_or_default()
+        );
+        let mut stream = tokio::time::timeout(self.timeout, raw.get_lines(&path, MAX_EVENT_LINE))
+            .await
+            .map_err(|_| docker::DockerError::Timeout(self.timeout))??;
         let mut counted = 0;
-        while let Some(item) = stream.next().await {
-            let event = item.map_err(|e| docker::classify(&e, self.timeout))?;
-            if self.count(&event, seen) {
-                counted += 1;
+        while let Some(line) = stream.next().await {
+            let line = line?;
+            if line.iter().all(u8::is_ascii_whitespace) {
+                continue;
+            }
+            match serde_json::from_slice::<Event>(&line) {
+                Ok(event) => {
+                    if self.count(&event, seen) {
+                        counted += 1;
+                    }
+                }
+                Err(e) => {
+                    return Err(docker::DockerError::Decode(format!("not an event: {e}")));
+                }
             }
         }
         Ok(counted)
     }
 
-    /// Counts one event unless it was counted before (a resume repeats the
-    /// events of the `since` instant).
-    fn count(&self, event: &EventMessage, seen: &mut Seen) -> bool {
+    /// Counts one event unless it was counted before (a resume replays).
+    fn count(&self, event: &Event, seen: &mut Seen) -> bool {
         let time = event
             .time_nano
             .or_else(|| event.time.map(|t| t.saturating_mul(1_000_000_000)))
             .unwrap_or_else(now_nano);
-        if time <= seen.last {
-            return false;
-        }
-        seen.last = time;
-        let typ = match event.typ {
-            Some(EventMessageTypeEnum::CONTAINER) => "container",
-            Some(EventMessageTypeEnum::IMAGE) => "image",
-            _ => return false,
-        };
-        let raw_action = event.action.as_deref().unwrap_or("");
-        let action = action_label(typ, raw_action);
-        self.metrics.count_event(&self.daemon.name, typ, action);
-        if typ == "image" {
-            self.image_events.notify_one();
-            return true;
-        }
         let id = event
             .actor
             .as_ref()
             .and_then(|a| a.id.clone())
             .unwrap_or_default();
+        let raw_action = event.action.clone().unwrap_or_default();
+        if !seen.first_time((time, id.clone(), raw_action.clone())) {
+            return false;
+        }
+        seen.last = seen.last.max(time);
+        let typ = match event.typ.as_deref() {
+            Some("container") => "container",
+            Some("image") => "image",
+            _ => return false,
+        };
+        let action = action_label(typ, &raw_action);
+        self.metrics.count_event(&self.daemon.name, typ, action);
+        if typ == "image" {
+            self.image_events.notify_one();
+            return true;
+        }
         match action {
             "oom" => {
                 if seen.oom.len() >= MAX_PENDING_OOM {
@@ -232,6 +297,7 @@ mod tests {
         assert_eq!(action_label("container", "attach"), "other");
         assert_eq!(action_label("image", "untag"), "untag");
         assert_eq!(action_label("image", "remove"), "delete");
+        assert_eq!(action_label("container", "remove"), "destroy");
         assert_eq!(action_label("image", "load"), "other");
         assert_eq!(action_label("network", "connect"), "other");
     }

@@ -205,6 +205,9 @@ pub struct Progress {
     pub error: Option<String>,
     /// Events folded so far.
     pub events: u64,
+    /// dockerd opens every stream with "Pulling from ..."; Podman never does
+    /// (nor sends a final status).
+    pub dockerd_style: bool,
     #[serde(skip)]
     index: HashMap<String, usize>,
 }
@@ -236,6 +239,11 @@ impl Progress {
         let Some(status) = ev.status.as_deref() else {
             return false;
         };
+        if status.starts_with("Pulling from ") {
+            let changed = !self.dockerd_style;
+            self.dockerd_style = true;
+            return changed;
+        }
         if let Some(rest) = status.strip_prefix("Status: ") {
             let finish = if rest.starts_with("Downloaded newer image") {
                 Finish::Updated
@@ -313,6 +321,21 @@ impl Progress {
             layer.extract.finish();
         }
         changed
+    }
+
+    /// How a stream that ended without an error or a final status ended:
+    /// for Podman's streams that is success, `UpToDate` when every layer
+    /// already existed but the one config blob Podman always fetches.
+    pub fn ending_without_status(&self) -> Option<Finish> {
+        if self.dockerd_style || self.error.is_some() || self.layers.is_empty() {
+            return None;
+        }
+        let t = self.totals();
+        Some(if t.layers_already_exist > 0 && t.layers_downloaded <= 1 {
+            Finish::UpToDate
+        } else {
+            Finish::Updated
+        })
     }
 
     pub fn totals(&self) -> Totals {
@@ -438,6 +461,23 @@ mod tests {
         for e in &evs {
             assert!(!p.apply(e), "replayed {e:?} counted as progress");
         }
+    }
+
+    #[test]
+    fn podman_streams_end_without_a_status() {
+        let p = fold(&events(include_str!(
+            "../tests/streams/podman-pull-multi1.jsonl"
+        )));
+        assert_eq!(p.finish, None);
+        assert_eq!(p.ending_without_status(), Some(Finish::Updated));
+        let p = fold(&events(include_str!(
+            "../tests/streams/podman-pull-multi1-again.jsonl"
+        )));
+        assert_eq!(p.ending_without_status(), Some(Finish::UpToDate));
+        assert_eq!(p.totals().layers_already_exist, 3);
+        // dockerd's streams never end that way.
+        let p = fold(&events(COLD));
+        assert_eq!(p.ending_without_status(), None);
     }
 
     #[test]

@@ -160,6 +160,33 @@ fn pull_stream<'a>(
     )
 }
 
+/// The result, reason and message of a pull from how its stream ended and
+/// what it said.
+fn outcome_of(
+    end: Result<(), (FailReason, String)>,
+    progress: &Progress,
+) -> (PullResult, Option<FailReason>, Option<String>) {
+    match (end, &progress.error, progress.finish) {
+        (Err((reason, msg)), _, _) => (PullResult::Failed, Some(reason), Some(msg)),
+        (Ok(()), Some(msg), _) => (
+            PullResult::Failed,
+            Some(classify_message(msg).unwrap_or(FailReason::Registry)),
+            Some(msg.clone()),
+        ),
+        (Ok(()), None, Some(Finish::Updated)) => (PullResult::Updated, None, None),
+        (Ok(()), None, Some(Finish::UpToDate)) => (PullResult::UpToDate, None, None),
+        (Ok(()), None, None) => match progress.ending_without_status() {
+            Some(Finish::Updated) => (PullResult::Updated, None, None),
+            Some(Finish::UpToDate) => (PullResult::UpToDate, None, None),
+            None => (
+                PullResult::Failed,
+                Some(FailReason::Daemon),
+                Some("the pull stream ended without a final status".into()),
+            ),
+        },
+    }
+}
+
 /// Pulls one image, calling `on_progress` whenever the fold moves forward.
 /// Ends on the final status, an error, `limits`, or `shutdown`; in every
 /// case but the first the stream is dropped, which cancels the pull on the
@@ -241,21 +268,7 @@ pub async fn pull_image(
     };
     // Closing the connection is what cancels an unfinished pull on the daemon.
     drop(stream);
-    let (result, reason, message) = match (end, &progress.error, progress.finish) {
-        (Err((reason, msg)), _, _) => (PullResult::Failed, Some(reason), Some(msg)),
-        (Ok(()), Some(msg), _) => (
-            PullResult::Failed,
-            Some(classify_message(msg).unwrap_or(FailReason::Registry)),
-            Some(msg.clone()),
-        ),
-        (Ok(()), None, Some(Finish::Updated)) => (PullResult::Updated, None, None),
-        (Ok(()), None, Some(Finish::UpToDate)) => (PullResult::UpToDate, None, None),
-        (Ok(()), None, None) => (
-            PullResult::Failed,
-            Some(FailReason::Daemon),
-            Some("the pull stream ended without a final status".into()),
-        ),
-    };
+    let (result, reason, message) = outcome_of(end, &progress);
     // A registry could echo what it was sent; never pass a secret on.
     let message = message.map(|mut m| {
         for s in &secrets {
