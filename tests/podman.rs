@@ -1,0 +1,93 @@
+//! The core checks and a pre-pull against Podman's Docker-compatible API
+//! (`podman system service`, started by the test bed), compared with what
+//! the docker CLI says about the same service.
+#![allow(clippy::cast_precision_loss)]
+
+mod common;
+
+use std::time::Duration;
+
+use common::{DockerCli, Dockwatch, Testbed};
+
+fn podman_cli(bed: &Testbed) -> DockerCli {
+    DockerCli {
+        program: bed.var("DOCKER_CLI").to_owned(),
+        args: vec!["-H".into(), bed.var("PODMAN_HOST").into()],
+    }
+}
+
+#[test]
+fn podman_counts_match_the_cli_and_a_prepull_works() {
+    let bed = Testbed::get();
+    let cli = podman_cli(&bed);
+    let image = format!("{}/dwtest/multi:1", bed.var("REGISTRY"));
+    let _ = cli.run(&["images", "-q"]); // the service answers
+    // Start cold: the pre-pull must fetch.
+    let _ = std::process::Command::new(&cli.program)
+        .args(&cli.args)
+        .args(["rmi", "-f", &image])
+        .output();
+    let config = format!(
+        "[poll]\ninterval = \"1s\"\ntimeout = \"900ms\"\n[[daemons]]\nname = \"podman\"\nhost = \"{}\"\n[prepull]\njitter = \"0s\"\n[[prepull.images]]\nimage = \"{image}\"\n",
+        bed.var("PODMAN_HOST")
+    );
+    let dw = Dockwatch::start(&config);
+    let s = dw.wait_for("the pre-pull", Duration::from_secs(60), |s| {
+        s.get(
+            "dockwatch_image_pulls_total",
+            &[("daemon", "podman"), ("result", "updated")],
+        ) >= Some(1.0)
+    });
+    let d = [("daemon", "podman")];
+    assert_eq!(s.get("dockwatch_daemon_up", &d), Some(1.0));
+    let info = s.labels_of("dockwatch_daemon_info", &d).expect("info");
+    assert_eq!(info["engine"], "podman");
+    assert_eq!(s.get("dockwatch_image_present", &d), Some(1.0));
+    assert_eq!(s.get("dockwatch_prepull_ready", &d), Some(1.0));
+
+    // Counts after the pull, against the CLI (the image listing refreshes on
+    // the pull's image events, or on the next poll).
+    let s = dw.wait_for("counts to settle", Duration::from_secs(20), |s| {
+        s.get("dockwatch_images", &d) == Some(cli.image_ids(&[]).len() as f64)
+    });
+    let all = cli.image_ids(&[]);
+    assert_eq!(
+        s.get("dockwatch_images_size_bytes", &d),
+        Some(cli.total_size(&all) as f64)
+    );
+    let dangling = cli.image_ids(&["dangling=true"]);
+    assert!(
+        !dangling.is_empty(),
+        "the bed seeds a dangling image on podman"
+    );
+    assert_eq!(
+        s.get("dockwatch_images_dangling", &d),
+        Some(dangling.len() as f64)
+    );
+    let states = cli.container_states();
+    for state in ["created", "running", "paused", "exited"] {
+        assert_eq!(
+            s.get(
+                "dockwatch_containers",
+                &[("daemon", "podman"), ("state", state)]
+            ),
+            Some(states.get(state).copied().unwrap_or(0) as f64),
+            "containers {state}"
+        );
+    }
+    drop(dw);
+
+    // A re-pull is up to date.
+    let dw = Dockwatch::start(&config);
+    dw.wait_for("the re-pull", Duration::from_secs(60), |s| {
+        s.get(
+            "dockwatch_image_pulls_total",
+            &[("daemon", "podman"), ("result", "up_to_date")],
+        ) >= Some(1.0)
+    });
+    drop(dw);
+    let _ = std::process::Command::new(&cli.program)
+        .args(&cli.args)
+        .args(["rmi", "-f", &image])
+        .output();
+}
