@@ -240,9 +240,9 @@ impl Progress {
             return false;
         };
         if status.starts_with("Pulling from ") {
-            let changed = !self.dockerd_style;
+            // Says how the stream will end, nothing about bytes: not progress.
             self.dockerd_style = true;
-            return changed;
+            return false;
         }
         if let Some(rest) = status.strip_prefix("Status: ") {
             let finish = if rest.starts_with("Downloaded newer image") {
@@ -281,13 +281,15 @@ impl Progress {
 
     fn layer_event(&mut self, id: &str, to: LayerStatus, detail: Option<&ProgressDetail>) -> bool {
         let mut changed = false;
-        let i = if let Some(&i) = self.index.get(id) {
+        // Kept and looked up in the clipped form, so an overlong id is still
+        // one layer however often it comes.
+        let id = clip(id);
+        let i = if let Some(&i) = self.index.get(&id) {
             i
         } else {
             if self.layers.len() >= MAX_LAYERS {
                 return false;
             }
-            let id = clip(id);
             self.index.insert(id.clone(), self.layers.len());
             self.layers.push(Layer {
                 id,
@@ -300,13 +302,11 @@ impl Progress {
         };
         let layer = &mut self.layers[i];
         let from = layer.status;
-        // "Already exists" comes instead of a download, never after one; a
-        // layer that is already there takes no later status.
-        let next = match (from, to) {
-            (LayerStatus::Waiting, LayerStatus::AlreadyExists) => to,
-            (LayerStatus::AlreadyExists, _) | (_, LayerStatus::AlreadyExists) => from,
-            _ => from.max(to),
-        };
+        // The later status in the enum's order wins, whatever order the
+        // events come in. "Already exists" comes instead of a download in
+        // real streams; should a stream say both, it is last in the order so
+        // the result does not depend on the order.
+        let next = from.max(to);
         changed |= next != from;
         layer.status = next;
         match to {
@@ -347,11 +347,12 @@ impl Progress {
                 s if s.fetched() => t.layers_downloaded += 1,
                 _ => {}
             }
-            t.downloaded_bytes += l.downloaded();
+            // A hostile stream can claim any size: saturate, never overflow.
+            t.downloaded_bytes = t.downloaded_bytes.saturating_add(l.downloaded());
             if l.status != LayerStatus::AlreadyExists {
-                t.expected_bytes += l.size().unwrap_or(0);
+                t.expected_bytes = t.expected_bytes.saturating_add(l.size().unwrap_or(0));
             }
-            t.extracted_bytes += l.extract.current;
+            t.extracted_bytes = t.extracted_bytes.saturating_add(l.extract.current);
         }
         t
     }
