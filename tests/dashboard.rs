@@ -788,6 +788,15 @@ const MAY_BE_EMPTY: &[(&str, &str)] = &[
         "alert:ImageNotPulledRecently",
         "every good pull is seconds old",
     ),
+    (
+        "alert:ContainersOOMKilled",
+        "no container is OOM-killed here",
+    ),
+    ("alert:DiskReclaimableLarge", "the test bed holds a few MB"),
+    (
+        "alert:DockwatchConfigReloadFailed",
+        "the configuration loaded fine",
+    ),
 ];
 
 /// Metric names that exist only while a pull runs: not in an idle scrape, so
@@ -955,7 +964,10 @@ fn check_rules(rules: &[Value]) {
         );
         // Per daemon, and per image where the series are.
         let mut must_name = vec![];
-        if query.contains("dockwatch_") {
+        if query.contains("dockwatch_config_") {
+            // About dockwatch itself, which has no daemon label.
+            must_name.push("{{ $labels.instance }}");
+        } else if query.contains("dockwatch_") {
             must_name.push("{{ $labels.daemon }}");
         }
         if ["dockwatch_image_pull", "dockwatch_image_present"]
