@@ -196,6 +196,89 @@ pub fn tls_client_config(tls: &TlsConfig) -> Result<rustls::ClientConfig, (&'sta
         })
 }
 
+/// One DER element: (tag, contents, rest).
+fn der(input: &[u8]) -> Option<(u8, &[u8], &[u8])> {
+    let (&tag, rest) = input.split_first()?;
+    let (&first, rest) = rest.split_first()?;
+    let (len, rest) = if first < 0x80 {
+        (usize::from(first), rest)
+    } else {
+        let n = usize::from(first & 0x7f);
+        if n == 0 || n > 4 || rest.len() < n {
+            return None;
+        }
+        let len = rest[..n]
+            .iter()
+            .fold(0_usize, |acc, b| (acc << 8) | usize::from(*b));
+        (len, &rest[n..])
+    };
+    (rest.len() >= len).then(|| (tag, &rest[..len], &rest[len..]))
+}
+
+/// Days since 1970-01-01 of a civil date (Howard Hinnant's algorithm).
+pub(crate) fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * (m + if m > 2 { -3 } else { 9 }) + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+/// A certificate's notAfter as (unix seconds, "YYYY-MM-DD HH:MM:SS UTC").
+pub fn not_after(cert_der: &[u8]) -> Option<(i64, String)> {
+    let (_, cert, _) = der(cert_der)?;
+    let (_, tbs, _) = der(cert)?;
+    let mut rest = tbs;
+    // [0] version is optional; then serial, signature algorithm, issuer.
+    let (tag, _, after) = der(rest)?;
+    if tag == 0xa0 {
+        rest = after;
+    }
+    for _ in 0..3 {
+        rest = der(rest)?.2;
+    }
+    let (_, validity, _) = der(rest)?;
+    let (_, _, after_not_before) = der(validity)?;
+    let (tag, time, _) = der(after_not_before)?;
+    let text = std::str::from_utf8(time).ok()?;
+    let digits = text.strip_suffix('Z')?;
+    let (year, rest) = match tag {
+        // UTCTime: YYMMDDHHMMSS, years 1950-2049.
+        0x17 if digits.len() == 12 => {
+            let yy: i64 = digits[..2].parse().ok()?;
+            (if yy < 50 { 2000 + yy } else { 1900 + yy }, &digits[2..])
+        }
+        // GeneralizedTime: YYYYMMDDHHMMSS.
+        0x18 if digits.len() == 14 => (digits[..4].parse().ok()?, &digits[4..]),
+        _ => return None,
+    };
+    let field = |i: usize| rest.get(i..i + 2)?.parse::<i64>().ok();
+    let (mo, d, h, mi, se) = (field(0)?, field(2)?, field(4)?, field(6)?, field(8)?);
+    let secs = days_from_civil(year, mo, d) * 86_400 + h * 3600 + mi * 60 + se;
+    Some((
+        secs,
+        format!("{year:04}-{mo:02}-{d:02} {h:02}:{mi:02}:{se:02} UTC"),
+    ))
+}
+
+/// If the client certificate of `tls` has expired: a sentence saying so,
+/// naming the file. The daemon only answers "bad certificate".
+pub fn client_cert_expired(tls: &TlsConfig) -> Option<String> {
+    let cert = read_certs(&tls.cert).ok()?.into_iter().next()?;
+    let (secs, date) = not_after(&cert)?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .ok()?
+        .as_secs();
+    (i64::try_from(now).ok()? > secs).then(|| {
+        format!(
+            "the client certificate tls.cert ({}) expired on {date}",
+            tls.cert.display()
+        )
+    })
+}
+
 /// Config-time check of a `tls` table: every file exists and parses.
 pub fn check_tls_files(tls: &TlsConfig) -> Vec<(&'static str, String)> {
     let mut problems = Vec::new();
@@ -554,6 +637,42 @@ mod tests {
                 .to_string()
                 .contains("not signed by the configured tls.ca")
         );
+    }
+
+    #[test]
+    fn reads_not_after() {
+        assert_eq!(days_from_civil(1970, 1, 1), 0);
+        assert_eq!(days_from_civil(2000, 3, 1), 11_017);
+        // A minimal certificate skeleton: SEQ { SEQ { [0]{..}, INT, SEQ, SEQ,
+        // SEQ { UTCTime, UTCTime } } }.
+        let time = |t: &str| {
+            let mut v = vec![0x17, u8::try_from(t.len()).expect("short")];
+            v.extend_from_slice(t.as_bytes());
+            v
+        };
+        let seq = |tag: u8, parts: &[Vec<u8>]| {
+            let body: Vec<u8> = parts.concat();
+            let mut v = vec![tag, u8::try_from(body.len()).expect("short")];
+            v.extend(body);
+            v
+        };
+        let validity = seq(0x30, &[time("200101000000Z"), time("210101000000Z")]);
+        let tbs = seq(
+            0x30,
+            &[
+                seq(0xa0, &[vec![0x02, 0x01, 0x02]]),
+                vec![0x02, 0x01, 0x07],
+                seq(0x30, &[]),
+                seq(0x30, &[]),
+                validity,
+            ],
+        );
+        let cert = seq(0x30, &[tbs]);
+        let (secs, date) = not_after(&cert).expect("parses");
+        assert_eq!(date, "2021-01-01 00:00:00 UTC");
+        assert_eq!(secs, 1_609_459_200);
+        assert_eq!(not_after(b"\x30\x05junk"), None);
+        assert_eq!(not_after(b""), None);
     }
 
     #[test]

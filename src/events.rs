@@ -70,6 +70,30 @@ pub fn exit_class(exit_code: Option<&str>, oom: bool) -> ExitClass {
     }
 }
 
+/// The daemon's clock from its `/info` answer (`SystemTime`, RFC 3339), in
+/// unix nanoseconds.
+fn daemon_time(info: &[u8]) -> Option<i64> {
+    let answer: serde_json::Value = serde_json::from_slice(info).ok()?;
+    let text = answer.get("SystemTime")?.as_str()?;
+    let (date, rest) = text.split_once('T')?;
+    let mut ymd = date.split('-').map(|x| x.parse::<i64>().ok());
+    let (year, month, day) = (ymd.next()??, ymd.next()??, ymd.next()??);
+    let mut hms = rest.get(..8)?.split(':').map(|x| x.parse::<i64>().ok());
+    let (hour, minute, second) = (hms.next()??, hms.next()??, hms.next()??);
+    let mut secs = crate::docker::days_from_civil(year, month, day) * 86_400
+        + hour * 3600
+        + minute * 60
+        + second;
+    // The zone: "Z" or "+HH:MM" / "-HH:MM" after the (optional) fraction.
+    let zone = rest[8..].trim_start_matches(|c: char| c == '.' || c.is_ascii_digit());
+    if let Some(off) = zone.strip_prefix(['+', '-']) {
+        let sign = if zone.starts_with('-') { -1 } else { 1 };
+        let (oh, om) = off.split_once(':')?;
+        secs -= sign * (oh.parse::<i64>().ok()? * 3600 + om.parse::<i64>().ok()? * 60);
+    }
+    Some(secs.saturating_mul(1_000_000_000))
+}
+
 /// `since` for a resume: the time of the last event seen, in the
 /// `seconds.nanoseconds` form the Engine API takes.
 fn since_of(time_nano: i64) -> String {
@@ -200,6 +224,16 @@ impl EventWatcher {
     /// Follows the stream until it ends; returns how many events it counted.
     async fn listen(&self, seen: &mut Seen) -> Result<u64, docker::DockerError> {
         let raw = docker::RawClient::connect(&self.daemon)?;
+        if seen.last == 0 {
+            // Start from the daemon's own "now", so a reconnect before the
+            // first event still resumes from here, whatever our clock says.
+            let info = tokio::time::timeout(self.timeout, raw.get("/info", 1024 * 1024))
+                .await
+                .map_err(|_| docker::DockerError::Timeout(self.timeout))??;
+            if let Some(t) = daemon_time(&info) {
+                seen.last = t + RESUME_OVERLAP_NANOS;
+            }
+        }
         let filters = r#"{"type":["container","image"]}"#;
         let mut query = vec![("filters", filters.to_owned())];
         if seen.last > 0 {
@@ -312,6 +346,16 @@ mod tests {
         assert_eq!(exit_class(Some("255"), false), ExitClass::Nonzero);
         assert_eq!(exit_class(None, false), ExitClass::Nonzero);
         assert_eq!(exit_class(Some("junk"), false), ExitClass::Nonzero);
+    }
+
+    #[test]
+    fn reads_the_daemon_clock() {
+        let z = br#"{"SystemTime":"2021-01-01T00:00:00.123456789Z"}"#;
+        assert_eq!(daemon_time(z), Some(1_609_459_200_000_000_000));
+        let off = br#"{"SystemTime":"2021-01-01T02:00:00+02:00"}"#;
+        assert_eq!(daemon_time(off), Some(1_609_459_200_000_000_000));
+        assert_eq!(daemon_time(b"{}"), None);
+        assert_eq!(daemon_time(br#"{"SystemTime":"junk"}"#), None);
     }
 
     #[test]

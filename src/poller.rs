@@ -181,7 +181,14 @@ impl Poller {
             }
             Err(e) => {
                 if mem.was_up != Some(false) {
-                    tracing::warn!(daemon = %self.daemon.name, host = %self.daemon.host, reason = e.reason().as_str(), error = %e, "daemon is down; retrying every poll");
+                    // dockerd answers an expired client certificate with a
+                    // bare "bad certificate": look at it ourselves.
+                    let expired = match (&e, &self.daemon.tls) {
+                        (DockerError::Tls(_), Some(tls)) => docker::client_cert_expired(tls),
+                        _ => None,
+                    };
+                    let error = expired.map_or_else(|| e.to_string(), |x| format!("{x}; {e}"));
+                    tracing::warn!(daemon = %self.daemon.name, host = %self.daemon.host, reason = e.reason().as_str(), %error, "daemon is down; retrying every poll");
                 }
                 mem.was_up = Some(false);
                 // After a failure every number is fetched afresh.

@@ -330,6 +330,11 @@ impl Progress {
         if self.dockerd_style || self.error.is_some() || self.layers.is_empty() {
             return None;
         }
+        // A stream cut in the middle of a layer did not end well.
+        let finished = |l: &Layer| l.status.fetched() || l.status == LayerStatus::AlreadyExists;
+        if !self.layers.iter().all(finished) {
+            return None;
+        }
         let t = self.totals();
         Some(if t.layers_already_exist > 0 && t.layers_downloaded <= 1 {
             Finish::UpToDate
@@ -476,6 +481,16 @@ mod tests {
         )));
         assert_eq!(p.ending_without_status(), Some(Finish::UpToDate));
         assert_eq!(p.totals().layers_already_exist, 3);
+        // Cut in the middle of a layer: not a success.
+        let mut cut = Progress::default();
+        cut.apply(&PullEvent::parse(br#"{"status":"Pulling fs layer","id":"a"}"#).expect("json"));
+        cut.apply(
+            &PullEvent::parse(
+                br#"{"status":"Downloading","id":"a","progressDetail":{"current":1,"total":9}}"#,
+            )
+            .expect("json"),
+        );
+        assert_eq!(cut.ending_without_status(), None);
         // dockerd's streams never end that way.
         let p = fold(&events(COLD));
         assert_eq!(p.ending_without_status(), None);

@@ -16,6 +16,7 @@ use bollard::auth::DockerCredentials;
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
 use tokio::sync::watch;
+use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use crate::config::{DaemonConfig, PrepullConfig, RegistryConfig};
@@ -314,6 +315,14 @@ fn random_below(max: Duration) -> Duration {
     Duration::from_nanos(h.finish() % nanos)
 }
 
+/// Sleeps until `at`, or forever without one.
+async fn sleep_until_opt(at: Option<Instant>) {
+    match at {
+        Some(t) => tokio::time::sleep_until(t).await,
+        None => std::future::pending().await,
+    }
+}
+
 /// The delay before retrying an image that failed `failures` times in a
 /// row: doubling from a 32nd of the interval (at least a second), capped at
 /// the interval.
@@ -337,50 +346,65 @@ pub struct Puller {
 }
 
 impl Puller {
+    /// Pulls each image when it is due, at most `concurrency` at once. Each
+    /// image keeps its own schedule: a slow pull of one never holds back the
+    /// retries of another. Due images start in config order.
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
         for image in &self.images {
             self.metrics
                 .init_image(&self.daemon.name, &image.to_string());
         }
-        let mut due = vec![Instant::now(); self.images.len()];
-        let mut failures = vec![0_u32; self.images.len()];
+        let n = self.images.len();
+        let this = Arc::new(self);
+        let start = Instant::now();
+        let mut due: Vec<Instant> = (0..n)
+            .map(|_| start + random_below(this.prepull.jitter))
+            .collect();
+        let mut failures = vec![0_u32; n];
+        let mut in_flight = vec![false; n];
+        let mut running: JoinSet<(usize, bool)> = JoinSet::new();
+        let limit = this.prepull.concurrency.max(1);
         loop {
-            let Some(&next) = due.iter().min() else {
-                return;
-            };
-            let jitter = random_below(self.prepull.jitter);
+            let now = Instant::now();
+            for i in 0..n {
+                if running.len() >= limit {
+                    break;
+                }
+                if in_flight[i] || due[i] > now {
+                    continue;
+                }
+                in_flight[i] = true;
+                let this = Arc::clone(&this);
+                let shutdown = shutdown.clone();
+                running.spawn(async move {
+                    let docker = docker::connect(&this.daemon, this.call_timeout)
+                        .and_then(|d| Ok((d, RawClient::connect(&this.daemon)?)))
+                        .map_err(|e| e.to_string());
+                    (i, this.pull_one(&this.images[i], docker, shutdown).await)
+                });
+            }
+            let next = (0..n).filter(|&i| !in_flight[i]).map(|i| due[i]).min();
+            let can_start = running.len() < limit;
             tokio::select! {
                 biased;
-                _ = shutdown.changed() => return,
-                () = tokio::time::sleep_until(next + jitter) => {}
-            }
-            let now = Instant::now();
-            let round: Vec<usize> = (0..self.images.len()).filter(|&i| due[i] <= now).collect();
-            let docker = docker::connect(&self.daemon, self.call_timeout)
-                .and_then(|d| Ok((d, RawClient::connect(&self.daemon)?)))
-                .map_err(|e| e.to_string());
-            let this = &self;
-            let results: Vec<(usize, bool)> = futures_util::stream::iter(round)
-                .map(|i| {
-                    let docker = docker.clone();
-                    let shutdown = shutdown.clone();
-                    async move { (i, this.pull_one(&this.images[i], docker, shutdown).await) }
-                })
-                .buffer_unordered(self.prepull.concurrency.max(1))
-                .collect()
-                .await;
-            if *shutdown.borrow() {
-                return;
-            }
-            let now = Instant::now();
-            for (i, ok) in results {
-                if ok {
-                    failures[i] = 0;
-                    due[i] = now + self.prepull.interval;
-                } else {
-                    failures[i] += 1;
-                    due[i] = now + backoff(self.prepull.interval, failures[i]);
+                _ = shutdown.changed() => {
+                    // The pulls see the same signal and cancel themselves.
+                    while running.join_next().await.is_some() {}
+                    return;
                 }
+                Some(done) = running.join_next(), if !running.is_empty() => {
+                    let Ok((i, ok)) = done else { continue };
+                    in_flight[i] = false;
+                    let now = Instant::now();
+                    if ok {
+                        failures[i] = 0;
+                        due[i] = now + this.prepull.interval + random_below(this.prepull.jitter);
+                    } else {
+                        failures[i] += 1;
+                        due[i] = now + backoff(this.prepull.interval, failures[i]);
+                    }
+                }
+                () = sleep_until_opt(next), if can_start && next.is_some() => {}
             }
         }
     }

@@ -28,15 +28,17 @@ fn podman_counts_match_the_cli_and_a_prepull_works() {
         .args(["rmi", "-f", &image])
         .output();
     let config = format!(
-        "[poll]\ninterval = \"1s\"\ntimeout = \"900ms\"\n[[daemons]]\nname = \"podman\"\nhost = \"{}\"\n[prepull]\njitter = \"0s\"\n[[prepull.images]]\nimage = \"{image}\"\n",
+        "[poll]\ninterval = \"3s\"\ntimeout = \"2500ms\"\n[[daemons]]\nname = \"podman\"\nhost = \"{}\"\n[prepull]\njitter = \"0s\"\n[[prepull.images]]\nimage = \"{image}\"\n",
         bed.var("PODMAN_HOST")
     );
     let dw = Dockwatch::start(&config);
+    // Podman's /info is slow on a busy machine: wait for a good poll too.
     let s = dw.wait_for("the pre-pull", Duration::from_secs(60), |s| {
         s.get(
             "dockwatch_image_pulls_total",
             &[("daemon", "podman"), ("result", "updated")],
         ) >= Some(1.0)
+            && s.get("dockwatch_daemon_up", &[("daemon", "podman")]) == Some(1.0)
     });
     let d = [("daemon", "podman")];
     assert_eq!(s.get("dockwatch_daemon_up", &d), Some(1.0));
