@@ -373,7 +373,11 @@ fn not_ready_until_first_poll_and_unreachable_daemon_does_not_stop_it() {
     let s = dw.wait_for("connect errors", Duration::from_secs(10), |s| {
         s.get(
             "dockwatch_api_request_errors_total",
-            &[("daemon", "gone"), ("reason", "connect")],
+            &[
+                ("daemon", "gone"),
+                ("endpoint", "version"),
+                ("reason", "connect"),
+            ],
         ) >= Some(2.0)
     });
     assert_eq!(
