@@ -7,7 +7,7 @@
 //! computes them.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde::Deserialize;
 use tokio::sync::watch;
@@ -239,21 +239,19 @@ impl DiskWatcher {
         let Some(c) = client.as_ref() else {
             return Err(DockerError::Connect("no client".into()));
         };
-        let start = Instant::now();
         // A df may take long, but must end before the next one is due.
-        let result =
-            match tokio::time::timeout(self.interval, c.get("/system/df", MAX_ANSWER)).await {
-                Ok(Ok(body)) => parse(&body).map_err(DockerError::Decode),
-                Ok(Err(e)) => Err(e),
-                Err(_) => Err(DockerError::Timeout(self.interval)),
-            };
-        self.metrics.observe_api(
+        let call = async {
+            let body = c.get("/system/df", MAX_ANSWER).await?;
+            parse(&body).map_err(DockerError::Decode)
+        };
+        crate::docker::timed(
+            &self.metrics,
             &self.daemon.name,
             ApiEndpoint::SystemDf,
-            start.elapsed(),
-            result.as_ref().err().map(DockerError::reason),
-        );
-        result
+            self.interval,
+            call,
+        )
+        .await
     }
 }
 

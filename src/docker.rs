@@ -580,20 +580,32 @@ impl Client {
     where
         F: Future<Output = Result<T, bollard::errors::Error>>,
     {
-        let start = Instant::now();
-        let result = match tokio::time::timeout(self.timeout, call).await {
-            Ok(Ok(v)) => Ok(v),
-            Ok(Err(e)) => Err(classify(&e, self.timeout)),
-            Err(_) => Err(DockerError::Timeout(self.timeout)),
-        };
-        self.metrics.observe_api(
-            &self.name,
-            endpoint,
-            start.elapsed(),
-            result.as_ref().err().map(DockerError::reason),
-        );
-        result
+        let timeout = self.timeout;
+        let call = async move { call.await.map_err(|e| classify(&e, timeout)) };
+        timed(&self.metrics, &self.name, endpoint, timeout, call).await
     }
+}
+
+/// Runs `call` under `timeout`, recording its latency and, if it failed,
+/// why: every Docker call goes through here.
+pub async fn timed<T>(
+    metrics: &Metrics,
+    daemon: &str,
+    endpoint: ApiEndpoint,
+    timeout: Duration,
+    call: impl Future<Output = Result<T, DockerError>>,
+) -> Result<T, DockerError> {
+    let start = Instant::now();
+    let result = tokio::time::timeout(timeout, call)
+        .await
+        .unwrap_or(Err(DockerError::Timeout(timeout)));
+    metrics.observe_api(
+        daemon,
+        endpoint,
+        start.elapsed(),
+        result.as_ref().err().map(DockerError::reason),
+    );
+    result
 }
 
 #[cfg(test)]

@@ -245,7 +245,7 @@ impl Poller {
                 if images_only {
                     Ok(None)
                 } else {
-                    self.core(&c).await.map(Some)
+                    Box::pin(self.core(&c)).await.map(Some)
                 }
             },
             async {

@@ -24,26 +24,6 @@ fn cli(own: &OwnDaemon) -> DockerCli {
     }
 }
 
-/// Imports a tiny image holding busybox, with unique content.
-fn import(cli: &DockerCli, dir: &std::path::Path, tag: &str) {
-    let root = dir.join(format!("rootfs-{}", tag.replace([':', '/'], "-")));
-    std::fs::create_dir_all(root.join("bin")).expect("rootfs");
-    std::fs::copy("/bin/busybox", root.join("bin/busybox")).expect("busybox (busybox-static)");
-    std::fs::write(root.join("tag"), tag).expect("write");
-    let tar = root.with_extension("tar");
-    let ok = Command::new("tar")
-        .arg("-C")
-        .arg(&root)
-        .arg("-cf")
-        .arg(&tar)
-        .arg(".")
-        .status()
-        .expect("tar")
-        .success();
-    assert!(ok, "tar failed");
-    cli.run(&["import", &tar.to_string_lossy(), tag]);
-}
-
 fn exits(s: &Scrape, class: &str) -> f64 {
     s.get(
         "dockwatch_container_exits_total",
@@ -98,7 +78,7 @@ fn events_exits_refresh_and_disk_usage() {
     std::fs::create_dir_all(dir.join("d")).expect("daemon dir");
     let mut own = OwnDaemon::start(&dir.join("d"));
     let cli = cli(&own);
-    import(&cli, &dir, "dwtest/ev:1");
+    cli.import_tiny(&dir, "dwtest/ev:1");
     let dw = Dockwatch::start(&format!(
         "[poll]\ninterval = \"1s\"\ntimeout = \"800ms\"\nimages_interval = \"1h\"\ndisk_interval = \"1s\"\n[[daemons]]\nname = \"c\"\nhost = \"{}\"\n",
         own.host()
@@ -209,7 +189,7 @@ fn events_exits_refresh_and_disk_usage() {
     let before = s
         .get("dockwatch_images", &[("daemon", "c")])
         .expect("images");
-    import(&cli, &dir, "dwtest/ev:2");
+    cli.import_tiny(&dir, "dwtest/ev:2");
     let s = dw.wait_for("the new image", Duration::from_secs(10), |s| {
         s.get("dockwatch_images", &[("daemon", "c")]) == Some(before + 1.0)
     });

@@ -149,25 +149,6 @@ fn present(cli: &DockerCli, image: &str) -> bool {
         .is_ok_and(|o| o.status.success())
 }
 
-/// Imports a one-file image, so a daemon has something to count.
-fn import(cli: &DockerCli, dir: &Path, tag: &str) {
-    let root = dir.join("rootfs");
-    std::fs::create_dir_all(&root).expect("rootfs");
-    std::fs::write(root.join("hello"), tag).expect("write");
-    let tar = dir.join("rootfs.tar");
-    let ok = Command::new("tar")
-        .arg("-C")
-        .arg(&root)
-        .arg("-cf")
-        .arg(&tar)
-        .arg(".")
-        .status()
-        .expect("tar")
-        .success();
-    assert!(ok, "tar failed");
-    cli.run(&["import", &tar.to_string_lossy(), tag]);
-}
-
 /// Lines of the log that are about daemon `name`.
 fn log_lines<'a>(log: &'a str, name: &str, what: &str) -> Vec<&'a str> {
     let field = format!("daemon={name} ");
@@ -346,7 +327,7 @@ fn killed_daemon_comes_back_without_restarting_dockwatch() {
     std::fs::create_dir_all(dir.0.join("d")).expect("daemon dir");
     let mut own = OwnDaemon::start(&dir.0.join("d"));
     let cli = cli(&own, &bed);
-    import(&cli, &dir.0, "dwtest/faults:1");
+    cli.import_tiny(&dir.0, "dwtest/faults:1");
     let mut dw = Dockwatch::start(&format!("{}{}", poll_config(), daemon("c", &own.host())));
     dw.wait_for("c up with one image", Duration::from_secs(15), |s| {
         up(s, "c") == Some(1.0) && s.get("dockwatch_images", &[("daemon", "c")]) == Some(1.0)
@@ -431,7 +412,7 @@ fn events_made_while_the_stream_is_reconnecting_are_counted() {
     std::fs::create_dir_all(dir.0.join("d")).expect("daemon dir");
     let mut own = OwnDaemon::start(&dir.0.join("d"));
     let cli = cli(&own, &bed);
-    import(&cli, &dir.0, "dwtest/faults:1");
+    cli.import_tiny(&dir.0, "dwtest/faults:1");
     let dw = Dockwatch::start(&format!("{}{}", poll_config(), daemon("c", &own.host())));
     dw.wait_for("c up", Duration::from_secs(15), |s| up(s, "c") == Some(1.0));
     // Let the event stream connect.

@@ -148,6 +148,28 @@ impl DockerCli {
             .sum()
     }
 
+    /// Imports a tiny image with unique content (and busybox, so it can
+    /// run) under `tag`, from files made in `dir`.
+    pub fn import_tiny(&self, dir: &Path, tag: &str) {
+        let root = dir.join(format!("rootfs-{}", tag.replace([':', '/'], "-")));
+        std::fs::create_dir_all(root.join("bin")).expect("rootfs");
+        std::fs::copy("/bin/busybox", root.join("bin/busybox"))
+            .expect("busybox (Debian package busybox-static; tests/run.sh installs it)");
+        std::fs::write(root.join("tag"), tag).expect("write");
+        let tar = root.with_extension("tar");
+        let ok = Command::new("tar")
+            .arg("-C")
+            .arg(&root)
+            .arg("-cf")
+            .arg(&tar)
+            .arg(".")
+            .status()
+            .expect("tar")
+            .success();
+        assert!(ok, "tar failed");
+        self.run(&["import", &tar.to_string_lossy(), tag]);
+    }
+
     /// `docker ps -a` counted by state.
     pub fn container_states(&self) -> BTreeMap<String, u64> {
         let mut counts = BTreeMap::new();
