@@ -36,6 +36,8 @@ pub enum CredentialError {
     Env(String),
     #[error("{path}: {reason}")]
     DockerConfig { path: PathBuf, reason: String },
+    #[error("{0}")]
+    Other(String),
 }
 
 fn read_secret_file(path: &Path) -> Result<Secret, CredentialError> {
@@ -43,8 +45,10 @@ fn read_secret_file(path: &Path) -> Result<Secret, CredentialError> {
         path: path.to_owned(),
         reason,
     };
-    // The io error says why (missing, permission), never what is inside.
-    let text = std::fs::read_to_string(path).map_err(|e| err(e.kind().to_string()))?;
+    // The error says why (missing, permission, not a file), never what is
+    // inside.
+    let bytes = crate::docker::read_small_file(path).map_err(CredentialError::Other)?;
+    let text = String::from_utf8(bytes).map_err(|_| err("not UTF-8 text".into()))?;
     let secret = text.trim_end_matches(['\n', '\r']);
     if secret.is_empty() {
         return Err(err("the file is empty".into()));
@@ -140,8 +144,8 @@ pub fn read_docker_config(path: &Path) -> Result<BTreeMap<String, StoredAuth>, C
         path: path.to_owned(),
         reason,
     };
-    let text =
-        std::fs::read_to_string(path).map_err(|e| err(format!("cannot read: {}", e.kind())))?;
+    let bytes = crate::docker::read_small_file(path).map_err(CredentialError::Other)?;
+    let text = String::from_utf8(bytes).map_err(|_| err("not UTF-8 text".into()))?;
     // serde's message may quote the offending token, which could be a
     // secret: report only where the JSON broke.
     let file: DockerConfigFile = serde_json::from_str(&text).map_err(|e| {

@@ -147,9 +147,29 @@ pub fn classify(err: &bollard::errors::Error, timeout: Duration) -> DockerError 
     }
 }
 
+/// The largest certificate, key or secret file read.
+const MAX_SMALL_FILE: u64 = 1024 * 1024;
+
+/// Reads a small regular file. Anything else (a FIFO, a device, a directory)
+/// is refused before it is opened: reading one could block forever.
+pub(crate) fn read_small_file(path: &Path) -> Result<Vec<u8>, String> {
+    let meta = std::fs::metadata(path)
+        .map_err(|e| format!("cannot read {}: {}", path.display(), e.kind()))?;
+    if !meta.is_file() {
+        return Err(format!("{} is not a regular file", path.display()));
+    }
+    if meta.len() > MAX_SMALL_FILE {
+        return Err(format!(
+            "{} is larger than {MAX_SMALL_FILE} bytes",
+            path.display()
+        ));
+    }
+    std::fs::read(path).map_err(|e| format!("cannot read {}: {}", path.display(), e.kind()))
+}
+
 pub(crate) fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
-    let certs = CertificateDer::pem_file_iter(path)
-        .map_err(|e| format!("cannot read {}: {e}", path.display()))?
+    let bytes = read_small_file(path)?;
+    let certs = CertificateDer::pem_slice_iter(&bytes)
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| format!("{}: not a PEM certificate: {e}", path.display()))?;
     if certs.is_empty() {
@@ -159,7 +179,8 @@ pub(crate) fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, St
 }
 
 pub(crate) fn read_key(path: &Path) -> Result<PrivateKeyDer<'static>, String> {
-    PrivateKeyDer::from_pem_file(path)
+    let bytes = read_small_file(path)?;
+    PrivateKeyDer::from_pem_slice(&bytes)
         .map_err(|e| format!("{}: not a readable PEM private key: {e}", path.display()))
 }
 

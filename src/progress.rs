@@ -357,7 +357,9 @@ impl Progress {
             if l.status != LayerStatus::AlreadyExists {
                 t.expected_bytes = t.expected_bytes.saturating_add(l.size().unwrap_or(0));
             }
-            t.extracted_bytes = t.extracted_bytes.saturating_add(l.extract.current);
+            if l.status != LayerStatus::AlreadyExists {
+                t.extracted_bytes = t.extracted_bytes.saturating_add(l.extract.current);
+            }
         }
         t
     }
