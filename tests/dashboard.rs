@@ -10,8 +10,6 @@ mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -547,23 +545,6 @@ fn selectors(expr: &str) -> Vec<(String, String)> {
 
 // ------------------------------------------------------------------ Prometheus
 
-/// A minimal HTTP/1.0 GET (so the answer is never chunked); (status, body).
-fn get(port: u16, path: &str) -> std::io::Result<(u16, String)> {
-    let mut s = TcpStream::connect(("127.0.0.1", port))?;
-    s.set_read_timeout(Some(Duration::from_secs(30)))?;
-    write!(s, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")?;
-    let mut raw = Vec::new();
-    s.read_to_end(&mut raw)?;
-    let text = String::from_utf8_lossy(&raw);
-    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    let status = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    Ok((status, body.to_owned()))
-}
-
 /// One real Prometheus, killed (and its directory removed) when dropped.
 #[derive(Debug)]
 struct Prometheus {
@@ -624,7 +605,7 @@ impl Prometheus {
         let mut p = Self { child, port, dir };
         // Ready, or dead (a config or rule file it rejects), or too slow.
         let deadline = Instant::now() + Duration::from_secs(90);
-        while !matches!(get(p.port, "/-/ready"), Ok((200, _))) {
+        while !matches!(common::http_get(p.port, "/-/ready"), Ok((200, _))) {
             if let Ok(Some(status)) = p.child.try_wait() {
                 panic!("Prometheus exited ({status}); log:\n{}", p.log());
             }
@@ -658,7 +639,8 @@ impl Prometheus {
 
     /// GET an API path; the parsed JSON on status success, else the error text.
     fn api(&self, path: &str) -> Result<Value, String> {
-        let (status, body) = get(self.port, path).map_err(|e| format!("GET {path}: {e}"))?;
+        let (status, body) =
+            common::http_get(self.port, path).map_err(|e| format!("GET {path}: {e}"))?;
         let json: Value = serde_json::from_str(&body)
             .map_err(|e| format!("GET {path}: HTTP {status}, not JSON ({e}): {body}"))?;
         if json["status"] == "success" {
