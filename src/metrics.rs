@@ -4,8 +4,11 @@
 //! so a scrape never waits on Docker.
 
 use std::fmt::{self, Write as _};
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
 
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{
@@ -310,7 +313,25 @@ pub struct Metrics {
     exits: Family<ExitLabels, Counter>,
     reload_ok: Gauge,
     reload_time: Gauge<f64, std::sync::atomic::AtomicU64>,
+    /// Bumped after every change made through these methods.
+    version: AtomicU64,
+    state: Arc<State>,
+    board: Arc<PullBoard>,
+    cache: Mutex<Option<CachedBody>>,
 }
+
+/// The last body `/metrics` sent, and what it was made from.
+#[derive(Debug)]
+struct CachedBody {
+    key: [u64; 3],
+    made: Instant,
+    body: Bytes,
+}
+
+/// How long a body may be reused while nothing changed: bounds how old the
+/// process_* figures (CPU, memory, fds) can be. Everything else is exact:
+/// any change to the state, the pull board or a counter makes a new body.
+const PROCESS_REFRESH: Duration = Duration::from_secs(1);
 
 /// The git revision baked in at build time, if the build said.
 pub const REVISION: &str = match option_env!("DOCKWATCH_REVISION") {
@@ -324,6 +345,7 @@ impl Metrics {
     // A flat list of registrations; splitting it would only scatter them.
     #[allow(clippy::too_many_lines)]
     pub fn new(state: Arc<State>, board: Arc<PullBoard>, process: bool) -> Self {
+        let sources = (Arc::clone(&state), Arc::clone(&board));
         let mut registry = Registry::default();
         if process {
             registry.register_collector(Box::new(ProcessCollector));
@@ -431,7 +453,43 @@ impl Metrics {
             exits,
             reload_ok,
             reload_time,
+            version: AtomicU64::new(0),
+            state: sources.0,
+            board: sources.1,
+            cache: Mutex::new(None),
         }
+    }
+
+    /// Marks a change, after it was made: a scrape that sees the new version
+    /// also sees the change.
+    fn changed(&self) {
+        self.version.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// The body for `/metrics`: the last one again if nothing changed since
+    /// it was made (and it is under a second old), else a new one. Under a
+    /// scrape storm this makes a scrape a copy instead of an encode; the
+    /// lock also keeps concurrent scrapes from encoding the same body twice.
+    pub fn scrape(&self) -> Bytes {
+        let mut cache = self.cache.lock().unwrap_or_else(PoisonError::into_inner);
+        let key = [
+            self.version.load(Ordering::Acquire),
+            self.state.version(),
+            self.board.version(),
+        ];
+        if let Some(c) = cache.as_ref()
+            && c.key == key
+            && c.made.elapsed() < PROCESS_REFRESH
+        {
+            return c.body.clone();
+        }
+        let body = Bytes::from(self.encode());
+        *cache = Some(CachedBody {
+            key,
+            made: Instant::now(),
+            body: body.clone(),
+        });
+        body
     }
 
     /// Records a (re)load of the configuration.
@@ -443,6 +501,7 @@ impl Metrics {
                 .map_or(0.0, |d| d.as_secs_f64());
             self.reload_time.set(now);
         }
+        self.changed();
     }
 
     /// Drops every series of a pre-pull image that is no longer configured.
@@ -476,6 +535,7 @@ impl Metrics {
         self.pulls.duration.remove(&l);
         self.pulls.bytes.remove(&l);
         self.pulls.stalls.remove(&l);
+        self.changed();
     }
 
     /// Drops every series of a daemon that is no longer configured.
@@ -509,6 +569,7 @@ impl Metrics {
                 code_class,
             });
         }
+        self.changed();
     }
 
     pub fn count_event(&self, daemon: &str, r#type: &'static str, action: &'static str) {
@@ -519,6 +580,7 @@ impl Metrics {
                 action,
             })
             .inc();
+        self.changed();
     }
 
     pub fn count_exit(&self, daemon: &str, code_class: ExitClass) {
@@ -528,6 +590,7 @@ impl Metrics {
                 code_class,
             })
             .inc();
+        self.changed();
     }
 
     /// Creates a daemon's exit counters at zero.
@@ -538,6 +601,7 @@ impl Metrics {
                 code_class,
             });
         }
+        self.changed();
     }
 
     /// Creates a configured image's counters at zero, so `increase()` sees
@@ -564,6 +628,7 @@ impl Metrics {
         }
         let _ = self.pulls.bytes.get_or_create(&l);
         let _ = self.pulls.stalls.get_or_create(&l);
+        self.changed();
     }
 
     /// Counts one finished pre-pull.
@@ -617,6 +682,7 @@ impl Metrics {
                 })
                 .inc_by(n);
         }
+        self.changed();
     }
 
     /// Records one Docker API call; `error` is its failure reason, if any.
@@ -636,6 +702,7 @@ impl Metrics {
         if let Some(reason) = error {
             self.count_api_error(daemon, endpoint, reason);
         }
+        self.changed();
     }
 
     /// Counts a failed call, including one that could not even be sent.
@@ -647,6 +714,7 @@ impl Metrics {
                 reason,
             })
             .inc();
+        self.changed();
     }
 
     /// The Prometheus text exposition (version 0.0.4) of everything.
@@ -1240,5 +1308,43 @@ mod tests {
         ] {
             assert!(text.contains(name), "{name} missing from:\n{text}");
         }
+    }
+
+    /// A scrape reuses the last body only while nothing changed: every kind
+    /// of change (a counter, a poll's snapshot, the pull board) makes a new one.
+    #[test]
+    fn scrape_reuses_the_body_until_something_changes() {
+        let state = Arc::new(State::new(["a"]));
+        let board = Arc::new(PullBoard::new([("a".to_owned(), vec!["img:1".to_owned()])]));
+        let m = Metrics::new(Arc::clone(&state), Arc::clone(&board), false);
+        let first = m.scrape();
+        let again = m.scrape();
+        assert_eq!(first.as_ptr(), again.as_ptr(), "nothing changed: same body");
+
+        m.observe_api("a", ApiEndpoint::Version, Duration::from_millis(3), None);
+        let after_api = m.scrape();
+        assert_ne!(after_api, first);
+        assert!(String::from_utf8_lossy(&after_api).contains(
+            "dockwatch_api_request_duration_seconds_count{daemon=\"a\",endpoint=\"version\"} 1\n"
+        ));
+
+        state.publish("a", DaemonSnapshot::default());
+        let after_poll = m.scrape();
+        assert!(
+            String::from_utf8_lossy(&after_poll).contains("dockwatch_daemon_up{daemon=\"a\"} 0\n")
+        );
+        assert!(!String::from_utf8_lossy(&after_api).contains("dockwatch_daemon_up"));
+
+        board.update("a", "img:1", |p| p.present = Some(true));
+        let after_board = m.scrape();
+        assert!(
+            String::from_utf8_lossy(&after_board)
+                .contains("dockwatch_image_present{daemon=\"a\",image=\"img:1\"} 1\n")
+        );
+        assert_eq!(
+            after_board,
+            m.encode(),
+            "the cached body is what encode makes"
+        );
     }
 }

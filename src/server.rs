@@ -238,7 +238,7 @@ async fn metrics_handler(AxumState(app): AxumState<App>) -> Response {
             header::CONTENT_TYPE,
             prometheus_client::encoding::prometheus_text::CONTENT_TYPE,
         )],
-        app.metrics.encode(),
+        app.metrics.scrape(),
     )
         .into_response()
 }

@@ -3,6 +3,7 @@
 //! held for a map lookup or insert and never across an `.await`.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
 
 use serde::Serialize;
@@ -117,6 +118,8 @@ pub struct State {
     daemons: RwLock<BTreeMap<String, Entry>>,
     /// From `/system/df`, on its own schedule; absent while it fails.
     disks: RwLock<BTreeMap<String, crate::disk::DiskUsage>>,
+    /// Bumped by every change, so `/metrics` can reuse its last body.
+    version: AtomicU64,
 }
 
 impl State {
@@ -130,7 +133,13 @@ impl State {
                     .collect(),
             ),
             disks: RwLock::default(),
+            version: AtomicU64::new(0),
         }
+    }
+
+    /// Changes whenever anything in the state does.
+    pub fn version(&self) -> u64 {
+        self.version.load(Ordering::Acquire)
     }
 
     /// Keeps exactly these daemons: the others and their snapshots go, new
@@ -145,6 +154,7 @@ impl State {
         }
         let mut disks = self.disks.write().unwrap_or_else(PoisonError::into_inner);
         disks.retain(|k, _| names.contains(&k.as_str()));
+        self.version.fetch_add(1, Ordering::AcqRel);
     }
 
     pub fn publish_disk(&self, daemon: &str, usage: Option<crate::disk::DiskUsage>) {
@@ -153,6 +163,7 @@ impl State {
             Some(u) => map.insert(daemon.to_owned(), u),
             None => map.remove(daemon),
         };
+        self.version.fetch_add(1, Ordering::AcqRel);
     }
 
     pub fn disks(&self) -> Vec<(String, crate::disk::DiskUsage)> {
@@ -164,6 +175,7 @@ impl State {
         // A poisoned lock only means a reader panicked; the map is still whole.
         let mut map = self.daemons.write().unwrap_or_else(PoisonError::into_inner);
         map.entry(daemon.to_owned()).or_default().snapshot = Some(Arc::new(snapshot));
+        self.version.fetch_add(1, Ordering::AcqRel);
     }
 
     /// Every daemon in name order, with its snapshot if it was polled yet.
@@ -227,6 +239,8 @@ pub struct ImagePulls {
 #[derive(Debug, Default)]
 pub struct PullBoard {
     daemons: RwLock<BTreeMap<String, BTreeMap<String, ImagePulls>>>,
+    /// Bumped by every change, so `/metrics` can reuse its last body.
+    version: AtomicU64,
 }
 
 impl PullBoard {
@@ -246,7 +260,13 @@ impl PullBoard {
                     })
                     .collect(),
             ),
+            version: AtomicU64::new(0),
         }
+    }
+
+    /// Changes whenever anything on the board does.
+    pub fn version(&self) -> u64 {
+        self.version.load(Ordering::Acquire)
     }
 
     /// Keeps exactly these daemons and images, with what is known of those
@@ -262,16 +282,21 @@ impl PullBoard {
                 entry.insert(image, pulls);
             }
         }
+        self.version.fetch_add(1, Ordering::AcqRel);
     }
 
     /// Changes one image's entry under the lock (never held across `.await`).
     pub fn update<R>(&self, daemon: &str, image: &str, f: impl FnOnce(&mut ImagePulls) -> R) -> R {
         let mut map = self.daemons.write().unwrap_or_else(PoisonError::into_inner);
-        f(map
+        let r = f(map
             .entry(daemon.to_owned())
             .or_default()
             .entry(image.to_owned())
-            .or_default())
+            .or_default());
+        // Bumped under the lock: a reader that sees the new version also
+        // sees the change.
+        self.version.fetch_add(1, Ordering::AcqRel);
+        r
     }
 
     /// Reads the whole board under the lock.
