@@ -398,27 +398,45 @@ enum RawTransport {
     },
 }
 
-/// Plain GETs whose answer we decode ourselves: for endpoints whose shape
-/// changed across API versions (`/system/df`), where bollard's typed models
-/// only know the newest. Answers are read up to a size limit.
+/// Plain requests whose answer we decode ourselves: for endpoints whose
+/// shape changed across API versions (`/system/df`), streams (pulls, events),
+/// and the image lists, of which we need two fields, not bollard's full
+/// models. Answers are read up to a size limit.
 #[derive(Debug, Clone)]
 pub struct RawClient(Arc<RawTransport>);
 
+/// Idle connections a pooled [`RawClient`] keeps: one per image call of a
+/// poll is plenty for the usual number of filter groups.
+const POOL_IDLE: usize = 8;
+
 impl RawClient {
+    /// A client that opens a connection per request: for streams and rare
+    /// calls, where a dropped stream must close its connection.
     pub fn connect(daemon: &DaemonConfig) -> Result<Self, DockerError> {
+        Self::connect_with(daemon, 0)
+    }
+
+    /// A client that keeps idle connections for the next request: for the
+    /// image calls of every poll, so a TLS daemon is not shaken hands with
+    /// for each of them.
+    pub fn connect_pooled(daemon: &DaemonConfig) -> Result<Self, DockerError> {
+        Self::connect_with(daemon, POOL_IDLE)
+    }
+
+    fn connect_with(daemon: &DaemonConfig, idle: usize) -> Result<Self, DockerError> {
         let transport = match (
             parse_host(&daemon.host).map_err(DockerError::Connect)?,
             &daemon.tls,
         ) {
             (Endpoint::Unix(socket), _) => RawTransport::Unix {
                 client: HyperClient::builder(TokioExecutor::new())
-                    .pool_max_idle_per_host(0)
+                    .pool_max_idle_per_host(idle)
                     .build(hyperlocal::UnixConnector),
                 socket,
             },
             (Endpoint::Tcp(addr), None) => RawTransport::Http {
                 client: HyperClient::builder(TokioExecutor::new())
-                    .pool_max_idle_per_host(0)
+                    .pool_max_idle_per_host(idle)
                     .build_http(),
                 addr,
             },
@@ -427,7 +445,7 @@ impl RawClient {
                     .map_err(|(field, e)| DockerError::Tls(format!("tls.{field}: {e}")))?;
                 RawTransport::Https {
                     client: HyperClient::builder(TokioExecutor::new())
-                        .pool_max_idle_per_host(0)
+                        .pool_max_idle_per_host(idle)
                         .build(https_connector(config)),
                     addr,
                 }
@@ -581,17 +599,51 @@ fn lines(body: hyper::body::Incoming, max: usize) -> LineStream {
 pub struct Client {
     pub name: String,
     pub docker: Docker,
+    /// For the image lists (pooled connections).
+    pub raw: RawClient,
     pub timeout: Duration,
+    tls: Option<TlsConfig>,
     metrics: Arc<Metrics>,
 }
 
 impl Client {
-    pub fn new(name: &str, docker: Docker, timeout: Duration, metrics: Arc<Metrics>) -> Self {
+    pub fn new(
+        daemon: &DaemonConfig,
+        docker: Docker,
+        raw: RawClient,
+        timeout: Duration,
+        metrics: Arc<Metrics>,
+    ) -> Self {
         Self {
-            name: name.to_owned(),
+            name: daemon.name.clone(),
             docker,
+            raw,
             timeout,
+            tls: daemon.tls.clone(),
             metrics,
+        }
+    }
+
+    /// Like [`Client::call`], for a call that already speaks [`DockerError`].
+    pub async fn call_raw<T>(
+        &self,
+        endpoint: ApiEndpoint,
+        call: impl Future<Output = Result<T, DockerError>>,
+    ) -> Result<T, DockerError> {
+        let call = async move { call.await.map_err(|e| self.explain(e)) };
+        timed(&self.metrics, &self.name, endpoint, self.timeout, call).await
+    }
+
+    /// A daemon refusing an expired client certificate may, in TLS 1.3,
+    /// close the connection before its alert is read: the client then sees
+    /// a reset, not a TLS error. Name the real cause when we know it.
+    fn explain(&self, e: DockerError) -> DockerError {
+        match (e, &self.tls) {
+            (DockerError::Connect(m), Some(tls)) => match client_cert_expired(tls) {
+                Some(expired) => DockerError::Tls(format!("{expired}; {m}")),
+                None => DockerError::Connect(m),
+            },
+            (e, _) => e,
         }
     }
 
@@ -602,7 +654,7 @@ impl Client {
         F: Future<Output = Result<T, bollard::errors::Error>>,
     {
         let timeout = self.timeout;
-        let call = async move { call.await.map_err(|e| classify(&e, timeout)) };
+        let call = async move { call.await.map_err(|e| self.explain(classify(&e, timeout))) };
         timed(&self.metrics, &self.name, endpoint, timeout, call).await
     }
 }

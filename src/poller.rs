@@ -9,8 +9,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bollard::models::{ContainerSummaryStateEnum, SystemVersion};
-use bollard::query_parameters::{ListContainersOptions, ListImagesOptions};
+use bollard::query_parameters::ListContainersOptions;
 use futures_util::future::join_all;
+use serde::Deserialize;
 use tokio::sync::{Notify, watch};
 use tokio::time::MissedTickBehavior;
 
@@ -87,11 +88,39 @@ fn state_of(s: ContainerSummaryStateEnum) -> Option<ContainerState> {
     })
 }
 
-fn total(list: &[bollard::models::ImageSummary]) -> ImageCount {
-    list.iter().fold(ImageCount::default(), |mut c, i| {
+/// The one field of an image list entry we need; serde skips the rest
+/// without building it, so a listing of thousands of images costs little
+/// more than its bytes.
+#[derive(Deserialize)]
+struct ListedImage {
+    #[serde(rename = "Size")]
+    size: i64,
+}
+
+/// The most an image list answer may take: about 300 bytes per image, so
+/// room for some 200,000 images.
+const IMAGE_LIST_LIMIT: usize = 64 << 20;
+
+/// Count and total size of a `GET /images/json` answer.
+fn total(body: &[u8]) -> Result<ImageCount, DockerError> {
+    let list: Vec<ListedImage> = serde_json::from_slice(body)
+        .map_err(|e| DockerError::Decode(format!("image list: {e}")))?;
+    Ok(list.iter().fold(ImageCount::default(), |mut c, i| {
         c.add(i.size);
         c
-    })
+    }))
+}
+
+/// `/images/json`, with `filters` as the URL-encoded JSON the API takes.
+fn image_list_path(filters: Option<&HashMap<String, Vec<String>>>) -> String {
+    match filters {
+        None => "/images/json".to_owned(),
+        Some(f) => {
+            let json = serde_json::to_string(f).unwrap_or_default();
+            let query = serde_urlencoded::to_string([("filters", json)]).unwrap_or_default();
+            format!("/images/json?{query}")
+        }
+    }
 }
 
 /// The poller's memory between polls.
@@ -209,11 +238,14 @@ impl Poller {
     /// against the first call it kept from being made.
     fn client<'a>(&self, slot: &'a mut Option<Client>) -> Result<&'a Client, DockerError> {
         if slot.is_none() {
-            match docker::connect(&self.daemon, self.timeout) {
-                Ok(d) => {
+            let connected = docker::connect(&self.daemon, self.timeout)
+                .and_then(|d| Ok((d, docker::RawClient::connect_pooled(&self.daemon)?)));
+            match connected {
+                Ok((d, raw)) => {
                     *slot = Some(Client::new(
-                        &self.daemon.name,
+                        &self.daemon,
                         d,
+                        raw,
                         self.timeout,
                         Arc::clone(&self.metrics),
                     ));
@@ -235,10 +267,15 @@ impl Poller {
     /// One poll: the core calls unless `images_only`, and the image calls
     /// when they are due (or `images_only`), all at once. Updates `mem`.
     async fn poll(&self, mem: &mut Memory, images_only: bool) -> Result<(), DockerError> {
+        // `at` is when the last listing started, on a tick; rounding to the
+        // nearest tick keeps a listing that took a while from pushing the
+        // next one a whole interval later.
         let images_due = images_only
-            || mem.images.as_ref().is_none_or(|(_, at)| {
-                at.elapsed() + Duration::from_millis(50) >= self.images_interval
-            });
+            || mem
+                .images
+                .as_ref()
+                .is_none_or(|(_, at)| at.elapsed() + self.interval / 2 >= self.images_interval);
+        let images_started = Instant::now();
         let c = self.client(&mut mem.client)?.clone();
         let (core, images) = tokio::join!(
             async {
@@ -268,7 +305,7 @@ impl Poller {
             {
                 tracing::warn!(daemon = %self.daemon.name, filters = ?images.failed_filters, "filter group queries failed; see dockwatch_api_request_errors_total");
             }
-            mem.images = Some((images, Instant::now()));
+            mem.images = Some((images, images_started));
         }
         Ok(())
     }
@@ -307,30 +344,30 @@ impl Poller {
     }
 
     async fn images(&self, c: &Client) -> Result<ImageTotals, DockerError> {
-        let list = |filters: Option<HashMap<String, Vec<String>>>| {
-            c.call(
-                ApiEndpoint::ImageList,
-                c.docker.list_images(Some(ListImagesOptions {
-                    filters,
-                    ..Default::default()
-                })),
-            )
+        let list = |path: String| {
+            c.call_raw(ApiEndpoint::ImageList, async move {
+                total(&c.raw.get(&path, IMAGE_LIST_LIMIT).await?)
+            })
         };
         let dangling = HashMap::from([("dangling".to_owned(), vec!["true".to_owned()])]);
         let (images, dangling, filtered) = tokio::join!(
-            list(None),
-            list(Some(dangling)),
-            join_all(self.filters.iter().map(|f| list(Some(f.query())))),
+            list(image_list_path(None)),
+            list(image_list_path(Some(&dangling))),
+            join_all(
+                self.filters
+                    .iter()
+                    .map(|f| list(image_list_path(Some(&f.query()))))
+            ),
         );
         let mut out = ImageTotals {
-            all: total(&images?),
-            dangling: total(&dangling?),
+            all: images?,
+            dangling: dangling?,
             filters: Vec::new(),
             failed_filters: Vec::new(),
         };
         for (f, result) in self.filters.iter().zip(filtered) {
             match result {
-                Ok(list) => out.filters.push((f.name.clone(), total(&list))),
+                Ok(count) => out.filters.push((f.name.clone(), count)),
                 // A bad filter group must not take the whole daemon down.
                 Err(_) => out.failed_filters.push(f.name.clone()),
             }
@@ -363,6 +400,36 @@ mod tests {
         };
         assert_eq!(engine_of(&podman), "podman");
         assert_eq!(engine_of(&SystemVersion::default()), "docker");
+    }
+
+    #[test]
+    fn image_lists_are_counted_from_the_size_field_alone() {
+        let podman =
+            total(include_bytes!("../tests/streams/podman-images.json")).expect("a valid list");
+        assert_eq!((podman.count, podman.bytes), (3, 5_993_796));
+        let empty = total(b"[]").expect("a valid list");
+        assert_eq!((empty.count, empty.bytes), (0, 0));
+        // dockerd's "unknown" size counts the image, not the bytes
+        let unknown = total(br#"[{"Id":"x","Size":-1},{"Size":5,"Labels":{"a":"b"}}]"#)
+            .expect("a valid list");
+        assert_eq!((unknown.count, unknown.bytes), (2, 5));
+        for bad in [&b"{}"[..], b"[{\"Id\":\"x\"}]", b"[", b"null"] {
+            let e = total(bad).expect_err("not an image list");
+            assert!(
+                matches!(e, DockerError::Decode(ref m) if m.starts_with("image list: ")),
+                "{e:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn filters_go_in_the_query_as_url_encoded_json() {
+        assert_eq!(image_list_path(None), "/images/json");
+        let f = HashMap::from([("reference".to_owned(), vec!["ci/*".to_owned()])]);
+        assert_eq!(
+            image_list_path(Some(&f)),
+            "/images/json?filters=%7B%22reference%22%3A%5B%22ci%2F*%22%5D%7D"
+        );
     }
 
     #[test]
