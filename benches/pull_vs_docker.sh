@@ -2,7 +2,9 @@
 # Wall time of a cold image pull: `dockwatch pull` against `docker pull`, same
 # image, same daemon (test bed dockerd A), same local registry.
 #
-#   benches/pull_vs_docker.sh [--image REF] [RUNS]      (RUNS per tool, default 7)
+#   benches/pull_vs_docker.sh [--image REF] [--binary PATH] [RUNS]   (RUNS per tool, default 7)
+#
+# --binary: the dockwatch binary to time (default: cargo build --release).
 #
 # Test bed: $DW_TESTBED (the env file written by `tests/testbed.sh up DIR`) if
 # set, else one of its own, brought up in a temp dir and torn down on exit.
@@ -21,12 +23,13 @@
 set -euo pipefail
 
 usage() {
-	echo "usage: $0 [--image REF] [RUNS]   (RUNS per tool, default 7)" >&2
+	echo "usage: $0 [--image REF] [--binary PATH] [RUNS]   (RUNS per tool, default 7)" >&2
 	exit 2
 }
 
 IMAGE=
 RUNS=7
+BINARY=
 while (($#)); do
 	case $1 in
 	--image)
@@ -37,6 +40,11 @@ while (($#)); do
 	--image=*)
 		IMAGE=${1#--image=}
 		shift
+		;;
+	--binary)
+		(($# >= 2)) || usage
+		BINARY=$2
+		shift 2
 		;;
 	-h | --help) usage ;;
 	*)
@@ -109,10 +117,15 @@ dk() { "$DOCKER_CLI" -H "$DOCKER_A" "$@"; }
 dk version --format '{{.Server.Version}}' >/dev/null || die "daemon A ($DOCKER_A) does not answer"
 
 # ------------------------------------------------------------------ dockwatch
-log "cargo build --release"
-(cd "$ROOT" && cargo build --release --quiet) || die "cargo build --release failed"
-DW=$ROOT/target/release/dockwatch
-[ -x "$DW" ] || die "no $DW after the build"
+if [ -n "$BINARY" ]; then
+	DW=$BINARY PROFILE="given: $BINARY"
+	[ -x "$DW" ] || die "--binary $DW is no executable"
+else
+	log "cargo build --release"
+	(cd "$ROOT" && cargo build --release --quiet) || die "cargo build --release failed"
+	DW=$ROOT/target/release/dockwatch PROFILE=release
+	[ -x "$DW" ] || die "no $DW after the build"
+fi
 # a private copy: a concurrent rebuild of target/ must not change the binary mid-bench
 cp "$DW" "$WORK/dockwatch"
 DW=$WORK/dockwatch
@@ -231,7 +244,7 @@ if [ -n "$(git --no-optional-locks -C "$ROOT" status --porcelain --untracked-fil
 echo "== cold pull: dockwatch pull vs docker pull =="
 echo "machine:   $(nproc) CPUs, ${MODEL:-unknown model}, kernel $(uname -r)"
 echo "daemon:    dockerd $(dk version --format '{{.Server.Version}}') ($(dk info --format '{{.Driver}}')) at $DOCKER_A"
-echo "client:    docker CLI $(dk version --format '{{.Client.Version}}') ($DOCKER_CLI); dockwatch $("$DW" --version | awk '{ print $2 }') (git $REV$DIRTY, release)"
+echo "client:    docker CLI $(dk version --format '{{.Client.Version}}') ($DOCKER_CLI); dockwatch $("$DW" --version | awk '{ print $2 }') (git $REV$DIRTY, $PROFILE)"
 echo "registry:  $REGISTRY (plain HTTP, same host)"
 echo "image:     $IMAGE${BUILT:+ (built for this bench)}"
 echo "           $NL layers, $LAYERS_BYTES bytes compressed ($(mib "$LAYERS_BYTES") MiB) + config $CONFIG_BYTES bytes; $MANIFEST_DIGEST"

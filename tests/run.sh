@@ -52,9 +52,14 @@ cargo clippy --all-targets -- -D warnings || failed+=("cargo clippy")
 section "cargo test --all-targets --no-fail-fast"
 cargo test --all-targets --no-fail-fast || failed+=("cargo test")
 
+# After the tests: the smoke adds images and containers to dockerd A (and
+# removes them again), which tests comparing counts must not see.
+section "benchmark smoke: benches/fleet.py --smoke"
+python3 benches/fleet.py --smoke --binary target/debug/dockwatch || failed+=("benchmark smoke")
+
 section "summary"
 if ((${#failed[@]})); then
 	echo "FAILED: ${failed[*]}"
 	exit 1
 fi
-echo "all checks passed (fmt, clippy, tests)"
+echo "all checks passed (fmt, clippy, tests, benchmark smoke)"
