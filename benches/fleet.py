@@ -214,6 +214,12 @@ def push_image(registry: str, repo: str, tag: str, layer_bytes: list[int]) -> No
     """Pushes an image of random layers straight through the registry API."""
     base = f"http://{registry}/v2/{repo}"
 
+    def put(url: str, data: bytes, content_type: str, what: str) -> None:
+        req = urllib.request.Request(url, data=data, method="PUT", headers={"Content-Type": content_type})
+        with urllib.request.urlopen(req, timeout=120) as r:
+            if r.status != 201:
+                die(f"registry answered {r.status} to {what}")
+
     def upload(blob: bytes) -> str:
         digest = "sha256:" + hashlib.sha256(blob).hexdigest()
         req = urllib.request.Request(f"{base}/blobs/uploads/", data=b"", method="POST")
@@ -222,13 +228,7 @@ def push_image(registry: str, repo: str, tag: str, layer_bytes: list[int]) -> No
         if loc.startswith("/"):
             loc = f"http://{registry}{loc}"
         sep = "&" if "?" in loc else "?"
-        req = urllib.request.Request(
-            f"{loc}{sep}digest={digest}", data=blob, method="PUT",
-            headers={"Content-Type": "application/octet-stream"},
-        )
-        with urllib.request.urlopen(req, timeout=120) as r:
-            if r.status != 201:
-                die(f"registry answered {r.status} to a blob upload")
+        put(f"{loc}{sep}digest={digest}", blob, "application/octet-stream", "a blob upload")
         return digest
 
     layers, diff_ids = [], []
@@ -260,13 +260,8 @@ def push_image(registry: str, repo: str, tag: str, layer_bytes: list[int]) -> No
         },
         "layers": layers,
     }).encode()
-    req = urllib.request.Request(
-        f"{base}/manifests/{tag}", data=manifest, method="PUT",
-        headers={"Content-Type": "application/vnd.docker.distribution.manifest.v2+json"},
-    )
-    with urllib.request.urlopen(req, timeout=30) as r:
-        if r.status != 201:
-            die(f"registry answered {r.status} to the manifest of {repo}:{tag}")
+    put(f"{base}/manifests/{tag}", manifest, "application/vnd.docker.distribution.manifest.v2+json",
+        f"the manifest of {repo}:{tag}")
 
 
 def container_plan(n: int) -> dict[str, int]:
@@ -415,7 +410,8 @@ WRK_LAT = re.compile(r"^\s*(50|99)%\s+([\d.]+)(us|ms|s)\s*$", re.M)
 
 
 def wrk(url: str, seconds: int, connections: int) -> dict:
-    p = run(["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--latency", url])
+    threads = min(2, connections)
+    p = run(["wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--latency", url])
     text = p.stdout
     m = re.search(r"Requests/sec:\s+([\d.]+)", text)
     if not m:
@@ -499,6 +495,8 @@ def main() -> int:
     ap.add_argument("--wrk-rounds", type=int, default=3, help="alternating nginx/dockwatch rounds (default 3)")
     ap.add_argument("--poll-window", type=int, default=60, help="seconds of polls to time (default 60)")
     ap.add_argument("--poll-interval", default="3s", help="poll interval while timing polls (default 3s)")
+    ap.add_argument("--interval", default="15s",
+                    help="poll interval of the instance under load and measured for memory (default 15s, as shipped)")
     ap.add_argument("--pull-runs", type=int, default=7, help="cold pulls per tool (default 7; 0 skips)")
     ap.add_argument("--pull-image", default="", help="image for the cold pull (default: 256 MiB built by pull_vs_docker.sh)")
     ap.add_argument("--no-micro", action="store_true", help="skip cargo bench --bench micro")
@@ -511,7 +509,7 @@ def main() -> int:
         args.images, args.dangling, args.containers = 40, 10, 10
         args.prepull, args.prepull_mib = 4, 2
         args.wrk_seconds, args.wrk_rounds, args.connections = 2, 1, 20
-        args.poll_window, args.poll_interval = 4, "1s"
+        args.poll_window, args.poll_interval, args.interval = 4, "1s", "2s"
         args.pull_runs, args.pull_image, args.no_micro = 1, args.pull_image or "big", True
     if not 0 <= args.dangling < args.images:
         die("--dangling must be less than --images (containers need tagged images)")
@@ -644,7 +642,8 @@ def bench(args, work: Path, cleanups: list) -> str:
         a("rmi", "-f", image, check=False)
     cfg = work / "fleet.toml"
     write_config(cfg, free_port(), [("a", env["DOCKER_A"], None), ("b", env["DOCKER_B"], tls)], groups,
-                 {"interval": "5s", "timeout": "4s"}, prepull, args.concurrency)
+                 {"interval": args.interval, "timeout": "4s" if args.interval != "2s" else "1s"}, prepull,
+                 args.concurrency)
     dw = Dockwatch(binary, cfg, work / "fleet.log")
     cleanups.append(dw.stop)
     rss_samples: list[int] = []
@@ -723,6 +722,7 @@ def bench(args, work: Path, cleanups: list) -> str:
     nginx, nginx_port = start_nginx(work, body)
     cleanups.append(lambda: (nginx.terminate(), nginx.wait(10)))
     runs = {"nginx": [], "dockwatch": []}
+    single = {"nginx": [], "dockwatch": []}  # one connection: what one Prometheus sees
     urls = {"nginx": f"http://127.0.0.1:{nginx_port}/metrics", "dockwatch": dw.url + "/metrics"}
     for r in range(args.wrk_rounds):
         order = ("nginx", "dockwatch") if r % 2 == 0 else ("dockwatch", "nginx")
@@ -730,6 +730,9 @@ def bench(args, work: Path, cleanups: list) -> str:
             res = wrk(urls[who], args.wrk_seconds, args.connections)
             runs[who].append(res)
             log(f"wrk round {r + 1} {who}: {res['rps']:.0f} req/s, p50 {res['p50']:.2f} ms, p99 {res['p99']:.2f} ms")
+            one = wrk(urls[who], max(args.wrk_seconds // 2, 1), 1)
+            single[who].append(one)
+            log(f"wrk round {r + 1} {who}, 1 connection: p50 {one['p50']:.3f} ms, p99 {one['p99']:.3f} ms")
     # at least two polls of each daemon since s_settled, for the calls per poll
     deadline = time.monotonic() + 60
     while True:
@@ -744,6 +747,7 @@ def bench(args, work: Path, cleanups: list) -> str:
             die("fewer than two polls of each daemon within 60 s")
         time.sleep(0.5)
     web = {who: {k: median([x[k] for x in rs]) for k in ("rps", "p50", "p99")} for who, rs in runs.items()}
+    web1 = {who: {k: median([x[k] for x in rs]) for k in ("p50", "p99")} for who, rs in single.items()}
 
     # ---------------------------------------------------------- 2b. calls per poll, two scales
     calls = {}
@@ -797,6 +801,9 @@ def bench(args, work: Path, cleanups: list) -> str:
          f"{web['dockwatch']['p50'] / web['nginx']['p50']:.2f}", "", ""),
         ("   /metrics latency p99 (ms)", f"{web['dockwatch']['p99']:.2f}", f"nginx {web['nginx']['p99']:.2f}",
          f"{web['dockwatch']['p99'] / web['nginx']['p99']:.2f}", "< 5 ms", yes(web['dockwatch']['p99'] < 5)),
+        ("   /metrics latency, 1 connection, p50 / p99 (ms)", f"{web1['dockwatch']['p50']:.3f} / {web1['dockwatch']['p99']:.3f}",
+         f"nginx {web1['nginx']['p50']:.3f} / {web1['nginx']['p99']:.3f}",
+         f"{web1['dockwatch']['p99'] / web1['nginx']['p99']:.2f}", "", ""),
         ("2. CPU per poll of A (ms)", f"{dw_per_poll * 1e3:.1f}", f"dockerd {dd_per_poll * 1e3:.1f}",
          f"{dw_per_poll / dd_per_poll:.3f}" if dd_per_poll else "n/a", "≤ 0.1",
          yes(dd_per_poll > 0 and dw_per_poll <= 0.1 * dd_per_poll)),
@@ -848,7 +855,8 @@ def bench(args, work: Path, cleanups: list) -> str:
         f"{truth['b_images']} images, {truth['b_containers']} containers; {len(groups)} filter groups "
         f"({', '.join(g for g, _ in groups)}); {len(prepull)} pre-pull images of {args.prepull_mib} MiB, "
         f"{args.concurrency} at a time",
-        f"/metrics body: {len(body):,} bytes, {series} series; wrk -t2 -c{args.connections} -d{args.wrk_seconds}s, "
+        f"/metrics body: {len(body):,} bytes, {series} series, from an instance polling both daemons every "
+        f"{args.interval}; wrk -t2 -c{args.connections} -d{args.wrk_seconds}s, "
         f"{args.wrk_rounds} alternating rounds each, medians",
         f"polls: A only, interval {interval}, {polls:.0f} polls in {t_1 - t_0:.0f} s; dockerd's idle rate "
         f"{idle_rate * 1e3:.1f} ms CPU/s subtracted; dockwatch's own poll duration {poll_seconds * 1e3:.0f} ms; "
