@@ -11,12 +11,13 @@ mod common;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use common::{Dockwatch, Testbed, free_port, temp_dir};
+use common::prometheus::Prometheus;
+use common::{Dockwatch, Testbed, temp_dir};
 
 // ------------------------------------------------------------------ files
 
@@ -545,115 +546,48 @@ fn selectors(expr: &str) -> Vec<(String, String)> {
 
 // ------------------------------------------------------------------ Prometheus
 
-/// One real Prometheus, killed (and its directory removed) when dropped.
-#[derive(Debug)]
-struct Prometheus {
-    child: Child,
-    port: u16,
-    dir: PathBuf,
+/// Starts Prometheus on the shipped prometheus.yml, its target rewritten
+/// to `target` and its intervals to 1 s, with alerts.yml beside it.
+fn start_prometheus(target: &str) -> Prometheus {
+    let dir = temp_dir("prometheus");
+    let shipped = read("deploy/prometheus/prometheus.yml");
+    let mut config = shipped.clone();
+    for (from, to, what) in [
+        (
+            "\"dockwatch:9779\"",
+            format!("\"{target}\""),
+            "the target dockwatch:9779",
+        ),
+        (
+            "scrape_interval: 15s",
+            "scrape_interval: 1s".to_owned(),
+            "scrape_interval: 15s",
+        ),
+        (
+            "evaluation_interval: 15s",
+            "evaluation_interval: 1s".to_owned(),
+            "evaluation_interval: 15s",
+        ),
+    ] {
+        assert!(
+            shipped.contains(from),
+            "prometheus.yml no longer has {what}: update this test"
+        );
+        config = config.replace(from, &to);
+    }
+    std::fs::write(dir.join("prometheus.yml"), &config).expect("write prometheus.yml");
+    std::fs::copy(repo("deploy/prometheus/alerts.yml"), dir.join("alerts.yml"))
+        .expect("copy alerts.yml");
+    Prometheus::start(dir)
 }
 
-impl Prometheus {
-    /// Starts Prometheus on the shipped prometheus.yml, its target rewritten
-    /// to `target` and its intervals to 1 s, with alerts.yml beside it.
-    fn start(target: &str) -> Self {
-        let dir = temp_dir("prometheus");
-        let shipped = read("deploy/prometheus/prometheus.yml");
-        let mut config = shipped.clone();
-        for (from, to, what) in [
-            (
-                "\"dockwatch:9779\"",
-                format!("\"{target}\""),
-                "the target dockwatch:9779",
-            ),
-            (
-                "scrape_interval: 15s",
-                "scrape_interval: 1s".to_owned(),
-                "scrape_interval: 15s",
-            ),
-            (
-                "evaluation_interval: 15s",
-                "evaluation_interval: 1s".to_owned(),
-                "evaluation_interval: 15s",
-            ),
-        ] {
-            assert!(
-                shipped.contains(from),
-                "prometheus.yml no longer has {what}: update this test"
-            );
-            config = config.replace(from, &to);
-        }
-        std::fs::write(dir.join("prometheus.yml"), &config).expect("write prometheus.yml");
-        std::fs::copy(repo("deploy/prometheus/alerts.yml"), dir.join("alerts.yml"))
-            .expect("copy alerts.yml");
-        let port = free_port();
-        let log = std::fs::File::create(dir.join("prometheus.log")).expect("log file");
-        let child = Command::new("prometheus")
-            .arg(format!(
-                "--config.file={}",
-                dir.join("prometheus.yml").display()
-            ))
-            .arg(format!(
-                "--storage.tsdb.path={}",
-                dir.join("data").display()
-            ))
-            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("spawn prometheus (Debian package prometheus; tests/testbed.sh installs it)");
-        let mut p = Self { child, port, dir };
-        // Ready, or dead (a config or rule file it rejects), or too slow.
-        let deadline = Instant::now() + Duration::from_secs(90);
-        while !matches!(common::http_get(p.port, "/-/ready"), Ok((200, _))) {
-            if let Ok(Some(status)) = p.child.try_wait() {
-                panic!("Prometheus exited ({status}); log:\n{}", p.log());
-            }
-            assert!(
-                Instant::now() < deadline,
-                "Prometheus not ready within 90 s; log:\n{}",
-                p.log()
-            );
-            std::thread::sleep(Duration::from_millis(250));
-        }
-        p
-    }
+/// The queries the checks below make.
+trait Queries {
+    fn query(&self, expr: &str) -> Result<Vec<Value>, String>;
+    fn label_values(&self, label: &str, matcher: &str) -> Result<Vec<String>, String>;
+}
 
-    fn log(&self) -> String {
-        let log = std::fs::read_to_string(self.dir.join("prometheus.log")).unwrap_or_default();
-        let lines: Vec<&str> = log.lines().collect();
-        lines[lines.len().saturating_sub(40)..].join("\n")
-    }
-
-    fn wait_until(&self, what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {
-        let deadline = Instant::now() + timeout;
-        while !cond() {
-            assert!(
-                Instant::now() < deadline,
-                "timed out after {timeout:?} waiting for {what}; Prometheus log:\n{}",
-                self.log()
-            );
-            std::thread::sleep(Duration::from_millis(250));
-        }
-    }
-
-    /// GET an API path; the parsed JSON on status success, else the error text.
-    fn api(&self, path: &str) -> Result<Value, String> {
-        let (status, body) =
-            common::http_get(self.port, path).map_err(|e| format!("GET {path}: {e}"))?;
-        let json: Value = serde_json::from_str(&body)
-            .map_err(|e| format!("GET {path}: HTTP {status}, not JSON ({e}): {body}"))?;
-        if json["status"] == "success" {
-            Ok(json["data"].clone())
-        } else {
-            Err(format!(
-                "HTTP {status}, {}: {}",
-                json["errorType"].as_str().unwrap_or("?"),
-                json["error"].as_str().unwrap_or(&body)
-            ))
-        }
-    }
-
+impl Queries for Prometheus {
     /// An instant query: the result vector, or the error.
     fn query(&self, expr: &str) -> Result<Vec<Value>, String> {
         let data = self.api(&format!("/api/v1/query?query={}", url_encode(expr)))?;
@@ -680,14 +614,6 @@ impl Prometheus {
                     .collect()
             })
             .unwrap_or_default())
-    }
-}
-
-impl Drop for Prometheus {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 
@@ -1074,7 +1000,7 @@ fn every_panel_and_alert_expression_against_live_prometheus() {
     let before = (daemon_state(&bed.cli_a()), daemon_state(&bed.cli_b()));
 
     let dw = Dockwatch::start(&test_config(&bed, &multi, &nope));
-    let prom = Prometheus::start(&format!("127.0.0.1:{}", dw.port));
+    let prom = start_prometheus(&format!("127.0.0.1:{}", dw.port));
     prom.wait_until(
         "5 good scrapes of dockwatch",
         Duration::from_secs(120),

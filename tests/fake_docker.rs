@@ -22,7 +22,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use common::{Dockwatch, Scrape, http_get, temp_dir};
+use common::{Dockwatch, Scrape, Scratch, http_get};
 
 /// `[prepull]` limits used throughout.
 const STALL: Duration = Duration::from_secs(3);
@@ -551,15 +551,6 @@ struct PullRun {
     cpu: f64,
 }
 
-/// A scratch directory, removed however the test ends.
-struct Scratch(std::path::PathBuf);
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
 /// Kills the child if the test fails half-way.
 struct Reap(Child);
 
@@ -572,7 +563,7 @@ impl Drop for Reap {
 
 /// Runs `dockwatch pull` against the fake for `mode`, sampling its memory.
 fn dockwatch_pull(fake: &FakeDocker, mode: Mode) -> PullRun {
-    let scratch = Scratch(temp_dir(&format!("fake-{}", mode.name())));
+    let scratch = Scratch::new(&format!("fake-{}", mode.name()));
     let dir = &scratch.0;
     let config = dir.join("config.toml");
     std::fs::write(

@@ -12,7 +12,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{DockerCli, Dockwatch, OwnDaemon, Scrape, Testbed, free_port, http_get, temp_dir};
+use common::{
+    DockerCli, Dockwatch, OwnDaemon, Scrape, Scratch, Testbed, Thaw, free_port, http_get, kill,
+    remove_daemon_dir, temp_dir, terminate,
+};
 
 const INTERVAL: Duration = Duration::from_secs(1);
 const TIMEOUT: Duration = Duration::from_millis(800);
@@ -40,16 +43,6 @@ fn last_success(s: &Scrape, d: &str) -> Option<f64> {
         "dockwatch_daemon_last_success_timestamp_seconds",
         &[("daemon", d)],
     )
-}
-
-/// Sends a signal with kill(1).
-fn kill(pid: u32, sig: &str) {
-    let ok = Command::new("kill")
-        .args([&format!("-{sig}"), &pid.to_string()])
-        .status()
-        .expect("kill")
-        .success();
-    assert!(ok, "kill -{sig} {pid} failed");
 }
 
 fn pid_of(own: &OwnDaemon) -> u32 {
@@ -88,34 +81,6 @@ fn kill_dockerd(own: &mut OwnDaemon) {
         if !alive(pid) {
             let _ = std::fs::remove_file(&pidfile);
         }
-    }
-}
-
-/// A test's scratch directory, removed however the test ends (declared
-/// before the daemons that live in it, so it goes after them).
-struct Scratch(PathBuf);
-
-impl Scratch {
-    fn new(tag: &str) -> Self {
-        Self(temp_dir(tag))
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-/// Resumes a frozen process, also when the test fails half-way.
-struct Thaw(u32);
-
-impl Drop for Thaw {
-    fn drop(&mut self) {
-        // No asserts in drop: a panic while unwinding would abort.
-        let _ = Command::new("kill")
-            .args(["-CONT", &self.0.to_string()])
-            .status();
     }
 }
 
@@ -954,27 +919,10 @@ impl TlsDaemon {
 
 impl Drop for TlsDaemon {
     fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = Command::new("kill")
-                .args(["-TERM", &child.id().to_string()])
-                .status();
-            let deadline = Instant::now() + Duration::from_secs(20);
-            while child.try_wait().ok().flatten().is_none() {
-                if Instant::now() > deadline {
-                    let _ = child.kill();
-                }
-                std::thread::sleep(Duration::from_millis(100));
-            }
+        if let Some(child) = self.child.take() {
+            terminate(child);
         }
-        for sub in ["data", "exec"] {
-            let _ = Command::new("umount")
-                .arg("-R")
-                .arg("-l")
-                .arg(self.dir.join(sub))
-                .stderr(Stdio::null())
-                .status();
-        }
-        let _ = std::fs::remove_dir_all(&self.dir);
+        remove_daemon_dir(&self.dir);
     }
 }
 

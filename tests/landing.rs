@@ -6,24 +6,7 @@ mod common;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{Dockwatch, Testbed, http_get, temp_dir};
-
-fn kill(sig: &str, pid: &str) {
-    let ok = Command::new("kill")
-        .args([&format!("-{sig}"), pid.trim()])
-        .status()
-        .is_ok_and(|s| s.success());
-    assert!(ok, "kill -{sig} {pid}");
-}
-
-/// Resumes the registry even if the test fails half-way.
-struct Thaw(String);
-
-impl Drop for Thaw {
-    fn drop(&mut self) {
-        let _ = Command::new("kill").args(["-CONT", self.0.trim()]).status();
-    }
-}
+use common::{Dockwatch, Testbed, Thaw, http_get, kill, temp_dir};
 
 #[test]
 fn landing_page_shows_a_running_pull_in_chromium() {
@@ -48,7 +31,7 @@ fn landing_page_shows_a_running_pull_in_chromium() {
         std::thread::sleep(Duration::from_millis(5));
     }
     let pid = bed.registry_pid().expect("REGISTRY_PID");
-    kill("STOP", &pid);
+    kill(pid, "STOP");
     let thaw = Thaw(pid);
 
     let profile = temp_dir("chromium");

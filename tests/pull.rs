@@ -10,7 +10,7 @@ use std::process::Command;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
-use common::{Dockwatch, Scrape, Testbed, http_get, temp_dir};
+use common::{Dockwatch, Scrape, Testbed, Thaw, http_get, kill, temp_dir};
 
 static TURN: Mutex<()> = Mutex::new(());
 
@@ -288,26 +288,11 @@ fn wait_for_layers(dw: &Dockwatch, image: &str) {
     }
 }
 
-fn signal_registry(bed: &Testbed, sig: &str) {
+/// Signals the registry; returns its pid.
+fn signal_registry(bed: &Testbed, sig: &str) -> u32 {
     let pid = bed.registry_pid().expect("REGISTRY_PID");
-    let ok = Command::new("kill")
-        .args([&format!("-{sig}"), pid.trim()])
-        .status()
-        .expect("kill")
-        .success();
-    assert!(ok, "kill -{sig} registry {pid}");
-}
-
-/// Resumes a frozen registry, also when the test fails half-way.
-struct Thaw<'a>(&'a Testbed);
-
-impl Drop for Thaw<'_> {
-    fn drop(&mut self) {
-        // No asserts in drop: a panic while unwinding would abort.
-        if let Some(pid) = self.0.registry_pid() {
-            let _ = Command::new("kill").args(["-CONT", &pid]).status();
-        }
-    }
+    kill(pid, sig);
+    pid
 }
 
 /// Starts a killed registry again, also when the test fails half-way.
@@ -331,8 +316,7 @@ fn frozen_registry_stalls_the_pull_and_the_next_round_succeeds() {
     rmi(&bed, &[&big]);
     let dw = Dockwatch::start(&prepull_config(&bed, "", &[&big]));
     wait_for_layers(&dw, &big);
-    signal_registry(&bed, "STOP");
-    let thaw = Thaw(&bed);
+    let thaw = Thaw(signal_registry(&bed, "STOP"));
     let s = dw.wait_for("a stall", Duration::from_secs(30), |s| {
         failures(s, &big, "stalled") >= 1.0
     });

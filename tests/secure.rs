@@ -3,10 +3,11 @@
 
 mod common;
 
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{Dockwatch, Testbed, free_port, temp_dir};
+use common::prometheus::Prometheus;
+use common::{Dockwatch, Testbed, temp_dir};
 
 const USER: &str = "prom";
 const PASSWORD: &str = "scrape-Secret-42";
@@ -80,15 +81,6 @@ fn https_with_basic_auth_refuses_without_credentials() {
     assert!(!dw.log().contains(PASSWORD), "the password is in the log");
 }
 
-struct Prometheus(Child);
-
-impl Drop for Prometheus {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 #[test]
 fn prometheus_scrapes_over_tls_with_basic_auth() {
     let bed = Testbed::get();
@@ -107,23 +99,8 @@ fn prometheus_scrapes_over_tls_with_basic_auth() {
         ),
     )
     .expect("write prometheus.yml");
-    let port = free_port();
-    let prom = Prometheus(
-        Command::new("prometheus")
-            .arg(format!(
-                "--config.file={}",
-                dir.join("prometheus.yml").display()
-            ))
-            .arg(format!(
-                "--storage.tsdb.path={}",
-                dir.join("data").display()
-            ))
-            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(dir.join("prometheus.log")).expect("log"))
-            .spawn()
-            .expect("prometheus (Debian package prometheus; tests/run.sh installs it)"),
-    );
+    let prom = Prometheus::start(dir);
+    let port = prom.port;
     let query = |q: &str| -> String {
         let path = format!("/api/v1/query?query={q}");
         common::http_get(port, &path)
@@ -146,7 +123,7 @@ fn prometheus_scrapes_over_tls_with_basic_auth() {
         assert!(
             Instant::now() < deadline,
             "Prometheus did not scrape as expected:\nwith auth: {with}\nwithout: {without}\nimages: {images}\n{}",
-            std::fs::read_to_string(dir.join("prometheus.log")).unwrap_or_default()
+            prom.log()
         );
         std::thread::sleep(Duration::from_millis(500));
     }
@@ -158,5 +135,4 @@ fn prometheus_scrapes_over_tls_with_basic_auth() {
         "the unauthenticated scrape should fail with 401: {targets}"
     );
     drop(prom);
-    std::fs::remove_dir_all(dir).ok();
 }

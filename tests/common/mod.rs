@@ -11,6 +11,75 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
+pub mod prometheus;
+
+/// Sends a signal with kill(1) (no libc in the test dependencies); fails
+/// the test if it cannot be sent.
+pub fn kill(pid: u32, sig: &str) {
+    let ok = Command::new("kill")
+        .args([&format!("-{sig}"), &pid.to_string()])
+        .status()
+        .expect("kill")
+        .success();
+    assert!(ok, "kill -{sig} {pid} failed");
+}
+
+/// Resumes a process frozen with SIGSTOP, also when the test fails half-way.
+pub struct Thaw(pub u32);
+
+impl Drop for Thaw {
+    fn drop(&mut self) {
+        // No asserts in drop: a panic while unwinding would abort.
+        let _ = Command::new("kill")
+            .args(["-CONT", &self.0.to_string()])
+            .status();
+    }
+}
+
+/// A scratch directory, removed however the test ends (declare it before
+/// the daemons that live in it, so it is dropped after them).
+pub struct Scratch(pub PathBuf);
+
+impl Scratch {
+    pub fn new(tag: &str) -> Self {
+        Self(temp_dir(tag))
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Stops a child with SIGTERM, waiting up to 20 s before SIGKILL.
+pub fn terminate(mut child: Child) {
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while child.try_wait().ok().flatten().is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let _ = child.wait();
+}
+
+/// Removes a stopped dockerd's directory, unmounting what it left mounted.
+pub fn remove_daemon_dir(dir: &Path) {
+    for sub in ["data", "exec"] {
+        let _ = Command::new("umount")
+            .arg("-R")
+            .arg("-l")
+            .arg(dir.join(sub))
+            .stderr(Stdio::null())
+            .status();
+    }
+    let _ = std::fs::remove_dir_all(dir);
+}
+
 /// The variables `tests/testbed.sh up` wrote.
 #[derive(Debug, Clone)]
 pub struct Testbed {
@@ -70,11 +139,11 @@ impl Testbed {
     }
 
     /// The registry's current pid: read afresh, since tests restart it.
-    pub fn registry_pid(&self) -> Option<String> {
+    pub fn registry_pid(&self) -> Option<u32> {
         std::fs::read_to_string(format!("{}/env", self.var("TESTBED_DIR")))
             .ok()?
             .lines()
-            .find_map(|l| l.strip_prefix("REGISTRY_PID=").map(|p| p.trim().to_owned()))
+            .find_map(|l| l.strip_prefix("REGISTRY_PID=")?.trim().parse().ok())
     }
 
     /// The docker CLI aimed at daemon A.
@@ -308,14 +377,8 @@ impl Dockwatch {
         }
     }
 
-    /// Sends a signal with kill(1): no libc in the test dependencies.
     pub fn signal(&self, sig: &str) {
-        let ok = Command::new("kill")
-            .args([&format!("-{sig}"), &self.child.id().to_string()])
-            .status()
-            .expect("kill")
-            .success();
-        assert!(ok, "kill -{sig} failed");
+        kill(self.child.id(), sig);
     }
 }
 
@@ -466,18 +529,8 @@ impl OwnDaemon {
 
     /// Stops the daemon with SIGTERM and waits for it to exit.
     pub fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = Command::new("kill")
-                .args(["-TERM", &child.id().to_string()])
-                .status();
-            let deadline = Instant::now() + Duration::from_secs(20);
-            while child.try_wait().ok().flatten().is_none() {
-                if Instant::now() > deadline {
-                    let _ = child.kill();
-                }
-                std::thread::sleep(Duration::from_millis(100));
-            }
-            let _ = child.wait();
+        if let Some(child) = self.child.take() {
+            terminate(child);
         }
     }
 }
@@ -485,14 +538,6 @@ impl OwnDaemon {
 impl Drop for OwnDaemon {
     fn drop(&mut self) {
         self.stop();
-        for sub in ["data", "exec"] {
-            let _ = Command::new("umount")
-                .arg("-R")
-                .arg("-l")
-                .arg(self.dir.join(sub))
-                .stderr(Stdio::null())
-                .status();
-        }
-        let _ = std::fs::remove_dir_all(&self.dir);
+        remove_daemon_dir(&self.dir);
     }
 }
