@@ -233,11 +233,9 @@ impl DiskWatcher {
     }
 
     async fn once(&self, client: &mut Option<RawClient>) -> Result<DiskUsage, DockerError> {
-        if client.is_none() {
-            *client = Some(RawClient::connect(&self.daemon)?);
-        }
-        let Some(c) = client.as_ref() else {
-            return Err(DockerError::Connect("no client".into()));
+        let c = match client {
+            Some(c) => c,
+            None => client.insert(RawClient::connect(&self.daemon)?),
         };
         // A df may take long, but must end before the next one is due.
         let call = async {

@@ -405,9 +405,9 @@ enum RawTransport {
 #[derive(Debug, Clone)]
 pub struct RawClient(Arc<RawTransport>);
 
-/// Idle connections a pooled [`RawClient`] keeps: one per image call of a
-/// poll is plenty for the usual number of filter groups.
-const POOL_IDLE: usize = 8;
+/// Idle connections a pooled [`RawClient`] keeps: a poll's image calls go
+/// one after the other, so one connection serves them all.
+const POOL_IDLE: usize = 1;
 
 impl RawClient {
     /// A client that opens a connection per request: for streams and rare

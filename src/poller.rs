@@ -236,31 +236,25 @@ impl Poller {
     /// The client, connecting first if needed; a failed connect is counted
     /// against the first call it kept from being made.
     fn client<'a>(&self, slot: &'a mut Option<Client>) -> Result<&'a Client, DockerError> {
-        if slot.is_none() {
-            let connected = docker::connect(&self.daemon, self.timeout)
-                .and_then(|d| Ok((d, docker::RawClient::connect_pooled(&self.daemon)?)));
-            match connected {
-                Ok((d, raw)) => {
-                    *slot = Some(Client::new(
-                        &self.daemon,
-                        d,
-                        raw,
-                        self.timeout,
-                        Arc::clone(&self.metrics),
-                    ));
-                }
-                Err(e) => {
-                    self.metrics.count_api_error(
-                        &self.daemon.name,
-                        ApiEndpoint::Version,
-                        e.reason(),
-                    );
-                    return Err(e);
-                }
+        if let Some(c) = slot {
+            return Ok(c);
+        }
+        let connected = docker::connect(&self.daemon, self.timeout)
+            .and_then(|d| Ok((d, docker::RawClient::connect_pooled(&self.daemon)?)));
+        match connected {
+            Ok((d, raw)) => Ok(slot.insert(Client::new(
+                &self.daemon,
+                d,
+                raw,
+                self.timeout,
+                Arc::clone(&self.metrics),
+            ))),
+            Err(e) => {
+                self.metrics
+                    .count_api_error(&self.daemon.name, ApiEndpoint::Version, e.reason());
+                Err(e)
             }
         }
-        slot.as_ref()
-            .ok_or_else(|| DockerError::Connect("no client".into()))
     }
 
     /// One poll: the core calls unless `images_only`, and the image calls
