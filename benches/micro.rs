@@ -11,11 +11,11 @@ use std::hint::black_box;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use dockwatch::metrics::{ApiEndpoint, ExitClass, Metrics, PullResult};
+use dockwatch::labels::{ApiEndpoint, ContainerState, ExitClass, PullResult};
+use dockwatch::metrics::Metrics;
 use dockwatch::progress::{Progress, PullEvent};
 use dockwatch::state::{
-    ContainerState, DaemonInfo, DaemonSnapshot, FinishedPull, ImageCount, PollData, PullBoard,
-    State,
+    DaemonInfo, DaemonSnapshot, FinishedPull, ImageCount, PollData, PullBoard, State,
 };
 
 /// A cold pull of the 256 MiB, 8-layer bench image from the local registry
@@ -176,7 +176,7 @@ fn default_scale_metrics() -> Metrics {
         metrics.init_exits(daemon);
         metrics.count_exit(daemon, ExitClass::Zero);
         for endpoint in ApiEndpoint::ALL {
-            metrics.observe_api(daemon, endpoint, Duration::from_millis(40), None);
+            metrics.observe_api(daemon, endpoint, Some(Duration::from_millis(40)), None);
         }
         for action in ["create", "start", "die", "destroy"] {
             metrics.count_event(daemon, "container", action);

@@ -1,6 +1,9 @@
 //! Typed, strict configuration: defaults, then a TOML file, then `DOCKWATCH_*`
-//! environment overrides (figment), then `validate()` which reports every
-//! problem with the key it belongs to.
+//! environment overrides (figment) into a [`ConfigFile`] (values as written),
+//! converted once into the typed [`Config`] (hosts as endpoints, images as
+//! references) while every problem is collected with the key it belongs to.
+//! No I/O here but reading the config file: the files the config names are
+//! checked by [`crate::checks`].
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -18,15 +21,39 @@ pub const DEFAULT_CONFIG_FILE: &str = "config.toml";
 /// Where dockerd listens by default.
 pub const DEFAULT_DOCKER_HOST: &str = "unix:///var/run/docker.sock";
 
-#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
-#[serde(deny_unknown_fields, default)]
-pub struct Config {
+use crate::reference::{ImageRef, registry_host};
+
+/// The configuration. `D` and `I` are the daemon and pre-pull image entries:
+/// typed in [`Config`], as written in [`ConfigFile`].
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(
+    deny_unknown_fields,
+    default,
+    bound(deserialize = "D: Deserialize<'de>, I: Deserialize<'de>")
+)]
+pub struct Config<D = DaemonConfig, I = PrepullImage> {
     pub server: ServerConfig,
     pub poll: PollConfig,
-    pub daemons: Vec<DaemonConfig>,
+    pub daemons: Vec<D>,
     pub image_filters: Vec<ImageFilterConfig>,
-    pub prepull: PrepullConfig,
+    pub prepull: PrepullConfig<I>,
     pub registries: Vec<RegistryConfig>,
+}
+
+/// The configuration as written: host URLs and image references still text.
+pub type ConfigFile = Config<DaemonEntry, ImageEntry>;
+
+impl<D, I> Default for Config<D, I> {
+    fn default() -> Self {
+        Self {
+            server: ServerConfig::default(),
+            poll: PollConfig::default(),
+            daemons: Vec::new(),
+            image_filters: Vec::new(),
+            prepull: PrepullConfig::default(),
+            registries: Vec::new(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
@@ -89,8 +116,12 @@ impl PollConfig {
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
-#[serde(deny_unknown_fields, default)]
-pub struct PrepullConfig {
+#[serde(
+    deny_unknown_fields,
+    default,
+    bound(deserialize = "I: Deserialize<'de>")
+)]
+pub struct PrepullConfig<I = PrepullImage> {
     #[serde(deserialize_with = "de_duration")]
     pub interval: Duration,
     /// A whole pull.
@@ -106,10 +137,10 @@ pub struct PrepullConfig {
     pub jitter: Duration,
     /// A docker CLI config.json whose `auths` are used too.
     pub docker_config: Option<PathBuf>,
-    pub images: Vec<PrepullImage>,
+    pub images: Vec<I>,
 }
 
-impl Default for PrepullConfig {
+impl<I> Default for PrepullConfig<I> {
     fn default() -> Self {
         Self {
             interval: Duration::from_secs(3600),
@@ -123,14 +154,31 @@ impl Default for PrepullConfig {
     }
 }
 
+/// A `[[prepull.images]]` entry as written.
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
-pub struct PrepullImage {
+pub struct ImageEntry {
     /// A tag or a digest; a bare name means `:latest`.
     pub image: String,
     /// Daemon names; every daemon when absent.
     #[serde(default)]
     pub daemons: Option<Vec<String>>,
+}
+
+/// A configured pre-pull image.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PrepullImage {
+    pub image: ImageRef,
+    /// Daemon names; every daemon when absent.
+    pub daemons: Option<Vec<String>>,
+}
+
+impl PrepullImage {
+    pub fn for_daemon(&self, daemon: &str) -> bool {
+        self.daemons
+            .as_ref()
+            .is_none_or(|ds| ds.iter().any(|d| d == daemon))
+    }
 }
 
 /// Credentials for one registry. Secrets are read from files or the
@@ -150,13 +198,46 @@ pub struct RegistryConfig {
     pub identity_token_file: Option<PathBuf>,
 }
 
+/// A `[[daemons]]` entry as written.
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
-pub struct DaemonConfig {
+pub struct DaemonEntry {
     pub name: String,
     pub host: String,
     #[serde(default)]
     pub tls: Option<TlsConfig>,
+}
+
+/// A daemon to watch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DaemonConfig {
+    /// The `daemon` label.
+    pub name: String,
+    pub host: Host,
+    /// Mutual TLS; only with a `tcp://` host.
+    pub tls: Option<TlsConfig>,
+}
+
+/// A daemon's address: the URL as written, and what it means.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Host {
+    pub url: String,
+    pub endpoint: Endpoint,
+}
+
+impl Host {
+    pub fn parse(url: &str) -> Result<Self, String> {
+        Ok(Self {
+            url: url.to_owned(),
+            endpoint: parse_host(url)?,
+        })
+    }
+}
+
+impl fmt::Display for Host {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.url)
+    }
 }
 
 /// Mutual TLS, as dockerd's `--tlsverify --tlscacert --tlscert --tlskey` expects.
@@ -206,7 +287,7 @@ impl<'de> Deserialize<'de> for FilterValues {
 
 impl ImageFilterConfig {
     /// The filters in the form the Engine API takes.
-    pub fn query(&self) -> std::collections::HashMap<String, Vec<String>> {
+    pub fn query(&self) -> BTreeMap<String, Vec<String>> {
         self.filters
             .iter()
             .map(|(k, v)| (k.clone(), v.0.clone()))
@@ -214,46 +295,24 @@ impl ImageFilterConfig {
     }
 }
 
-/// Parses "500ms", "15s", "2m", "1h", "1d" and sums like "1h30m".
+/// Parses a duration as the config takes it: "500ms", "15s", "2m", "1h30m",
+/// "1d" (humantime's syntax), in whole units of fixed length: no fractions,
+/// months or years, which humantime would take.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let bad = || {
-        format!(
-            "invalid duration {text:?}: expected a number and a unit (ms, s, m, h, d), like \"15s\" or \"1h30m\""
-        )
-    };
-    let mut total = Duration::ZERO;
-    let mut rest = text.trim();
-    if rest.is_empty() {
-        return Err(bad());
+    let bad = |why: &str| format!("invalid duration {text:?}: {why}");
+    let text = text.trim();
+    if text.contains('.') {
+        return Err(bad("use whole numbers of a smaller unit, like \"1500ms\""));
     }
-    if rest == "0" {
-        return Ok(Duration::ZERO);
+    let inexact = text
+        .split(|c: char| !c.is_ascii_alphabetic())
+        .any(|unit| matches!(unit, "M" | "month" | "months" | "y" | "year" | "years"));
+    if inexact {
+        return Err(bad(
+            "months and years have no fixed length; use days (\"30d\")",
+        ));
     }
-    while !rest.is_empty() {
-        let digits = rest.find(|c: char| !c.is_ascii_digit()).ok_or_else(bad)?;
-        if digits == 0 {
-            return Err(bad());
-        }
-        let number: u64 = rest[..digits].parse().map_err(|_| bad())?;
-        rest = &rest[digits..];
-        let unit_len = rest
-            .find(|c: char| c.is_ascii_digit())
-            .unwrap_or(rest.len());
-        let millis_per_unit: u64 = match &rest[..unit_len] {
-            "ms" => 1,
-            "s" => 1_000,
-            "m" => 60_000,
-            "h" => 3_600_000,
-            "d" => 86_400_000,
-            _ => return Err(bad()),
-        };
-        rest = &rest[unit_len..];
-        let millis = number.checked_mul(millis_per_unit).ok_or_else(bad)?;
-        total = total
-            .checked_add(Duration::from_millis(millis))
-            .ok_or_else(bad)?;
-    }
-    Ok(total)
+    humantime::parse_duration(text).map_err(|e| bad(&e.to_string()))
 }
 
 fn de_opt_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
@@ -282,7 +341,7 @@ pub struct Problem {
 }
 
 impl Problem {
-    fn new(key: impl Into<String>, message: impl Into<String>) -> Self {
+    pub fn new(key: impl Into<String>, message: impl Into<String>) -> Self {
         Self {
             key: key.into(),
             message: message.into(),
@@ -359,7 +418,7 @@ pub fn load_with_env(
         figment = figment.merge(Toml::file_exact(p));
     }
     let figment = figment.merge(Env::prefixed("DOCKWATCH_").split("__"));
-    let mut config: Config = figment.extract().map_err(|e| {
+    let mut file: ConfigFile = figment.extract().map_err(|e| {
         ConfigError(
             e.into_iter()
                 .map(|e| {
@@ -377,15 +436,12 @@ pub fn load_with_env(
                 .collect(),
         )
     })?;
-    if config.daemons.is_empty() {
-        config.daemons.push(default_daemon(env));
+    if file.daemons.is_empty() {
+        file.daemons.push(default_daemon(env));
     }
-    let problems = config.validate();
-    if problems.is_empty() {
-        Ok((config, source))
-    } else {
-        Err(ConfigError(problems))
-    }
+    file.into_config()
+        .map(|config| (config, source))
+        .map_err(ConfigError)
 }
 
 /// A figment path as the keys `validate` uses: `daemons[0].host`.
@@ -412,7 +468,7 @@ fn key_of(path: &[String]) -> String {
 /// The daemon watched when none is configured, found the way the docker CLI
 /// finds it: `DOCKER_HOST`, with TLS when `DOCKER_TLS_VERIFY` is set, using the
 /// certificates in `DOCKER_CERT_PATH` (default `~/.docker`).
-pub fn default_daemon(env: &dyn Fn(&str) -> Option<String>) -> DaemonConfig {
+pub fn default_daemon(env: &dyn Fn(&str) -> Option<String>) -> DaemonEntry {
     let set = |k: &str| env(k).filter(|v| !v.is_empty());
     let host = set("DOCKER_HOST").unwrap_or_else(|| DEFAULT_DOCKER_HOST.to_owned());
     let tls = set("DOCKER_TLS_VERIFY").map(|_| {
@@ -426,7 +482,7 @@ pub fn default_daemon(env: &dyn Fn(&str) -> Option<String>) -> DaemonConfig {
             key: dir.join("key.pem"),
         }
     });
-    DaemonConfig {
+    DaemonEntry {
         name: "local".to_owned(),
         host,
         tls,
@@ -485,9 +541,104 @@ fn check_name(key: &str, name: &str, problems: &mut Vec<Problem>) {
 }
 
 impl Config {
-    /// Every semantic problem, each naming its key. Empty means valid.
+    /// Every problem of an already typed config; empty for one that
+    /// [`load`] returned.
     pub fn validate(&self) -> Vec<Problem> {
+        ConfigFile::from(self.clone())
+            .into_config()
+            .err()
+            .unwrap_or_default()
+    }
+
+    /// The pre-pull images configured for `daemon`, in config order.
+    pub fn images_for(&self, daemon: &str) -> Vec<ImageRef> {
+        self.prepull
+            .images
+            .iter()
+            .filter(|i| i.for_daemon(daemon))
+            .map(|i| i.image.clone())
+            .collect()
+    }
+}
+
+impl From<Config> for ConfigFile {
+    fn from(c: Config) -> Self {
+        Self {
+            server: c.server,
+            poll: c.poll,
+            daemons: c
+                .daemons
+                .into_iter()
+                .map(|d| DaemonEntry {
+                    name: d.name,
+                    host: d.host.url,
+                    tls: d.tls,
+                })
+                .collect(),
+            image_filters: c.image_filters,
+            prepull: PrepullConfig {
+                interval: c.prepull.interval,
+                timeout: c.prepull.timeout,
+                stall_timeout: c.prepull.stall_timeout,
+                concurrency: c.prepull.concurrency,
+                jitter: c.prepull.jitter,
+                docker_config: c.prepull.docker_config,
+                images: c
+                    .prepull
+                    .images
+                    .into_iter()
+                    .map(|i| ImageEntry {
+                        image: i.image.to_string(),
+                        daemons: i.daemons,
+                    })
+                    .collect(),
+            },
+            registries: c.registries,
+        }
+    }
+}
+
+impl ConfigFile {
+    /// The typed config, or every problem, each naming its key.
+    pub fn into_config(self) -> Result<Config, Vec<Problem>> {
         let mut problems = Vec::new();
+        self.validate_poll(&mut problems);
+        self.validate_server(&mut problems);
+        let daemons = self.daemons(&mut problems);
+        self.validate_filters(&mut problems);
+        let names: BTreeSet<&str> = self.daemons.iter().map(|d| d.name.as_str()).collect();
+        let images = self.prepull_images(&names, &mut problems);
+        self.validate_registries(&mut problems);
+        if !problems.is_empty() {
+            return Err(problems);
+        }
+        let Self {
+            server,
+            poll,
+            image_filters,
+            prepull,
+            registries,
+            ..
+        } = self;
+        Ok(Config {
+            server,
+            poll,
+            daemons,
+            image_filters,
+            prepull: PrepullConfig {
+                interval: prepull.interval,
+                timeout: prepull.timeout,
+                stall_timeout: prepull.stall_timeout,
+                concurrency: prepull.concurrency,
+                jitter: prepull.jitter,
+                docker_config: prepull.docker_config,
+                images,
+            },
+            registries,
+        })
+    }
+
+    fn validate_poll(&self, problems: &mut Vec<Problem>) {
         if self.poll.interval.is_zero() {
             problems.push(Problem::new("poll.interval", "must be greater than 0"));
         }
@@ -502,7 +653,6 @@ impl Config {
                 ),
             ));
         }
-        self.validate_server(&mut problems);
         if let Some(images) = self.poll.images_interval
             && images < self.poll.interval
         {
@@ -523,34 +673,44 @@ impl Config {
                 ),
             ));
         }
+    }
+
+    /// The daemons with their hosts parsed; problems for the rest.
+    fn daemons(&self, problems: &mut Vec<Problem>) -> Vec<DaemonConfig> {
         let mut names = BTreeSet::new();
+        let mut out = Vec::new();
         for (i, d) in self.daemons.iter().enumerate() {
             let key = format!("daemons[{i}]");
-            check_name(&format!("{key}.name"), &d.name, &mut problems);
+            check_name(&format!("{key}.name"), &d.name, problems);
             if !d.name.is_empty() && !names.insert(d.name.as_str()) {
                 problems.push(Problem::new(
                     format!("{key}.name"),
                     format!("duplicate daemon name {:?}", d.name),
                 ));
             }
-            match (parse_host(&d.host), &d.tls) {
-                (Err(e), _) => problems.push(Problem::new(format!("{key}.host"), e)),
-                (Ok(Endpoint::Unix(_)), Some(_)) => problems.push(Problem::new(
-                    format!("{key}.tls"),
-                    "TLS applies only to tcp:// hosts, not to a unix socket",
-                )),
-                (Ok(_), Some(tls)) => {
-                    for (field, err) in crate::docker::check_tls_files(tls) {
-                        problems.push(Problem::new(format!("{key}.tls.{field}"), err));
-                    }
+            match Host::parse(&d.host) {
+                Err(e) => problems.push(Problem::new(format!("{key}.host"), e)),
+                Ok(h) if matches!(h.endpoint, Endpoint::Unix(_)) && d.tls.is_some() => {
+                    problems.push(Problem::new(
+                        format!("{key}.tls"),
+                        "TLS applies only to tcp:// hosts, not to a unix socket",
+                    ));
                 }
-                (Ok(_), None) => {}
+                Ok(host) => out.push(DaemonConfig {
+                    name: d.name.clone(),
+                    host,
+                    tls: d.tls.clone(),
+                }),
             }
         }
+        out
+    }
+
+    fn validate_filters(&self, problems: &mut Vec<Problem>) {
         let mut filter_names = BTreeSet::new();
         for (i, f) in self.image_filters.iter().enumerate() {
             let key = format!("image_filters[{i}]");
-            check_name(&format!("{key}.name"), &f.name, &mut problems);
+            check_name(&format!("{key}.name"), &f.name, problems);
             if !f.name.is_empty() && !filter_names.insert(f.name.as_str()) {
                 problems.push(Problem::new(
                     format!("{key}.name"),
@@ -572,25 +732,17 @@ impl Config {
                 }
             }
         }
-        self.validate_prepull(&names, &mut problems);
-        self.validate_registries(&mut problems);
-        problems
     }
 
     fn validate_server(&self, problems: &mut Vec<Problem>) {
         match (&self.server.tls_cert, &self.server.tls_key) {
-            (Some(cert), Some(key)) => {
-                if let Err((field, e)) = crate::server::tls_server_config(cert, key) {
-                    problems.push(Problem::new(format!("server.{field}"), e));
-                }
-            }
             (Some(_), None) => {
                 problems.push(Problem::new("server.tls_key", "tls_cert needs tls_key"));
             }
             (None, Some(_)) => {
                 problems.push(Problem::new("server.tls_cert", "tls_key needs tls_cert"));
             }
-            (None, None) => {}
+            _ => {}
         }
         for (user, hash) in &self.server.basic_auth_users {
             if user.is_empty() || user.contains(':') {
@@ -608,7 +760,13 @@ impl Config {
         }
     }
 
-    fn validate_prepull(&self, daemons: &BTreeSet<&str>, problems: &mut Vec<Problem>) {
+    /// The pre-pull images with their references parsed; problems for the
+    /// rest.
+    fn prepull_images(
+        &self,
+        daemons: &BTreeSet<&str>,
+        problems: &mut Vec<Problem>,
+    ) -> Vec<PrepullImage> {
         let p = &self.prepull;
         for (key, d) in [
             ("prepull.interval", p.interval),
@@ -631,15 +789,11 @@ impl Config {
         if !(1..=16).contains(&p.concurrency) {
             problems.push(Problem::new("prepull.concurrency", "must be from 1 to 16"));
         }
-        if let Some(path) = &p.docker_config
-            && let Err(e) = crate::credentials::read_docker_config(path)
-        {
-            problems.push(Problem::new("prepull.docker_config", e.to_string()));
-        }
         let mut seen = BTreeSet::new();
+        let mut out = Vec::new();
         for (i, img) in p.images.iter().enumerate() {
             let key = format!("prepull.images[{i}]");
-            match crate::reference::ImageRef::parse(&img.image) {
+            match ImageRef::parse(&img.image) {
                 Err(e) => problems.push(Problem::new(format!("{key}.image"), e)),
                 Ok(r) => {
                     if !seen.insert(r.to_string()) {
@@ -648,6 +802,10 @@ impl Config {
                             format!("{r} is listed twice"),
                         ));
                     }
+                    out.push(PrepullImage {
+                        image: r,
+                        daemons: img.daemons.clone(),
+                    });
                 }
             }
             for (j, d) in img.daemons.iter().flatten().enumerate() {
@@ -665,13 +823,14 @@ impl Config {
                 ));
             }
         }
+        out
     }
 
     fn validate_registries(&self, problems: &mut Vec<Problem>) {
         let mut seen = BTreeSet::new();
         for (i, r) in self.registries.iter().enumerate() {
             let key = format!("registries[{i}]");
-            let host = crate::reference::registry_host(&r.server);
+            let host = registry_host(&r.server);
             if host.is_empty() {
                 problems.push(Problem::new(format!("{key}.server"), "must not be empty"));
             } else if !seen.insert(host.clone()) {
@@ -680,10 +839,47 @@ impl Config {
                     format!("{host} has credentials twice"),
                 ));
             }
-            for e in crate::credentials::check(r) {
-                problems.push(Problem::new(format!("{key}.{}", e.0), e.1));
+            for (field, message) in r.shape_problems() {
+                problems.push(Problem::new(format!("{key}.{field}"), message));
             }
         }
+    }
+}
+
+impl RegistryConfig {
+    /// What is wrong with the entry's combination of fields (files and
+    /// variables are read by [`crate::checks`]).
+    pub fn shape_problems(&self) -> Vec<(&'static str, &'static str)> {
+        let mut problems = Vec::new();
+        let has_password = self.password_file.is_some() || self.password_env.is_some();
+        let has_token = self.identity_token_file.is_some();
+        if self.password_file.is_some() && self.password_env.is_some() {
+            problems.push((
+                "password_env",
+                "set password_file or password_env, not both",
+            ));
+        }
+        if has_password && has_token {
+            problems.push((
+                "identity_token_file",
+                "use either a password or an identity token, not both",
+            ));
+        }
+        match (&self.username, has_password || has_token) {
+            (None, false) => problems.push((
+                "username",
+                "set username with password_file or password_env, or identity_token_file",
+            )),
+            (None, true) if has_password => {
+                problems.push(("username", "a password needs a username"));
+            }
+            (Some(_), false) => problems.push((
+                "password_file",
+                "a username needs password_file or password_env",
+            )),
+            _ => {}
+        }
+        problems
     }
 }
 
@@ -691,13 +887,15 @@ impl Config {
 mod tests {
     use super::*;
 
+    /// Parses and converts, then checks the files named, as start-up does.
     fn from_toml(text: &str) -> Result<Config, Vec<Problem>> {
-        let config: Config = Figment::from(Toml::string(text)).extract().map_err(|e| {
+        let file: ConfigFile = Figment::from(Toml::string(text)).extract().map_err(|e| {
             e.into_iter()
                 .map(|e| Problem::new(key_of(&e.path), e.kind.to_string()))
                 .collect::<Vec<_>>()
         })?;
-        let problems = config.validate();
+        let config = file.into_config()?;
+        let problems = crate::checks::files(&config);
         if problems.is_empty() {
             Ok(config)
         } else {
@@ -716,7 +914,16 @@ mod tests {
         assert_eq!(parse_duration("1h30m"), Ok(Duration::from_secs(5400)));
         assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
         assert_eq!(parse_duration("0"), Ok(Duration::ZERO));
-        for bad in ["", "15", "s", "15x", "-1s", "1.5s", "99999999999999999999d"] {
+        for bad in [
+            "",
+            "15",
+            "s",
+            "15x",
+            "-1s",
+            "1.5s",
+            "1q",
+            "99999999999999999999d",
+        ] {
             assert!(parse_duration(bad).is_err(), "{bad:?} should be rejected");
         }
     }

@@ -11,7 +11,6 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 use base64::Engine as _;
-use bollard::auth::DockerCredentials;
 use serde::Deserialize;
 
 use crate::config::RegistryConfig;
@@ -47,7 +46,7 @@ fn read_secret_file(path: &Path) -> Result<Secret, CredentialError> {
     };
     // The error says why (missing, permission, not a file), never what is
     // inside.
-    let bytes = crate::docker::read_small_file(path).map_err(CredentialError::Other)?;
+    let bytes = crate::files::read_small_file(path).map_err(CredentialError::Other)?;
     let text = String::from_utf8(bytes).map_err(|_| err("not UTF-8 text".into()))?;
     let secret = text.trim_end_matches(['\n', '\r']);
     if secret.is_empty() {
@@ -63,36 +62,10 @@ fn read_secret_env(var: &str) -> Result<Secret, CredentialError> {
     }
 }
 
-/// Config-time check of one `[[registries]]` entry: (field, problem).
+/// Start-up check of one `[[registries]]` entry's secrets: each file or
+/// variable it names can be read now. (field, problem); never the secret.
 pub fn check(r: &RegistryConfig) -> Vec<(&'static str, String)> {
     let mut problems = Vec::new();
-    let mut say = |field, msg: &str| problems.push((field, msg.to_owned()));
-    let has_password = r.password_file.is_some() || r.password_env.is_some();
-    let has_token = r.identity_token_file.is_some();
-    if r.password_file.is_some() && r.password_env.is_some() {
-        say(
-            "password_env",
-            "set password_file or password_env, not both",
-        );
-    }
-    if has_password && has_token {
-        say(
-            "identity_token_file",
-            "use either a password or an identity token, not both",
-        );
-    }
-    match (&r.username, has_password || has_token) {
-        (None, false) => say(
-            "username",
-            "set username with password_file or password_env, or identity_token_file",
-        ),
-        (None, true) if has_password => say("username", "a password needs a username"),
-        (Some(_), false) => say(
-            "password_file",
-            "a username needs password_file or password_env",
-        ),
-        _ => {}
-    }
     if let Some(p) = &r.password_file
         && let Err(e) = read_secret_file(p)
     {
@@ -144,7 +117,7 @@ pub fn read_docker_config(path: &Path) -> Result<BTreeMap<String, StoredAuth>, C
         path: path.to_owned(),
         reason,
     };
-    let bytes = crate::docker::read_small_file(path).map_err(CredentialError::Other)?;
+    let bytes = crate::files::read_small_file(path).map_err(CredentialError::Other)?;
     let text = String::from_utf8(bytes).map_err(|_| err("not UTF-8 text".into()))?;
     // serde's message may quote the offending token, which could be a
     // secret: report only where the JSON broke.
@@ -188,6 +161,47 @@ pub fn read_docker_config(path: &Path) -> Result<BTreeMap<String, StoredAuth>, C
     Ok(out)
 }
 
+/// What the daemon takes in the `X-Registry-Auth` header of a pull: the
+/// Engine API's `AuthConfig`. Its `Debug` hides the secrets.
+#[derive(Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct DockerCredentials {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub username: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub password: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub serveraddress: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub identitytoken: Option<String>,
+}
+
+impl fmt::Debug for DockerCredentials {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DockerCredentials")
+            .field("username", &self.username)
+            .field("serveraddress", &self.serveraddress)
+            .finish_non_exhaustive()
+    }
+}
+
+impl DockerCredentials {
+    /// The `X-Registry-Auth` header value: base64url of the JSON.
+    pub fn header(&self) -> String {
+        let json = serde_json::to_string(self).unwrap_or_default();
+        base64::engine::general_purpose::URL_SAFE.encode(json)
+    }
+
+    /// The secrets in it, to scrub from anything a registry echoes back.
+    pub fn secrets(&self) -> Vec<String> {
+        [&self.password, &self.identitytoken]
+            .into_iter()
+            .flatten()
+            .filter(|s| !s.is_empty())
+            .cloned()
+            .collect()
+    }
+}
+
 /// The credentials to pull `image` with, if any are configured for its
 /// registry. `[[registries]]` wins over docker config.json.
 pub fn for_image(
@@ -215,7 +229,6 @@ pub fn for_image(
             password: password.map(|s| s.0),
             identitytoken: token.map(|s| s.0),
             serveraddress: Some(host.clone()),
-            ..DockerCredentials::default()
         }));
     }
     if let Some(path) = docker_config
@@ -226,7 +239,6 @@ pub fn for_image(
             password: a.password.map(|s| s.0),
             identitytoken: a.identity_token.map(|s| s.0),
             serveraddress: Some(host.clone()),
-            ..DockerCredentials::default()
         }));
     }
     Ok(None)
@@ -287,12 +299,12 @@ mod tests {
     #[test]
     fn config_problems_name_the_field() {
         let r = registry("r.example");
-        assert_eq!(check(&r)[0].0, "username");
+        assert_eq!(r.shape_problems()[0].0, "username");
         let r = RegistryConfig {
             username: Some("u".into()),
             ..registry("r.example")
         };
-        assert_eq!(check(&r)[0].0, "password_file");
+        assert_eq!(r.shape_problems()[0].0, "password_file");
         let r = RegistryConfig {
             username: Some("u".into()),
             password_env: Some("DOCKWATCH_TEST_SURELY_UNSET_VAR".into()),

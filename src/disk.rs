@@ -1,209 +1,27 @@
-//! Disk usage from `GET /system/df`, on its own slow schedule so that a
-//! slow answer (it can take minutes on a big host) never delays the poll.
-//! The answer is decoded here, in both shapes daemons send: the classic
-//! lists (`LayersSize`, `Images`, `Containers`, `Volumes`, `BuildCache`;
-//! dockerd up to API 1.51 and Podman) and the newer summaries
-//! (`ImageUsage`, `ContainerUsage`, ...), computed the way `docker system df`
-//! computes them.
+//! One task per daemon reads `/system/df` on its own slow schedule, so that
+//! a slow answer (it can take minutes on a big host) never delays the poll.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde::Deserialize;
 use tokio::sync::watch;
 
-use crate::config::DaemonConfig;
-use crate::docker::{DockerError, RawClient};
-use crate::metrics::{ApiEndpoint, Metrics};
+use crate::docker::Connection;
 use crate::state::State;
-
-/// A `/system/df` answer is a list per object; this bounds a hostile one.
-const MAX_ANSWER: usize = 64 * 1024 * 1024;
-
-/// Bytes used and reclaimable for one kind of object.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Usage {
-    pub size: u64,
-    pub reclaimable: u64,
-}
-
-/// What `/system/df` says, summed.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct DiskUsage {
-    pub images: Usage,
-    pub containers: Usage,
-    pub volumes: Usage,
-    pub build_cache: Usage,
-    /// Images no container uses (not the same as dangling).
-    pub images_unused: u64,
-}
-
-impl DiskUsage {
-    /// (type label, usage) in a fixed order.
-    pub fn by_type(&self) -> [(&'static str, Usage); 4] {
-        [
-            ("images", self.images),
-            ("containers", self.containers),
-            ("volumes", self.volumes),
-            ("build_cache", self.build_cache),
-        ]
-    }
-}
-
-fn pos(n: Option<i64>) -> u64 {
-    // -1 is the daemon's "not computed".
-    n.and_then(|n| u64::try_from(n).ok()).unwrap_or(0)
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "PascalCase")]
-struct Df {
-    layers_size: Option<i64>,
-    images: Option<Vec<DfImage>>,
-    containers: Option<Vec<DfContainer>>,
-    volumes: Option<Vec<DfVolume>>,
-    build_cache: Option<Vec<DfBuildCache>>,
-    image_usage: Option<Summary>,
-    container_usage: Option<Summary>,
-    volume_usage: Option<Summary>,
-    build_cache_usage: Option<Summary>,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "PascalCase")]
-struct DfImage {
-    size: Option<i64>,
-    shared_size: Option<i64>,
-    containers: Option<i64>,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "PascalCase")]
-struct DfContainer {
-    size_rw: Option<i64>,
-    state: Option<String>,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "PascalCase")]
-struct DfVolume {
-    usage_data: Option<VolumeUsageData>,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "PascalCase")]
-struct VolumeUsageData {
-    size: Option<i64>,
-    ref_count: Option<i64>,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "PascalCase")]
-struct DfBuildCache {
-    size: Option<i64>,
-    in_use: Option<bool>,
-    shared: Option<bool>,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "PascalCase")]
-struct Summary {
-    total_size: Option<i64>,
-    reclaimable: Option<i64>,
-    active_count: Option<i64>,
-    total_count: Option<i64>,
-}
-
-impl Summary {
-    fn usage(&self) -> Usage {
-        Usage {
-            size: pos(self.total_size),
-            reclaimable: pos(self.reclaimable),
-        }
-    }
-}
-
-/// Decodes a `/system/df` answer of either shape.
-pub fn parse(body: &[u8]) -> Result<DiskUsage, String> {
-    let df: Df =
-        serde_json::from_slice(body).map_err(|e| format!("not a /system/df answer: {e}"))?;
-    let mut out = DiskUsage::default();
-    if let Some(images) = &df.images {
-        // As `docker system df`: what the images hold in layers, less what
-        // the images in use need for themselves.
-        // Podman always says LayersSize 0: then the images' own sizes.
-        let total = match df.layers_size {
-            Some(n) if n > 0 => pos(Some(n)),
-            _ => images.iter().map(|i| pos(i.size)).sum(),
-        };
-        let used: u64 = images
-            .iter()
-            .filter(|i| i.containers.unwrap_or(0) > 0)
-            .filter(|i| i.size.unwrap_or(-1) >= 0 && i.shared_size.unwrap_or(-1) >= 0)
-            .map(|i| pos(i.size).saturating_sub(pos(i.shared_size)))
-            .sum();
-        out.images = Usage {
-            size: total,
-            reclaimable: total.saturating_sub(used),
-        };
-        out.images_unused = images
-            .iter()
-            .filter(|i| i.containers.unwrap_or(0) <= 0)
-            .count() as u64;
-    } else if let Some(s) = &df.image_usage {
-        out.images = s.usage();
-        out.images_unused = pos(s.total_count).saturating_sub(pos(s.active_count));
-    }
-    if let Some(containers) = &df.containers {
-        for c in containers {
-            let size = pos(c.size_rw);
-            out.containers.size += size;
-            if c.state.as_deref() != Some("running") {
-                out.containers.reclaimable += size;
-            }
-        }
-    } else if let Some(s) = &df.container_usage {
-        out.containers = s.usage();
-    }
-    if let Some(volumes) = &df.volumes {
-        for v in volumes.iter().filter_map(|v| v.usage_data.as_ref()) {
-            let size = pos(v.size);
-            out.volumes.size += size;
-            if v.ref_count.unwrap_or(0) == 0 {
-                out.volumes.reclaimable += size;
-            }
-        }
-    } else if let Some(s) = &df.volume_usage {
-        out.volumes = s.usage();
-    }
-    if let Some(cache) = &df.build_cache {
-        for b in cache.iter().filter(|b| !b.shared.unwrap_or(false)) {
-            let size = pos(b.size);
-            out.build_cache.size += size;
-            if !b.in_use.unwrap_or(false) {
-                out.build_cache.reclaimable += size;
-            }
-        }
-    } else if let Some(s) = &df.build_cache_usage {
-        out.build_cache = s.usage();
-    }
-    Ok(out)
-}
 
 /// One daemon's disk-usage task.
 #[derive(Debug, Clone)]
 pub struct DiskWatcher {
-    pub daemon: DaemonConfig,
+    pub connection: Connection,
     pub interval: Duration,
     pub state: Arc<State>,
-    pub metrics: Arc<Metrics>,
 }
 
 impl DiskWatcher {
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
         let mut ticker = tokio::time::interval(self.interval);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut client = None;
+        let name = self.connection.name().to_owned();
         let mut failing = false;
         loop {
             tokio::select! {
@@ -211,148 +29,28 @@ impl DiskWatcher {
                 _ = shutdown.changed() => return,
                 _ = ticker.tick() => {}
             }
+            // A df may take long, but must end before the next one is due.
             let result = tokio::select! {
                 biased;
                 _ = shutdown.changed() => return,
-                r = self.once(&mut client) => r,
+                r = self.connection.system_df(self.interval) => r,
             };
             match result {
                 Ok(usage) => {
+                    if failing {
+                        tracing::info!(daemon = %name, "/system/df works again");
+                    }
                     failing = false;
-                    self.state.publish_disk(&self.daemon.name, Some(usage));
+                    self.state.publish_disk(&name, Ok(usage));
                 }
                 Err(e) => {
                     if !failing {
-                        tracing::warn!(daemon = %self.daemon.name, error = %e, "/system/df failed; disk metrics are left out until it works");
+                        tracing::warn!(daemon = %name, error = %e, "/system/df failed; dockwatch_disk_usage_success is 0 and the disk figures are left out until it works");
                     }
                     failing = true;
-                    self.state.publish_disk(&self.daemon.name, None);
+                    self.state.publish_disk(&name, Err(()));
                 }
             }
         }
-    }
-
-    async fn once(&self, client: &mut Option<RawClient>) -> Result<DiskUsage, DockerError> {
-        let c = match client {
-            Some(c) => c,
-            None => client.insert(RawClient::connect(&self.daemon)?),
-        };
-        // A df may take long, but must end before the next one is due.
-        let call = async {
-            let body = c.get("/system/df", MAX_ANSWER).await?;
-            parse(&body).map_err(DockerError::Decode)
-        };
-        crate::docker::timed(
-            &self.metrics,
-            &self.daemon.name,
-            ApiEndpoint::SystemDf,
-            self.interval,
-            call,
-        )
-        .await
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn classic_shape_as_docker_system_df_counts_it() {
-        let body = br#"{
-          "LayersSize": 1000,
-          "Images": [
-            {"Id":"a","Size":600,"SharedSize":100,"Containers":2},
-            {"Id":"b","Size":300,"SharedSize":100,"Containers":0},
-            {"Id":"c","Size":200,"SharedSize":-1,"Containers":0}
-          ],
-          "Containers": [
-            {"Id":"x","SizeRw":10,"State":"running"},
-            {"Id":"y","SizeRw":20,"State":"exited"}
-          ],
-          "Volumes": [
-            {"Name":"v1","UsageData":{"Size":50,"RefCount":1}},
-            {"Name":"v2","UsageData":{"Size":70,"RefCount":0}},
-            {"Name":"v3","UsageData":{"Size":-1,"RefCount":0}}
-          ],
-          "BuildCache": [
-            {"ID":"b1","Size":5,"InUse":false,"Shared":false},
-            {"ID":"b2","Size":7,"InUse":true,"Shared":false},
-            {"ID":"b3","Size":9,"InUse":false,"Shared":true}
-          ]
-        }"#;
-        let d = parse(body).expect("parses");
-        assert_eq!(
-            d.images,
-            Usage {
-                size: 1000,
-                reclaimable: 500
-            }
-        );
-        assert_eq!(d.images_unused, 2);
-        assert_eq!(
-            d.containers,
-            Usage {
-                size: 30,
-                reclaimable: 20
-            }
-        );
-        assert_eq!(
-            d.volumes,
-            Usage {
-                size: 120,
-                reclaimable: 70
-            }
-        );
-        assert_eq!(
-            d.build_cache,
-            Usage {
-                size: 12,
-                reclaimable: 5
-            }
-        );
-    }
-
-    #[test]
-    fn summary_shape() {
-        let body =
-            br#"{"ImageUsage":{"TotalSize":900,"Reclaimable":400,"ActiveCount":1,"TotalCount":3},
-          "ContainerUsage":{"TotalSize":30,"Reclaimable":20},
-          "VolumeUsage":{"TotalSize":0,"Reclaimable":0},
-          "BuildCacheUsage":{"TotalSize":12,"Reclaimable":5}}"#;
-        let d = parse(body).expect("parses");
-        assert_eq!(
-            d.images,
-            Usage {
-                size: 900,
-                reclaimable: 400
-            }
-        );
-        assert_eq!(d.images_unused, 2);
-        assert_eq!(
-            d.build_cache,
-            Usage {
-                size: 12,
-                reclaimable: 5
-            }
-        );
-    }
-
-    #[test]
-    fn podman_and_dockerd_captures() {
-        let d = parse(include_bytes!("../tests/streams/podman-df.json")).expect("podman");
-        assert!(d.images.size > 0, "{d:?}");
-        let d = parse(include_bytes!("../tests/streams/df-dockerd-20.10.json")).expect("dockerd");
-        assert!(d.images.size > 0, "{d:?}");
-    }
-
-    #[test]
-    fn nulls_and_garbage() {
-        assert_eq!(
-            parse(br#"{"Images":null,"Containers":null,"Volumes":null,"BuildCache":null}"#),
-            Ok(DiskUsage::default())
-        );
-        assert!(parse(b"[]").is_err());
-        assert!(parse(b"{").is_err());
     }
 }

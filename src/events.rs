@@ -12,49 +12,12 @@ use futures_util::StreamExt;
 use serde::Deserialize;
 use tokio::sync::{Notify, watch};
 
-use crate::config::DaemonConfig;
-use crate::docker;
-use crate::metrics::{ExitClass, Metrics};
-
-/// Container actions counted by name; the rest count as `other`.
-const CONTAINER_ACTIONS: [&str; 8] = [
-    "create",
-    "start",
-    "die",
-    "kill",
-    "oom",
-    "restart",
-    "destroy",
-    "health_status",
-];
-/// Image actions counted by name; the rest count as `other`.
-const IMAGE_ACTIONS: [&str; 6] = ["pull", "tag", "untag", "delete", "import", "prune"];
-
-/// Every (type, actions) pair; `other` completes each set.
-pub const ACTIONS: [(&str, &[&str]); 2] =
-    [("container", &CONTAINER_ACTIONS), ("image", &IMAGE_ACTIONS)];
+use crate::docker::{Connection, DockerError};
+use crate::labels::{ExitClass, event_action};
+use crate::metrics::Metrics;
 
 /// Containers whose `oom` came but not yet their `die`; bounded.
 const MAX_PENDING_OOM: usize = 10_000;
-
-/// The event's action in the closed set of its type.
-pub fn action_label(typ: &str, action: &str) -> &'static str {
-    // "health_status: healthy" and the like carry a suffix.
-    let base = action.split(':').next().unwrap_or(action).trim();
-    // Podman says "remove" where dockerd says "delete" (images) and
-    // "destroy" (containers).
-    let base = match (typ, base) {
-        ("image", "remove") => "delete",
-        ("container", "remove") => "destroy",
-        _ => base,
-    };
-    let set: &[&'static str] = match typ {
-        "container" => &CONTAINER_ACTIONS,
-        "image" => &IMAGE_ACTIONS,
-        _ => &[],
-    };
-    set.iter().copied().find(|a| *a == base).unwrap_or("other")
-}
 
 /// How a container ended, from its `die` event's exit code and whether an
 /// `oom` came first.
@@ -70,28 +33,13 @@ pub fn exit_class(exit_code: Option<&str>, oom: bool) -> ExitClass {
     }
 }
 
-/// The daemon's clock from its `/info` answer (`SystemTime`, RFC 3339), in
-/// unix nanoseconds.
-fn daemon_time(info: &[u8]) -> Option<i64> {
-    let answer: serde_json::Value = serde_json::from_slice(info).ok()?;
-    let text = answer.get("SystemTime")?.as_str()?;
-    let (date, rest) = text.split_once('T')?;
-    let mut ymd = date.split('-').map(|x| x.parse::<i64>().ok());
-    let (year, month, day) = (ymd.next()??, ymd.next()??, ymd.next()??);
-    let mut hms = rest.get(..8)?.split(':').map(|x| x.parse::<i64>().ok());
-    let (hour, minute, second) = (hms.next()??, hms.next()??, hms.next()??);
-    let mut secs = crate::docker::days_from_civil(year, month, day) * 86_400
-        + hour * 3600
-        + minute * 60
-        + second;
-    // The zone: "Z" or "+HH:MM" / "-HH:MM" after the (optional) fraction.
-    let zone = rest[8..].trim_start_matches(|c: char| c == '.' || c.is_ascii_digit());
-    if let Some(off) = zone.strip_prefix(['+', '-']) {
-        let sign = if zone.starts_with('-') { -1 } else { 1 };
-        let (oh, om) = off.split_once(':')?;
-        secs -= sign * (oh.parse::<i64>().ok()? * 3600 + om.parse::<i64>().ok()? * 60);
-    }
-    Some(secs.saturating_mul(1_000_000_000))
+/// The daemon's clock (`/info`'s `SystemTime`, RFC 3339 in the daemon's
+/// zone), in unix nanoseconds.
+fn daemon_time(system_time: &str) -> Option<i64> {
+    let t =
+        time::OffsetDateTime::parse(system_time, &time::format_description::well_known::Rfc3339)
+            .ok()?;
+    i64::try_from(t.unix_timestamp_nanos()).ok()
 }
 
 /// `since` for a resume: the time of the last event seen, in the
@@ -135,8 +83,6 @@ struct Actor {
     attributes: Option<HashMap<String, String>>,
 }
 
-/// Longest event line held in memory; real ones are well under 4 KiB.
-const MAX_EVENT_LINE: usize = 256 * 1024;
 /// A resume asks for events from this long before the last one seen, since
 /// Podman's timestamps can step back a little; the replayed ones are
 /// recognised and skipped.
@@ -147,8 +93,7 @@ const RECENT: usize = 4096;
 /// One daemon's event listener.
 #[derive(Debug, Clone)]
 pub struct EventWatcher {
-    pub daemon: DaemonConfig,
-    pub timeout: Duration,
+    pub connection: Connection,
     pub metrics: Arc<Metrics>,
     pub image_events: Arc<Notify>,
 }
@@ -182,7 +127,7 @@ impl Seen {
 
 impl EventWatcher {
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
-        self.metrics.init_exits(&self.daemon.name);
+        self.metrics.init_exits(self.connection.name());
         // The first connect takes events from now on, by the daemon's clock
         // (a remote daemon's clock may differ from ours); resumes go on from
         // the last event's own time.
@@ -201,13 +146,13 @@ impl EventWatcher {
                         backoff = Duration::from_secs(1);
                     }
                     if failing {
-                        tracing::info!(daemon = %self.daemon.name, "event stream is back");
+                        tracing::info!(daemon = %self.connection.name(), "event stream is back");
                         failing = false;
                     }
                 }
                 Err(e) => {
                     if !failing {
-                        tracing::warn!(daemon = %self.daemon.name, error = %e, "event stream failed; reconnecting with backoff");
+                        tracing::warn!(daemon = %self.connection.name(), error = %e, "event stream failed; reconnecting with backoff");
                     }
                     failing = true;
                 }
@@ -222,30 +167,20 @@ impl EventWatcher {
     }
 
     /// Follows the stream until it ends; returns how many events it counted.
-    async fn listen(&self, seen: &mut Seen) -> Result<u64, docker::DockerError> {
-        let raw = docker::RawClient::connect(&self.daemon)?;
+    async fn listen(&self, seen: &mut Seen) -> Result<u64, DockerError> {
         if seen.last == 0 {
             // Start from the daemon's own "now", so a reconnect before the
             // first event still resumes from here, whatever our clock says.
-            let info = tokio::time::timeout(self.timeout, raw.get("/info", 1024 * 1024))
-                .await
-                .map_err(|_| docker::DockerError::Timeout(self.timeout))??;
-            if let Some(t) = daemon_time(&info) {
+            let info = self.connection.info().await?;
+            if let Some(t) = info.system_time.as_deref().and_then(daemon_time) {
                 seen.last = t + RESUME_OVERLAP_NANOS;
             }
         }
-        let filters = r#"{"type":["container","image"]}"#;
-        let mut query = vec![("filters", filters.to_owned())];
+        let mut query = vec![("filters", r#"{"type":["container","image"]}"#.to_owned())];
         if seen.last > 0 {
             query.push(("since", since_of(seen.last - RESUME_OVERLAP_NANOS)));
         }
-        let path = format!(
-            "/events?{}",
-            serde_urlencoded::to_string(&query).unwrap_or_default()
-        );
-        let mut stream = tokio::time::timeout(self.timeout, raw.get_lines(&path, MAX_EVENT_LINE))
-            .await
-            .map_err(|_| docker::DockerError::Timeout(self.timeout))??;
+        let mut stream = self.connection.events(&query).await?;
         let mut counted = 0;
         while let Some(line) = stream.next().await {
             let line = line?;
@@ -259,7 +194,7 @@ impl EventWatcher {
                     }
                 }
                 Err(e) => {
-                    return Err(docker::DockerError::Decode(format!("not an event: {e}")));
+                    return Err(DockerError::Decode(format!("not an event: {e}")));
                 }
             }
         }
@@ -287,8 +222,9 @@ impl EventWatcher {
             Some("image") => "image",
             _ => return false,
         };
-        let action = action_label(typ, &raw_action);
-        self.metrics.count_event(&self.daemon.name, typ, action);
+        let action = event_action(typ, &raw_action);
+        self.metrics
+            .count_event(self.connection.name(), typ, action);
         if typ == "image" {
             self.image_events.notify_one();
             return true;
@@ -308,7 +244,7 @@ impl EventWatcher {
                         .map(String::as_str)
                 });
                 let class = exit_class(code, seen.oom.remove(&id));
-                self.metrics.count_exit(&self.daemon.name, class);
+                self.metrics.count_exit(self.connection.name(), class);
             }
             _ => {}
         }
@@ -319,6 +255,7 @@ impl EventWatcher {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::labels::event_action as action_label;
 
     #[test]
     fn actions_map_onto_closed_sets() {
@@ -350,12 +287,12 @@ mod tests {
 
     #[test]
     fn reads_the_daemon_clock() {
-        let z = br#"{"SystemTime":"2021-01-01T00:00:00.123456789Z"}"#;
-        assert_eq!(daemon_time(z), Some(1_609_459_200_000_000_000));
-        let off = br#"{"SystemTime":"2021-01-01T02:00:00+02:00"}"#;
+        let z = "2021-01-01T00:00:00.123456789Z";
+        assert_eq!(daemon_time(z), Some(1_609_459_200_123_456_789));
+        let off = "2021-01-01T02:00:00+02:00";
         assert_eq!(daemon_time(off), Some(1_609_459_200_000_000_000));
-        assert_eq!(daemon_time(b"{}"), None);
-        assert_eq!(daemon_time(br#"{"SystemTime":"junk"}"#), None);
+        assert_eq!(daemon_time(""), None);
+        assert_eq!(daemon_time("junk"), None);
     }
 
     #[test]

@@ -1,14 +1,20 @@
 //! dockwatch: watches Docker Engine daemons and tells Prometheus what it sees.
 //!
-//! [`run`] wires it together: one poller task per daemon publishes snapshots
-//! into [`state::State`]; the HTTP server encodes them on each scrape.
+//! [`run`] wires it together: one connection per daemon, shared by that
+//! daemon's tasks (poller, events, disk, puller), which publish into
+//! [`state::State`], the pull board and the counters; the HTTP server only
+//! reads them. The modules are listed from the bottom up: each uses only
+//! modules listed before it.
 
-pub mod bars;
+pub mod checks;
 pub mod config;
 pub mod credentials;
+pub mod df;
 pub mod disk;
 pub mod docker;
 pub mod events;
+pub mod files;
+pub mod labels;
 pub mod metrics;
 pub mod poller;
 pub mod progress;
@@ -17,6 +23,7 @@ pub mod reference;
 pub mod server;
 pub mod state;
 pub mod systemd;
+pub mod tls;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -27,7 +34,8 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
-use crate::config::{Config, Endpoint, ImageFilterConfig, RegistryConfig, parse_host};
+use crate::config::{Config, Endpoint, ImageFilterConfig, RegistryConfig};
+use crate::docker::Connection;
 use crate::metrics::Metrics;
 use crate::poller::Poller;
 use crate::puller::Puller;
@@ -72,45 +80,44 @@ impl Watchers {
         let filters: Arc<[ImageFilterConfig]> = config.image_filters.clone().into();
         let registries: Arc<[RegistryConfig]> = config.registries.clone().into();
         let prepulls = prepull_lists(config);
+        let observer: Arc<dyn docker::Observer> = shared.metrics.clone();
         for daemon in &config.daemons {
-            if matches!(parse_host(&daemon.host), Ok(Endpoint::Tcp(_))) && daemon.tls.is_none() {
+            if matches!(daemon.host.endpoint, Endpoint::Tcp(_)) && daemon.tls.is_none() {
                 tracing::warn!(daemon = %daemon.name, host = %daemon.host, "talking to this daemon over plain TCP: anyone who can reach that port is root on its host; add a [daemons.tls] table for mutual TLS");
             }
+            // The one connection every task of this daemon goes through.
+            let connection = Connection::new(daemon, config.poll.timeout, Arc::clone(&observer));
             let image_events = Arc::new(tokio::sync::Notify::new());
             let events = events::EventWatcher {
-                daemon: daemon.clone(),
-                timeout: config.poll.timeout,
+                connection: connection.clone(),
                 metrics: Arc::clone(&shared.metrics),
                 image_events: Arc::clone(&image_events),
             };
             tasks.spawn(events.run(stop_rx.clone()));
             let poller = Poller {
                 daemon: daemon.clone(),
+                connection: connection.clone(),
                 interval: config.poll.interval,
                 images_interval: config.poll.images_interval(),
                 image_events,
-                timeout: config.poll.timeout,
                 filters: Arc::clone(&filters),
                 state: Arc::clone(&shared.state),
-                metrics: Arc::clone(&shared.metrics),
             };
             tasks.spawn(poller.run(stop_rx.clone()));
             if !config.poll.disk_interval.is_zero() {
                 let disk = disk::DiskWatcher {
-                    daemon: daemon.clone(),
+                    connection: connection.clone(),
                     interval: config.poll.disk_interval,
                     state: Arc::clone(&shared.state),
-                    metrics: Arc::clone(&shared.metrics),
                 };
                 tasks.spawn(disk.run(stop_rx.clone()));
             }
             if let Some((_, images)) = prepulls.iter().find(|(d, _)| *d == daemon.name) {
                 let prepuller = Puller {
-                    daemon: daemon.clone(),
+                    connection,
                     images: images.clone(),
                     prepull: config.prepull.clone(),
                     registries: Arc::clone(&registries),
-                    call_timeout: config.poll.timeout,
                     board: Arc::clone(&shared.board),
                     metrics: Arc::clone(&shared.metrics),
                 };
@@ -185,7 +192,7 @@ pub async fn run(
     let addr = config.server.listen;
     let tls = match (&config.server.tls_cert, &config.server.tls_key) {
         (Some(cert), Some(key)) => Some(
-            server::tls_server_config(cert, key)
+            tls::server_config(cert, key)
                 .map_err(|(field, e)| RunError::Tls(format!("server.{field}: {e}")))?,
         ),
         _ => None,
@@ -263,21 +270,12 @@ pub async fn run(
 }
 
 /// Each daemon's pre-pull images, in config order; daemons with none are
-/// left out. The config was validated, so every reference parses.
+/// left out.
 fn prepull_lists(config: &Config) -> Vec<(String, Vec<ImageRef>)> {
     config
         .daemons
         .iter()
-        .map(|d| {
-            let images = config
-                .prepull
-                .images
-                .iter()
-                .filter(|i| i.daemons.as_ref().is_none_or(|ds| ds.contains(&d.name)))
-                .filter_map(|i| ImageRef::parse(&i.image).ok())
-                .collect::<Vec<_>>();
-            (d.name.clone(), images)
-        })
+        .map(|d| (d.name.clone(), config.images_for(&d.name)))
         .filter(|(_, images)| !images.is_empty())
         .collect()
 }

@@ -10,6 +10,8 @@ use tracing_subscriber::EnvFilter;
 
 use dockwatch::config;
 
+mod pull_view;
+
 /// Watches Docker Engine daemons and serves what it sees to Prometheus.
 // Doc comments here are the --help text, so no Markdown backticks.
 #[allow(clippy::doc_markdown)]
@@ -66,7 +68,7 @@ fn init_logging(format: LogFormat) {
 fn load_config(
     path: Option<&std::path::Path>,
 ) -> Result<(config::Config, config::Source), ExitCode> {
-    config::load(path).map_err(|e| {
+    dockwatch::checks::load(path).map_err(|e| {
         eprint!("{e}");
         ExitCode::from(EXIT_BAD_CONFIG)
     })
@@ -101,7 +103,7 @@ fn run(config: config::Config, path: Option<PathBuf>) -> anyhow::Result<()> {
         let sighup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
             .context("cannot watch SIGHUP")?;
         tokio::spawn(forward_sighup(sighup, reload_tx));
-        let load = move || config::load(path.as_deref()).map(|(c, _)| c);
+        let load = move || dockwatch::checks::load(path.as_deref()).map(|(c, _)| c);
         dockwatch::run(config, load, reload_rx, http_reload, shutdown_signal()).await?;
         anyhow::Ok(())
     })
@@ -124,7 +126,7 @@ const EXIT_PULL_FAILED: u8 = 1;
 /// `dockwatch pull`: one pull with the config's daemon, credentials and
 /// limits, drawn as bars on a terminal and as lines otherwise.
 fn pull(config: &config::Config, image: &str, daemon: Option<&str>) -> anyhow::Result<ExitCode> {
-    use dockwatch::metrics::PullResult;
+    use dockwatch::labels::PullResult;
     use dockwatch::reference::ImageRef;
 
     let image = ImageRef::parse(image).map_err(anyhow::Error::msg)?;
@@ -154,12 +156,9 @@ fn pull(config: &config::Config, image: &str, daemon: Option<&str>) -> anyhow::R
         .build()
         .context("cannot start the async runtime")?;
     let outcome = runtime.block_on(async {
-        let raw = dockwatch::docker::RawClient::connect(target).with_context(|| {
-            format!(
-                "cannot connect to daemon {:?} at {}",
-                target.name, target.host
-            )
-        })?;
+        // One call, seen by no metrics: the pull's own outcome says it all.
+        let observer = std::sync::Arc::new(dockwatch::docker::Unobserved);
+        let connection = dockwatch::docker::Connection::new(target, config.poll.timeout, observer);
         let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
         // Ctrl-C cancels the pull on the daemon, as docker pull does.
         tokio::spawn(async move {
@@ -167,13 +166,19 @@ fn pull(config: &config::Config, image: &str, daemon: Option<&str>) -> anyhow::R
                 stop_tx.send_replace(true);
             }
         });
-        let mut view = dockwatch::bars::PullView::new(std::io::stdout().is_terminal());
+        let mut view = pull_view::PullView::new(std::io::stdout().is_terminal());
         println!("pulling {image} on {} ({})", target.name, target.host);
-        let outcome =
-            dockwatch::puller::pull_image(&raw, &image, credentials, limits, &mut stop_rx, |p| {
+        let outcome = dockwatch::puller::pull_image(
+            &connection,
+            &image,
+            credentials,
+            limits,
+            &mut stop_rx,
+            |p| {
                 view.update(p);
-            })
-            .await;
+            },
+        )
+        .await;
         view.update(&outcome.progress);
         view.finish();
         anyhow::Ok(outcome)

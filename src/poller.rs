@@ -4,32 +4,29 @@
 //! containers, and publishes one immutable snapshot. The image calls run every
 //! `[poll].images_interval`, and soon after an image event.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use bollard::models::{ContainerSummaryStateEnum, SystemVersion};
-use bollard::query_parameters::ListContainersOptions;
-use serde::Deserialize;
 use tokio::sync::{Notify, watch};
 use tokio::time::MissedTickBehavior;
 
 use crate::config::{DaemonConfig, ImageFilterConfig};
-use crate::docker::{self, Client, DockerError};
-use crate::metrics::{ApiEndpoint, Metrics};
-use crate::state::{ContainerState, DaemonInfo, DaemonSnapshot, ImageCount, PollData, State};
+use crate::docker::answers::ImageSummary;
+use crate::docker::{Connection, DockerError};
+use crate::labels::ContainerState;
+use crate::state::{DaemonInfo, DaemonSnapshot, ImageCount, PollData, State};
 
 /// Everything one daemon's poller needs.
 #[derive(Debug, Clone)]
 pub struct Poller {
     pub daemon: DaemonConfig,
+    pub connection: Connection,
     pub interval: Duration,
     /// The full image listing runs this often, or soon after an image event.
     pub images_interval: Duration,
-    pub timeout: Duration,
     pub filters: Arc<[ImageFilterConfig]>,
     pub state: Arc<State>,
-    pub metrics: Arc<Metrics>,
     /// Signalled by the events task on every image event.
     pub image_events: Arc<Notify>,
 }
@@ -60,72 +57,17 @@ fn unix_now() -> f64 {
         .map_or(0.0, |d| d.as_secs_f64())
 }
 
-/// `podman` if the daemon's version answer names Podman, else `docker`.
-fn engine_of(v: &SystemVersion) -> &'static str {
-    let podman = |s: &str| s.to_ascii_lowercase().contains("podman");
-    let in_components = v.components.iter().flatten().any(|c| podman(&c.name));
-    let in_platform = v.platform.as_ref().is_some_and(|p| podman(&p.name));
-    if in_components || in_platform {
-        "podman"
-    } else {
-        "docker"
-    }
-}
-
-fn state_of(s: ContainerSummaryStateEnum) -> Option<ContainerState> {
-    use ContainerSummaryStateEnum as S;
-    Some(match s {
-        S::CREATED => ContainerState::Created,
-        // A stopping container is still running until it has stopped.
-        S::RUNNING | S::STOPPING => ContainerState::Running,
-        S::PAUSED => ContainerState::Paused,
-        S::RESTARTING => ContainerState::Restarting,
-        S::REMOVING => ContainerState::Removing,
-        S::EXITED => ContainerState::Exited,
-        S::DEAD => ContainerState::Dead,
-        S::EMPTY => return None,
-    })
-}
-
-/// The one field of an image list entry we need; serde skips the rest
-/// without building it, so a listing of thousands of images costs little
-/// more than its bytes.
-#[derive(Deserialize)]
-struct ListedImage {
-    #[serde(rename = "Size")]
-    size: i64,
-}
-
-/// The most an image list answer may take: about 300 bytes per image, so
-/// room for some 200,000 images.
-const IMAGE_LIST_LIMIT: usize = 64 << 20;
-
-/// Count and total size of a `GET /images/json` answer.
-fn total(body: &[u8]) -> Result<ImageCount, DockerError> {
-    let list: Vec<ListedImage> = serde_json::from_slice(body)
-        .map_err(|e| DockerError::Decode(format!("image list: {e}")))?;
-    Ok(list.iter().fold(ImageCount::default(), |mut c, i| {
+/// Count and total size of an image list.
+fn total(list: &[ImageSummary]) -> ImageCount {
+    list.iter().fold(ImageCount::default(), |mut c, i| {
         c.add(i.size);
         c
-    }))
-}
-
-/// `/images/json`, with `filters` as the URL-encoded JSON the API takes.
-fn image_list_path(filters: Option<&HashMap<String, Vec<String>>>) -> String {
-    match filters {
-        None => "/images/json".to_owned(),
-        Some(f) => {
-            let json = serde_json::to_string(f).unwrap_or_default();
-            let query = serde_urlencoded::to_string([("filters", json)]).unwrap_or_default();
-            format!("/images/json?{query}")
-        }
-    }
+    })
 }
 
 /// The poller's memory between polls.
 #[derive(Debug, Default)]
 struct Memory {
-    client: Option<Client>,
     last_success: Option<f64>,
     info: Option<DaemonInfo>,
     was_up: Option<bool>,
@@ -209,14 +151,7 @@ impl Poller {
             }
             Err(e) => {
                 if mem.was_up != Some(false) {
-                    // dockerd answers an expired client certificate with a
-                    // bare "bad certificate": look at it ourselves.
-                    let expired = match (&e, &self.daemon.tls) {
-                        (DockerError::Tls(_), Some(tls)) => docker::client_cert_expired(tls),
-                        _ => None,
-                    };
-                    let error = expired.map_or_else(|| e.to_string(), |x| format!("{x}; {e}"));
-                    tracing::warn!(daemon = %self.daemon.name, host = %self.daemon.host, reason = e.reason().as_str(), %error, "daemon is down; retrying every poll");
+                    tracing::warn!(daemon = %self.daemon.name, host = %self.daemon.host, reason = e.reason().as_str(), error = %e, "daemon is down; retrying every poll");
                 }
                 mem.was_up = Some(false);
                 // After a failure every number is fetched afresh.
@@ -233,30 +168,6 @@ impl Poller {
         }
     }
 
-    /// The client, connecting first if needed; a failed connect is counted
-    /// against the first call it kept from being made.
-    fn client<'a>(&self, slot: &'a mut Option<Client>) -> Result<&'a Client, DockerError> {
-        if let Some(c) = slot {
-            return Ok(c);
-        }
-        let connected = docker::connect(&self.daemon, self.timeout)
-            .and_then(|d| Ok((d, docker::RawClient::connect_pooled(&self.daemon)?)));
-        match connected {
-            Ok((d, raw)) => Ok(slot.insert(Client::new(
-                &self.daemon,
-                d,
-                raw,
-                self.timeout,
-                Arc::clone(&self.metrics),
-            ))),
-            Err(e) => {
-                self.metrics
-                    .count_api_error(&self.daemon.name, ApiEndpoint::Version, e.reason());
-                Err(e)
-            }
-        }
-    }
-
     /// One poll: the core calls unless `images_only`, and the image calls
     /// when they are due (or `images_only`), side by side. Updates `mem`.
     async fn poll(&self, mem: &mut Memory, images_only: bool) -> Result<(), DockerError> {
@@ -269,18 +180,18 @@ impl Poller {
                 .as_ref()
                 .is_none_or(|(_, at)| at.elapsed() + self.interval / 2 >= self.images_interval);
         let images_started = Instant::now();
-        let c = self.client(&mut mem.client)?.clone();
+        let c = &self.connection;
         let (core, images) = tokio::join!(
             async {
                 if images_only {
                     Ok(None)
                 } else {
-                    Box::pin(self.core(&c)).await.map(Some)
+                    Box::pin(self.core(c)).await.map(Some)
                 }
             },
             async {
                 if images_due {
-                    self.images(&c).await.map(Some)
+                    self.images(c).await.map(Some)
                 } else {
                     Ok(None)
                 }
@@ -303,28 +214,18 @@ impl Poller {
         Ok(())
     }
 
-    async fn core(&self, c: &Client) -> Result<Core, DockerError> {
-        let (version, info, containers) = tokio::join!(
-            c.call(ApiEndpoint::Version, c.docker.version()),
-            c.call(ApiEndpoint::Info, c.docker.info()),
-            c.call(
-                ApiEndpoint::ContainerList,
-                c.docker.list_containers(Some(ListContainersOptions {
-                    all: true,
-                    ..Default::default()
-                }))
-            ),
-        );
+    async fn core(&self, c: &Connection) -> Result<Core, DockerError> {
+        let (version, info, containers) = tokio::join!(c.version(), c.info(), c.containers());
         let (version, info) = (version?, info?);
         let mut counts = [0; ContainerState::ALL.len()];
         for c in containers? {
-            if let Some(s) = c.state.and_then(state_of) {
+            if let Some(s) = c.state.as_deref().and_then(ContainerState::parse) {
                 counts[s as usize] += 1;
             }
         }
         Ok(Core {
             info: DaemonInfo {
-                engine: engine_of(&version).to_owned(),
+                engine: version.engine().to_owned(),
                 version: version.version.unwrap_or_default(),
                 api_version: version.api_version.unwrap_or_default(),
                 min_api_version: version.min_api_version.unwrap_or_default(),
@@ -336,25 +237,20 @@ impl Poller {
         })
     }
 
-    async fn images(&self, c: &Client) -> Result<ImageTotals, DockerError> {
-        let list = |path: String| {
-            c.call_raw(ApiEndpoint::ImageList, async move {
-                total(&c.raw.get(&path, IMAGE_LIST_LIMIT).await?)
-            })
-        };
+    async fn images(&self, c: &Connection) -> Result<ImageTotals, DockerError> {
         // One after the other: each listing costs dockerd a walk over every
         // image (~0.1 s of CPU at 2,000 images), and all at once they would
         // take every core of the host the daemon serves for that time.
-        let dangling = HashMap::from([("dangling".to_owned(), vec!["true".to_owned()])]);
+        let dangling = BTreeMap::from([("dangling".to_owned(), vec!["true".to_owned()])]);
         let mut out = ImageTotals {
-            all: list(image_list_path(None)).await?,
-            dangling: list(image_list_path(Some(&dangling))).await?,
+            all: total(&c.images(None).await?),
+            dangling: total(&c.images(Some(&dangling)).await?),
             filters: Vec::new(),
             failed_filters: Vec::new(),
         };
         for f in &*self.filters {
-            match list(image_list_path(Some(&f.query()))).await {
-                Ok(count) => out.filters.push((f.name.clone(), count)),
+            match c.images(Some(&f.query())).await {
+                Ok(list) => out.filters.push((f.name.clone(), total(&list))),
                 // A filter the daemon refuses (or answers oddly) must not
                 // take the whole daemon down...
                 Err(DockerError::Http { .. } | DockerError::Decode(_)) => {
@@ -372,69 +268,13 @@ impl Poller {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use bollard::models::{SystemVersionComponents, SystemVersionPlatform};
 
     #[test]
-    fn engine_is_read_from_the_version_answer() {
-        let docker = SystemVersion {
-            platform: Some(SystemVersionPlatform {
-                name: "Docker Engine - Community".into(),
-            }),
-            ..Default::default()
-        };
-        assert_eq!(engine_of(&docker), "docker");
-        let podman = SystemVersion {
-            components: Some(vec![SystemVersionComponents {
-                name: "Podman Engine".into(),
-                version: "4.3.1".into(),
-                details: None,
-            }]),
-            ..Default::default()
-        };
-        assert_eq!(engine_of(&podman), "podman");
-        assert_eq!(engine_of(&SystemVersion::default()), "docker");
-    }
-
-    #[test]
-    fn image_lists_are_counted_from_the_size_field_alone() {
-        let podman =
-            total(include_bytes!("../tests/streams/podman-images.json")).expect("a valid list");
-        assert_eq!((podman.count, podman.bytes), (3, 5_993_796));
-        let empty = total(b"[]").expect("a valid list");
+    fn unknown_sizes_count_the_image_not_the_bytes() {
+        let list = [ImageSummary { size: -1 }, ImageSummary { size: 5 }];
+        let t = total(&list);
+        assert_eq!((t.count, t.bytes), (2, 5));
+        let empty = total(&[]);
         assert_eq!((empty.count, empty.bytes), (0, 0));
-        // dockerd's "unknown" size counts the image, not the bytes
-        let unknown = total(br#"[{"Id":"x","Size":-1},{"Size":5,"Labels":{"a":"b"}}]"#)
-            .expect("a valid list");
-        assert_eq!((unknown.count, unknown.bytes), (2, 5));
-        for bad in [&b"{}"[..], b"[{\"Id\":\"x\"}]", b"[", b"null"] {
-            let e = total(bad).expect_err("not an image list");
-            assert!(
-                matches!(e, DockerError::Decode(ref m) if m.starts_with("image list: ")),
-                "{e:?}"
-            );
-        }
-    }
-
-    #[test]
-    fn filters_go_in_the_query_as_url_encoded_json() {
-        assert_eq!(image_list_path(None), "/images/json");
-        let f = HashMap::from([("reference".to_owned(), vec!["ci/*".to_owned()])]);
-        assert_eq!(
-            image_list_path(Some(&f)),
-            "/images/json?filters=%7B%22reference%22%3A%5B%22ci%2F*%22%5D%7D"
-        );
-    }
-
-    #[test]
-    fn container_states_map_onto_the_closed_set() {
-        assert_eq!(
-            state_of(ContainerSummaryStateEnum::STOPPING),
-            Some(ContainerState::Running)
-        );
-        assert_eq!(
-            state_of(ContainerSummaryStateEnum::DEAD),
-            Some(ContainerState::Dead)
-        );
-        assert_eq!(state_of(ContainerSummaryStateEnum::EMPTY), None);
     }
 }

@@ -65,23 +65,6 @@ impl PullEvent {
     }
 }
 
-impl From<&bollard::models::CreateImageInfo> for PullEvent {
-    fn from(info: &bollard::models::CreateImageInfo) -> Self {
-        Self {
-            status: info.status.clone(),
-            id: info.id.clone(),
-            progress_detail: info.progress_detail.as_ref().map(|p| ProgressDetail {
-                current: p.current,
-                total: p.total,
-            }),
-            error: None,
-            error_detail: info.error_detail.as_ref().map(|d| ErrorDetail {
-                message: d.message.clone(),
-            }),
-        }
-    }
-}
-
 /// Where a layer is. The order is the order of a normal pull; a layer only
 /// moves forward.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]

@@ -6,23 +6,19 @@
 
 use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};
-use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use base64::Engine as _;
-use bollard::Docker;
-use bollard::auth::DockerCredentials;
-use bytes::Bytes;
-use futures_util::{Stream, StreamExt};
+use futures_util::StreamExt;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
-use crate::config::{DaemonConfig, PrepullConfig, RegistryConfig};
-use crate::credentials;
-use crate::docker::{self, DockerError, LineStream, RawClient};
-use crate::metrics::{FailReason, Metrics, PullResult};
+use crate::config::{PrepullConfig, RegistryConfig};
+use crate::credentials::{self, DockerCredentials};
+use crate::docker::{Connection, DockerError};
+use crate::labels::{FailReason, PullResult};
+use crate::metrics::Metrics;
 use crate::progress::{Finish, Progress, PullEvent};
 use crate::reference::ImageRef;
 use crate::state::{FinishedPull, PullBoard, RunningPull};
@@ -125,42 +121,6 @@ fn classify_error(e: DockerError) -> (FailReason, String) {
     (reason, message)
 }
 
-/// The longest pull-stream line held in memory; real ones are under 1 KiB.
-pub const MAX_PULL_LINE: usize = 1024 * 1024;
-
-/// `POST /images/create` and then its lines, as one stream, so the timers
-/// of [`pull_image`] also bound a daemon that never answers.
-fn pull_stream<'a>(
-    raw: &'a RawClient,
-    image: &ImageRef,
-    credentials: Option<&DockerCredentials>,
-) -> Pin<Box<dyn Stream<Item = Result<Bytes, DockerError>> + Send + 'a>> {
-    // Never without a tag: then the Engine API pulls every tag.
-    let query = serde_urlencoded::to_string([
-        ("fromImage", image.name.as_str()),
-        ("tag", image.api_tag().as_str()),
-    ])
-    .unwrap_or_default();
-    let path = format!("/images/create?{query}");
-    let auth = credentials
-        .and_then(|c| serde_json::to_string(c).ok())
-        .map(|json| base64::engine::general_purpose::URL_SAFE.encode(json));
-    Box::pin(
-        futures_util::stream::once(async move {
-            let headers: Vec<(&str, &str)> = auth
-                .as_deref()
-                .map(|a| ("X-Registry-Auth", a))
-                .into_iter()
-                .collect();
-            match raw.post_lines(&path, &headers, MAX_PULL_LINE).await {
-                Ok(lines) => lines,
-                Err(e) => Box::pin(futures_util::stream::iter([Err(e)])) as LineStream,
-            }
-        })
-        .flatten(),
-    )
-}
-
 /// The result, reason and message of a pull from how its stream ended and
 /// what it said.
 fn outcome_of(
@@ -193,7 +153,7 @@ fn outcome_of(
 /// case but the first the stream is dropped, which cancels the pull on the
 /// daemon.
 pub async fn pull_image(
-    raw: &RawClient,
+    connection: &Connection,
     image: &ImageRef,
     credentials: Option<DockerCredentials>,
     limits: Limits,
@@ -201,13 +161,11 @@ pub async fn pull_image(
     mut on_progress: impl FnMut(&Progress),
 ) -> PullOutcome {
     let started = Instant::now();
-    let secrets: Vec<String> = credentials
-        .iter()
-        .flat_map(|c| [c.password.clone(), c.identitytoken.clone()])
-        .flatten()
-        .filter(|s| !s.is_empty())
-        .collect();
-    let mut stream = pull_stream(raw, image, credentials.as_ref());
+    let secrets = credentials
+        .as_ref()
+        .map(DockerCredentials::secrets)
+        .unwrap_or_default();
+    let mut stream = connection.pull(image, credentials.as_ref().map(DockerCredentials::header));
     let deadline = started + limits.timeout;
     let mut progress = Progress::default();
     let mut last_advance = Instant::now();
@@ -287,17 +245,6 @@ pub async fn pull_image(
     }
 }
 
-/// Whether `image` is on the daemon; `None` if the daemon could not say.
-pub async fn is_present(docker: &Docker, image: &ImageRef, timeout: Duration) -> Option<bool> {
-    match tokio::time::timeout(timeout, docker.inspect_image(&image.to_string())).await {
-        Ok(Ok(_)) => Some(true),
-        Ok(Err(bollard::errors::Error::DockerResponseServerError {
-            status_code: 404, ..
-        })) => Some(false),
-        _ => None,
-    }
-}
-
 fn unix_now() -> f64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -335,12 +282,10 @@ pub fn backoff(interval: Duration, failures: u32) -> Duration {
 /// One daemon's pre-puller.
 #[derive(Debug, Clone)]
 pub struct Puller {
-    pub daemon: DaemonConfig,
+    pub connection: Connection,
     pub images: Vec<ImageRef>,
     pub prepull: PrepullConfig,
     pub registries: Arc<[RegistryConfig]>,
-    /// For the small calls (inspect) around the pulls.
-    pub call_timeout: Duration,
     pub board: Arc<PullBoard>,
     pub metrics: Arc<Metrics>,
 }
@@ -352,7 +297,7 @@ impl Puller {
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
         for image in &self.images {
             self.metrics
-                .init_image(&self.daemon.name, &image.to_string());
+                .init_image(self.connection.name(), &image.to_string());
         }
         let n = self.images.len();
         let this = Arc::new(self);
@@ -376,12 +321,7 @@ impl Puller {
                 in_flight[i] = true;
                 let this = Arc::clone(&this);
                 let shutdown = shutdown.clone();
-                running.spawn(async move {
-                    let docker = docker::connect(&this.daemon, this.call_timeout)
-                        .and_then(|d| Ok((d, RawClient::connect(&this.daemon)?)))
-                        .map_err(|e| e.to_string());
-                    (i, this.pull_one(&this.images[i], docker, shutdown).await)
-                });
+                running.spawn(async move { (i, this.pull_one(&this.images[i], shutdown).await) });
             }
             let next = (0..n).filter(|&i| !in_flight[i]).map(|i| due[i]).min();
             let can_start = running.len() < limit;
@@ -410,13 +350,8 @@ impl Puller {
     }
 
     /// Pulls one image and records it everywhere; true if it ended well.
-    async fn pull_one(
-        &self,
-        image: &ImageRef,
-        docker: Result<(Docker, RawClient), String>,
-        mut shutdown: watch::Receiver<bool>,
-    ) -> bool {
-        let daemon = self.daemon.name.as_str();
+    async fn pull_one(&self, image: &ImageRef, mut shutdown: watch::Receiver<bool>) -> bool {
+        let daemon = self.connection.name();
         let label = image.to_string();
         let started = unix_now();
         self.board.update(daemon, &label, |p| {
@@ -442,11 +377,11 @@ impl Puller {
             progress: Progress::default(),
             duration: Duration::ZERO,
         };
-        let (outcome, present) = match (docker, creds) {
-            (Err(e), _) => (failed(FailReason::Daemon, e), None),
-            (Ok(_), Err(e)) => (failed(FailReason::Unauthorized, e.to_string()), None),
-            (Ok((d, raw)), Ok(creds)) => {
-                let outcome = pull_image(&raw, image, creds, limits, &mut shutdown, |p| {
+        let (outcome, present) = match creds {
+            Err(e) => (failed(FailReason::Unauthorized, e.to_string()), None),
+            Ok(creds) => {
+                let c = &self.connection;
+                let outcome = pull_image(c, image, creds, limits, &mut shutdown, |p| {
                     self.board.update(daemon, &label, |e| {
                         if let Some(r) = &mut e.running {
                             r.progress.clone_from(p);
@@ -454,7 +389,7 @@ impl Puller {
                     });
                 })
                 .await;
-                let present = is_present(&d, image, self.call_timeout).await;
+                let present = c.image_present(image).await.ok();
                 (outcome, present)
             }
         };

@@ -3,7 +3,6 @@
 
 use std::collections::{BTreeMap, HashSet};
 use std::fmt::Write as _;
-use std::path::Path;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -134,26 +133,6 @@ async fn require_auth(
         )
             .into_response()
     }
-}
-
-/// The TLS config for serving HTTPS; errors name the field they belong to.
-pub fn tls_server_config(
-    cert: &Path,
-    key: &Path,
-) -> Result<rustls::ServerConfig, (&'static str, String)> {
-    let certs = crate::docker::read_certs(cert).map_err(|e| ("tls_cert", e))?;
-    let key_der = crate::docker::read_key(key).map_err(|e| ("tls_key", e))?;
-    rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-        .with_safe_default_protocol_versions()
-        .map_err(|e| ("tls_cert", e.to_string()))?
-        .with_no_client_auth()
-        .with_single_cert(certs, key_der)
-        .map_err(|e| {
-            (
-                "tls_key",
-                format!("{} does not fit {}: {e}", key.display(), cert.display()),
-            )
-        })
 }
 
 /// Serves `app` on `listener` until `stop` changes: plain HTTP, or HTTPS

@@ -8,7 +8,8 @@ use std::sync::{Arc, PoisonError, RwLock};
 
 use serde::Serialize;
 
-use crate::metrics::{FailReason, PullResult};
+use crate::df::DiskUsage;
+use crate::labels::{ContainerState, FailReason, PullResult};
 use crate::progress::{Layer, Progress, Totals};
 
 /// What one poll of one daemon found. Immutable once published.
@@ -70,42 +71,6 @@ pub struct PollData {
     pub containers: [u64; ContainerState::ALL.len()],
 }
 
-/// The closed set of container states the `state` label may take.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ContainerState {
-    Created,
-    Running,
-    Paused,
-    Restarting,
-    Removing,
-    Exited,
-    Dead,
-}
-
-impl ContainerState {
-    pub const ALL: [Self; 7] = [
-        Self::Created,
-        Self::Running,
-        Self::Paused,
-        Self::Restarting,
-        Self::Removing,
-        Self::Exited,
-        Self::Dead,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Created => "created",
-            Self::Running => "running",
-            Self::Paused => "paused",
-            Self::Restarting => "restarting",
-            Self::Removing => "removing",
-            Self::Exited => "exited",
-            Self::Dead => "dead",
-        }
-    }
-}
-
 #[derive(Debug, Default)]
 struct Entry {
     /// `None` until the first poll finished, good or bad.
@@ -116,8 +81,8 @@ struct Entry {
 #[derive(Debug, Default)]
 pub struct State {
     daemons: RwLock<BTreeMap<String, Entry>>,
-    /// From `/system/df`, on its own schedule; absent while it fails.
-    disks: RwLock<BTreeMap<String, crate::disk::DiskUsage>>,
+    /// From `/system/df`, on its own schedule; `None` while it fails.
+    disks: RwLock<BTreeMap<String, Option<DiskUsage>>>,
     /// Bumped by every change, so `/metrics` can reuse its last body.
     version: AtomicU64,
 }
@@ -157,16 +122,15 @@ impl State {
         self.version.fetch_add(1, Ordering::AcqRel);
     }
 
-    pub fn publish_disk(&self, daemon: &str, usage: Option<crate::disk::DiskUsage>) {
+    /// The outcome of a daemon's last `/system/df`.
+    pub fn publish_disk(&self, daemon: &str, usage: Result<DiskUsage, ()>) {
         let mut map = self.disks.write().unwrap_or_else(PoisonError::into_inner);
-        match usage {
-            Some(u) => map.insert(daemon.to_owned(), u),
-            None => map.remove(daemon),
-        };
+        map.insert(daemon.to_owned(), usage.ok());
         self.version.fetch_add(1, Ordering::AcqRel);
     }
 
-    pub fn disks(&self) -> Vec<(String, crate::disk::DiskUsage)> {
+    /// Each daemon's last `/system/df`: `None` if it failed.
+    pub fn disks(&self) -> Vec<(String, Option<DiskUsage>)> {
         let map = self.disks.read().unwrap_or_else(PoisonError::into_inner);
         map.iter().map(|(k, v)| (k.clone(), *v)).collect()
     }

@@ -1,0 +1,24 @@
+//! Reading the small files an operator points dockwatch at: certificates,
+//! keys, secrets. A leaf.
+
+use std::path::Path;
+
+/// The largest certificate, key or secret file read.
+pub const MAX_SMALL_FILE: u64 = 1024 * 1024;
+
+/// Reads a small regular file. Anything else (a FIFO, a device, a directory)
+/// is refused before it is opened: reading one could block forever.
+pub fn read_small_file(path: &Path) -> Result<Vec<u8>, String> {
+    let meta = std::fs::metadata(path)
+        .map_err(|e| format!("cannot read {}: {}", path.display(), e.kind()))?;
+    if !meta.is_file() {
+        return Err(format!("{} is not a regular file", path.display()));
+    }
+    if meta.len() > MAX_SMALL_FILE {
+        return Err(format!(
+            "{} is larger than {MAX_SMALL_FILE} bytes",
+            path.display()
+        ));
+    }
+    std::fs::read(path).map_err(|e| format!("cannot read {}: {}", path.display(), e.kind()))
+}

@@ -1,0 +1,513 @@
+//! Every metric family dockwatch exposes, registered in one place, one file
+//! per family group (as `node_exporter` keeps a collector per file).
+//! Counters and histograms are updated by the tasks as things happen;
+//! gauges that describe a daemon are read from [`State`] and the pull board
+//! by collectors at scrape time, so a scrape never waits on Docker. The
+//! families read state and know no HTTP.
+
+mod api;
+mod daemon;
+mod disk;
+mod events;
+mod family;
+mod process;
+mod pulls;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+
+use crate::docker::Observer;
+use crate::labels::{ApiEndpoint, ErrorReason, ExitClass};
+use crate::state::{FinishedPull, PullBoard, State};
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct BuildLabels {
+    version: String,
+    revision: String,
+}
+
+/// The registry and the families the tasks update.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    api: api::ApiFamilies,
+    pulls: pulls::PullFamilies,
+    events: events::EventFamilies,
+    reload_ok: Gauge,
+    reload_time: Gauge<f64, AtomicU64>,
+    /// Bumped after every change made through these methods.
+    version: AtomicU64,
+    state: Arc<State>,
+    board: Arc<PullBoard>,
+    cache: Mutex<Option<CachedBody>>,
+}
+
+/// The last body `/metrics` sent, and what it was made from.
+#[derive(Debug)]
+struct CachedBody {
+    key: [u64; 3],
+    made: Instant,
+    body: Bytes,
+}
+
+/// How long a body may be reused while nothing changed: bounds how old the
+/// process_* figures (CPU, memory, fds) can be. Everything else is exact:
+/// any change to the state, the pull board or a counter makes a new body.
+const PROCESS_REFRESH: Duration = Duration::from_secs(1);
+
+/// The git revision baked in at build time, if the build said.
+pub const REVISION: &str = match option_env!("DOCKWATCH_REVISION") {
+    Some(r) => r,
+    None => "unknown",
+};
+
+impl Metrics {
+    /// All families, with the daemon gauges read from `state` and `board`,
+    /// and process metrics from /proc where `process` is set.
+    pub fn new(state: Arc<State>, board: Arc<PullBoard>, process: bool) -> Self {
+        let mut registry = Registry::default();
+        if process {
+            registry.register_collector(Box::new(process::ProcessCollector));
+        }
+        let dw = registry.sub_registry_with_prefix("dockwatch");
+
+        let build_info = Family::<BuildLabels, Gauge>::default();
+        build_info
+            .get_or_create(&BuildLabels {
+                version: env!("CARGO_PKG_VERSION").to_owned(),
+                revision: REVISION.to_owned(),
+            })
+            .set(1);
+        dw.register(
+            "build_info",
+            "dockwatch's version and git revision; always 1",
+            build_info,
+        );
+        let api = api::ApiFamilies::register(dw);
+        dw.register_collector(Box::new(daemon::SnapshotCollector {
+            state: Arc::clone(&state),
+        }));
+        dw.register_collector(Box::new(disk::DiskCollector {
+            state: Arc::clone(&state),
+        }));
+        let pulls = pulls::PullFamilies::register(dw);
+        dw.register_collector(Box::new(pulls::PullCollector {
+            board: Arc::clone(&board),
+        }));
+        let events = events::EventFamilies::register(dw);
+
+        let reload_ok = Gauge::default();
+        dw.register(
+            "config_last_reload_successful",
+            "1 if the last (re)load of the configuration worked",
+            reload_ok.clone(),
+        );
+        let reload_time = Gauge::<f64, AtomicU64>::default();
+        dw.register(
+            "config_last_reload_success_timestamp_seconds",
+            "Unix time of the last (re)load of the configuration that worked",
+            reload_time.clone(),
+        );
+
+        Self {
+            registry,
+            api,
+            pulls,
+            events,
+            reload_ok,
+            reload_time,
+            version: AtomicU64::new(0),
+            state,
+            board,
+            cache: Mutex::new(None),
+        }
+    }
+
+    /// Marks a change, after it was made: a scrape that sees the new version
+    /// also sees the change.
+    fn changed(&self) {
+        self.version.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// The body for `/metrics`: the last one again if nothing changed since
+    /// it was made (and it is under a second old), else a new one. Under a
+    /// scrape storm this makes a scrape a copy instead of an encode; the
+    /// lock also keeps concurrent scrapes from encoding the same body twice.
+    pub fn scrape(&self) -> Bytes {
+        let mut cache = self.cache.lock().unwrap_or_else(PoisonError::into_inner);
+        let key = [
+            self.version.load(Ordering::Acquire),
+            self.state.version(),
+            self.board.version(),
+        ];
+        if let Some(c) = cache.as_ref()
+            && c.key == key
+            && c.made.elapsed() < PROCESS_REFRESH
+        {
+            return c.body.clone();
+        }
+        let body = Bytes::from(self.encode());
+        *cache = Some(CachedBody {
+            key,
+            made: Instant::now(),
+            body: body.clone(),
+        });
+        body
+    }
+
+    /// Records a (re)load of the configuration.
+    pub fn config_loaded(&self, ok: bool) {
+        self.reload_ok.set(i64::from(ok));
+        if ok {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0.0, |d| d.as_secs_f64());
+            self.reload_time.set(now);
+        }
+        self.changed();
+    }
+
+    /// Drops every series of a pre-pull image that is no longer configured.
+    pub fn forget_image(&self, daemon: &str, image: &str) {
+        self.pulls.forget(daemon, image);
+        self.changed();
+    }
+
+    /// Drops every series of a daemon that is no longer configured. The
+    /// label sets are closed, so all of them can be named.
+    pub fn forget_daemon(&self, daemon: &str) {
+        self.api.forget(daemon);
+        self.events.forget(daemon);
+        self.changed();
+    }
+
+    pub fn count_event(&self, daemon: &str, r#type: &'static str, action: &'static str) {
+        self.events.count_event(daemon, r#type, action);
+        self.changed();
+    }
+
+    pub fn count_exit(&self, daemon: &str, code_class: ExitClass) {
+        self.events.count_exit(daemon, code_class);
+        self.changed();
+    }
+
+    /// Creates a daemon's exit counters at zero.
+    pub fn init_exits(&self, daemon: &str) {
+        self.events.init_exits(daemon);
+        self.changed();
+    }
+
+    /// Creates a configured image's counters at zero, so `increase()` sees
+    /// its first pull.
+    pub fn init_image(&self, daemon: &str, image: &str) {
+        self.pulls.init_image(daemon, image);
+        self.changed();
+    }
+
+    /// Counts one finished pre-pull.
+    pub fn record_pull(&self, daemon: &str, image: &str, pull: &FinishedPull) {
+        self.pulls.record(daemon, image, pull);
+        self.changed();
+    }
+
+    /// Records one Docker API call: its latency if it was sent, and its
+    /// failure reason, if any.
+    pub fn observe_api(
+        &self,
+        daemon: &str,
+        endpoint: ApiEndpoint,
+        took: Option<Duration>,
+        error: Option<ErrorReason>,
+    ) {
+        self.api.observe(daemon, endpoint, took, error);
+        self.changed();
+    }
+
+    /// The Prometheus text exposition (version 0.0.4) of everything.
+    pub fn encode(&self) -> String {
+        let mut out = String::with_capacity(16 * 1024);
+        // Writing into a String cannot fail, and our collectors only fail
+        // when their writer does.
+        if let Err(e) =
+            prometheus_client::encoding::prometheus_text::encode(&mut out, &self.registry)
+        {
+            tracing::error!(error = %e, "encoding /metrics failed");
+        }
+        out
+    }
+}
+
+/// The daemons' connections report every call here.
+impl Observer for Metrics {
+    fn api_call(
+        &self,
+        daemon: &str,
+        endpoint: ApiEndpoint,
+        took: Option<Duration>,
+        error: Option<ErrorReason>,
+    ) {
+        self.observe_api(daemon, endpoint, took, error);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::labels::{ContainerState, PullResult};
+    use crate::state::{DaemonInfo, DaemonSnapshot, ImageCount, PollData};
+
+    /// A fixed state: one healthy daemon with filters, one that went down.
+    fn fixed_state() -> Arc<State> {
+        let state = Arc::new(State::new(["build-01", "local", "never-polled"]));
+        let mut containers = [0; 7];
+        containers[ContainerState::Running as usize] = 2;
+        containers[ContainerState::Exited as usize] = 3;
+        containers[ContainerState::Created as usize] = 1;
+        let info = DaemonInfo {
+            engine: "docker".into(),
+            version: "20.10.24+dfsg1".into(),
+            api_version: "1.41".into(),
+            min_api_version: "1.12".into(),
+            os: "linux".into(),
+            arch: "amd64".into(),
+            storage_driver: "overlay2".into(),
+        };
+        state.publish(
+            "local",
+            DaemonSnapshot {
+                last_success: Some(1_700_000_000.5),
+                poll_duration: 0.012,
+                info: Some(info.clone()),
+                data: Some(PollData {
+                    images: ImageCount {
+                        count: 9,
+                        bytes: 12_345_678,
+                    },
+                    dangling: ImageCount {
+                        count: 3,
+                        bytes: 3_000_000,
+                    },
+                    filters: vec![(
+                        "ci-cache".into(),
+                        ImageCount {
+                            count: 3,
+                            bytes: 4_000_000,
+                        },
+                    )],
+                    containers,
+                }),
+                failed_filters: vec![],
+            },
+        );
+        state.publish(
+            "build-01",
+            DaemonSnapshot {
+                last_success: Some(1_699_999_000.0),
+                poll_duration: 5.0,
+                info: Some(info),
+                data: None,
+                failed_filters: vec![],
+            },
+        );
+        state
+    }
+
+    /// One finished pull and one running, on "local".
+    fn fixed_board() -> Arc<PullBoard> {
+        use crate::progress::{Progress, PullEvent};
+        use crate::state::RunningPull;
+        let done = "127.0.0.1:5000/dwtest/multi:1";
+        let running = "127.0.0.1:5000/dwtest/big:1";
+        let board = Arc::new(PullBoard::new([(
+            "local".to_owned(),
+            vec![done.to_owned(), running.to_owned()],
+        )]));
+        let mut progress = Progress::default();
+        for line in include_str!("../../tests/streams/dockerd-20.10-cold-3-layers.jsonl")
+            .lines()
+            .take(12)
+        {
+            if let Ok(e) = PullEvent::parse(line.as_bytes()) {
+                progress.apply(&e);
+            }
+        }
+        board.update("local", running, |p| {
+            p.running = Some(RunningPull {
+                started: 1_700_000_100.0,
+                progress,
+            });
+        });
+        board.update("local", done, |p| {
+            p.present = Some(true);
+            p.last_success = Some(1_700_000_050.0);
+            p.last = Some(FinishedPull {
+                started: 1_700_000_040.0,
+                finished: 1_700_000_050.0,
+                duration_seconds: 10.0,
+                result: PullResult::Updated,
+                reason: None,
+                stalled: false,
+                message: None,
+                digest: None,
+                totals: crate::progress::Totals {
+                    layers: 3,
+                    layers_downloaded: 3,
+                    layers_already_exist: 0,
+                    downloaded_bytes: 1_000_924,
+                    expected_bytes: 1_000_924,
+                    extracted_bytes: 1_000_924,
+                },
+                layers: Vec::new(),
+            });
+        });
+        board
+    }
+
+    /// Sorts the samples inside each family: a family's series come out in
+    /// hash order.
+    fn normalize(text: &str) -> String {
+        let mut out = Vec::new();
+        let mut block: Vec<&str> = Vec::new();
+        for line in text.lines() {
+            if line.starts_with("# HELP") {
+                block.sort_unstable();
+                out.append(&mut block);
+                out.push(line);
+            } else if line.starts_with('#') {
+                out.push(line);
+            } else {
+                block.push(line);
+            }
+        }
+        block.sort_unstable();
+        out.append(&mut block);
+        out.join("\n") + "\n"
+    }
+
+    fn fixed_metrics() -> Metrics {
+        let board = fixed_board();
+        let m = Metrics::new(fixed_state(), Arc::clone(&board), false);
+        board.read(|d| {
+            if let Some(p) = d["local"]["127.0.0.1:5000/dwtest/multi:1"].last.as_ref() {
+                m.record_pull("local", "127.0.0.1:5000/dwtest/multi:1", p);
+            }
+        });
+        m.observe_api(
+            "local",
+            ApiEndpoint::Version,
+            Some(Duration::from_millis(2)),
+            None,
+        );
+        // One series per family: a family's series come out in hash order.
+        m.observe_api(
+            "build-01",
+            ApiEndpoint::Version,
+            None,
+            Some(ErrorReason::Timeout),
+        );
+        m
+    }
+
+    /// Pins the whole exposition of a fixed snapshot. After an intended
+    /// change, regenerate with `UPDATE_GOLDEN=1 cargo test --lib golden`.
+    #[test]
+    fn golden_exposition() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/golden/metrics.prom");
+        let got = normalize(
+            &fixed_metrics()
+                .encode()
+                .replace(env!("CARGO_PKG_VERSION"), "VERSION")
+                .replace(REVISION, "REVISION"),
+        );
+        if std::env::var_os("UPDATE_GOLDEN").is_some() {
+            std::fs::write(path, &got).expect("write golden file");
+        }
+        let want = std::fs::read_to_string(path).expect("read tests/golden/metrics.prom");
+        assert_eq!(got, want, "exposition changed; see {path}");
+    }
+
+    #[test]
+    fn down_daemon_has_no_stale_numbers() {
+        let text = fixed_metrics().encode();
+        assert!(text.contains("dockwatch_daemon_up{daemon=\"build-01\"} 0\n"));
+        assert!(text.contains("dockwatch_daemon_up{daemon=\"local\"} 1\n"));
+        assert!(!text.contains("dockwatch_images{daemon=\"build-01\"}"));
+        assert!(text.contains("dockwatch_images{daemon=\"local\"} 9\n"));
+        assert!(!text.contains("never-polled"));
+        assert!(text.contains(
+            "dockwatch_api_request_errors_total{daemon=\"build-01\",endpoint=\"version\",reason=\"timeout\"} 1\n"
+        ));
+    }
+
+    #[test]
+    fn process_stats_are_read() {
+        let p = process::read_process_stats().expect("/proc is readable on Linux");
+        assert!(p.resident_memory_bytes > 0.0);
+        assert!(p.open_fds >= 3.0);
+        assert!(p.start_time_seconds > 1.5e9);
+        let text = Metrics::new(
+            Arc::new(State::default()),
+            Arc::new(PullBoard::default()),
+            true,
+        )
+        .encode();
+        for name in [
+            "process_cpu_seconds_total ",
+            "process_resident_memory_bytes ",
+            "process_open_fds ",
+            "process_start_time_seconds ",
+        ] {
+            assert!(text.contains(name), "{name} missing from:\n{text}");
+        }
+    }
+
+    /// A scrape reuses the last body only while nothing changed: every kind
+    /// of change (a counter, a poll's snapshot, the pull board) makes a new one.
+    #[test]
+    fn scrape_reuses_the_body_until_something_changes() {
+        let state = Arc::new(State::new(["a"]));
+        let board = Arc::new(PullBoard::new([("a".to_owned(), vec!["img:1".to_owned()])]));
+        let m = Metrics::new(Arc::clone(&state), Arc::clone(&board), false);
+        let first = m.scrape();
+        let again = m.scrape();
+        assert_eq!(first.as_ptr(), again.as_ptr(), "nothing changed: same body");
+
+        m.observe_api(
+            "a",
+            ApiEndpoint::Version,
+            Some(Duration::from_millis(3)),
+            None,
+        );
+        let after_api = m.scrape();
+        assert_ne!(after_api, first);
+        assert!(String::from_utf8_lossy(&after_api).contains(
+            "dockwatch_api_request_duration_seconds_count{daemon=\"a\",endpoint=\"version\"} 1\n"
+        ));
+
+        state.publish("a", DaemonSnapshot::default());
+        let after_poll = m.scrape();
+        assert!(
+            String::from_utf8_lossy(&after_poll).contains("dockwatch_daemon_up{daemon=\"a\"} 0\n")
+        );
+        assert!(!String::from_utf8_lossy(&after_api).contains("dockwatch_daemon_up"));
+
+        board.update("a", "img:1", |p| p.present = Some(true));
+        let after_board = m.scrape();
+        assert!(
+            String::from_utf8_lossy(&after_board)
+                .contains("dockwatch_image_present{daemon=\"a\",image=\"img:1\"} 1\n")
+        );
+        assert_eq!(
+            after_board,
+            m.encode(),
+            "the cached body is what encode makes"
+        );
+    }
+}
