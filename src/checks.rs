@@ -4,12 +4,14 @@
 
 use std::path::Path;
 
-use crate::config::{self, Config, ConfigError, Problem, Source};
+use crate::config::{self, Config, ConfigError, ConfigFile, Endpoint, Problem, Source};
 use crate::{credentials, tls};
 
 /// Every problem with the files and variables `config` names, each under
-/// its key. Empty means all of them can be read and used now.
-pub fn files(config: &Config) -> Vec<Problem> {
+/// its key. Empty means all of them can be read and used now. It takes the
+/// config as written, so that these are reported along with every other
+/// problem of a config that does not convert.
+pub fn files(config: &ConfigFile) -> Vec<Problem> {
     let mut problems = Vec::new();
     if let (Some(cert), Some(key)) = (&config.server.tls_cert, &config.server.tls_key)
         && let Err((field, e)) = tls::server_config(cert, key)
@@ -17,7 +19,10 @@ pub fn files(config: &Config) -> Vec<Problem> {
         problems.push(Problem::new(format!("server.{field}"), e));
     }
     for (i, d) in config.daemons.iter().enumerate() {
-        if let Some(t) = &d.tls {
+        // TLS files matter only for a tcp:// host (a unix one with a tls
+        // table is a problem of its own).
+        let tcp = matches!(config::parse_host(&d.host), Ok(Endpoint::Tcp(_)));
+        if let (true, Some(t)) = (tcp, &d.tls) {
             for (field, e) in tls::check_files(t) {
                 problems.push(Problem::new(format!("daemons[{i}].tls.{field}"), e));
             }
@@ -46,11 +51,14 @@ pub fn load_with_env(
     path: Option<&Path>,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<(Config, Source), ConfigError> {
-    let (config, source) = config::load_with_env(path, env)?;
-    let problems = files(&config);
-    if problems.is_empty() {
-        Ok((config, source))
-    } else {
-        Err(ConfigError(problems))
+    let (file, source) = config::read_with_env(path, env)?;
+    let mut problems = files(&file);
+    match file.into_config() {
+        Ok(config) if problems.is_empty() => Ok((config, source)),
+        Ok(_) => Err(ConfigError(problems)),
+        Err(mut p) => {
+            p.append(&mut problems);
+            Err(ConfigError(p))
+        }
     }
 }

@@ -3,7 +3,7 @@
 //! converted once into the typed [`Config`] (hosts as endpoints, images as
 //! references) while every problem is collected with the key it belongs to.
 //! No I/O here but reading the config file: the files the config names are
-//! checked by [`crate::checks`].
+//! checked by the `checks` module.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -397,6 +397,18 @@ pub fn load_with_env(
     path: Option<&Path>,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<(Config, Source), ConfigError> {
+    let (file, source) = read_with_env(path, env)?;
+    file.into_config()
+        .map(|config| (config, source))
+        .map_err(ConfigError)
+}
+
+/// Reads the configuration as written, with the default daemon added when
+/// none is configured; nothing is checked beyond its syntax and types.
+pub fn read_with_env(
+    path: Option<&Path>,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<(ConfigFile, Source), ConfigError> {
     let source = match path {
         Some(p) if !p.is_file() => {
             return Err(ConfigError(vec![Problem::new(
@@ -439,9 +451,7 @@ pub fn load_with_env(
     if file.daemons.is_empty() {
         file.daemons.push(default_daemon(env));
     }
-    file.into_config()
-        .map(|config| (config, source))
-        .map_err(ConfigError)
+    Ok((file, source))
 }
 
 /// A figment path as the keys `validate` uses: `daemons[0].host`.
@@ -848,7 +858,7 @@ impl ConfigFile {
 
 impl RegistryConfig {
     /// What is wrong with the entry's combination of fields (files and
-    /// variables are read by [`crate::checks`]).
+    /// variables are read by the `checks` module).
     pub fn shape_problems(&self) -> Vec<(&'static str, &'static str)> {
         let mut problems = Vec::new();
         let has_password = self.password_file.is_some() || self.password_env.is_some();
@@ -894,12 +904,14 @@ mod tests {
                 .map(|e| Problem::new(key_of(&e.path), e.kind.to_string()))
                 .collect::<Vec<_>>()
         })?;
-        let config = file.into_config()?;
-        let problems = crate::checks::files(&config);
-        if problems.is_empty() {
-            Ok(config)
-        } else {
-            Err(problems)
+        let mut problems = crate::checks::files(&file);
+        match file.into_config() {
+            Ok(config) if problems.is_empty() => Ok(config),
+            Ok(_) => Err(problems),
+            Err(mut p) => {
+                p.append(&mut problems);
+                Err(p)
+            }
         }
     }
 

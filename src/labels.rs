@@ -7,7 +7,7 @@ use std::fmt;
 use prometheus_client::encoding::{EncodeLabelValue, LabelValueEncoder};
 
 /// The Docker API endpoints dockwatch calls: the `endpoint` label's values.
-/// Each call method of [`crate::docker::Connection`] is tied to one.
+/// Each call method of the daemon connection is tied to one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ApiEndpoint {
     Ping,

@@ -46,6 +46,9 @@ failed=()
 section "cargo fmt --all -- --check"
 cargo fmt --all -- --check || failed+=("cargo fmt")
 
+section "no import circles in src/: tests/layers.py"
+python3 tests/layers.py || failed+=("import circles")
+
 section "cargo clippy --all-targets -- -D warnings"
 cargo clippy --all-targets -- -D warnings || failed+=("cargo clippy")
 

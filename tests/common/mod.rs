@@ -465,6 +465,8 @@ impl Scrape {
 pub struct OwnDaemon {
     pub dir: PathBuf,
     pub child: Option<Child>,
+    /// More dockerd flags (say, `--debug`).
+    pub extra_args: Vec<String>,
 }
 
 impl OwnDaemon {
@@ -477,9 +479,15 @@ impl OwnDaemon {
     }
 
     pub fn start(dir: &Path) -> Self {
+        Self::start_with(dir, &[])
+    }
+
+    /// Starts one with more dockerd flags.
+    pub fn start_with(dir: &Path, extra_args: &[&str]) -> Self {
         let mut d = Self {
             dir: dir.to_owned(),
             child: None,
+            extra_args: extra_args.iter().map(|&a| a.to_owned()).collect(),
         };
         d.restart();
         d
@@ -502,6 +510,7 @@ impl OwnDaemon {
             .arg("-H")
             .arg(self.host())
             .args(["--bridge=none", "--iptables=false", "--ip-masq=false"])
+            .args(&self.extra_args)
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
