@@ -223,7 +223,7 @@ impl DiskWatcher {
                 }
                 Err(e) => {
                     if !failing {
-                        tracing::warn!(daemon = %self.daemon.name, error = %e, "/system/df failed; disk metrics are left out until it works");
+                        tracing::warn!(daemon = %self.daemon.name, error = %e, "/system/df failed: dockwatch_disk_usage_success is 0 and the disk series are left out until it works");
                     }
                     failing = true;
                     self.state.publish_disk(&self.daemon.name, None);

@@ -862,12 +862,43 @@ impl Collector for SnapshotCollector {
             "Total size of the images matched by a configured filter group.",
             filters().map(|(n, f, c)| ([("daemon", n), ("filter", f)], c.bytes)),
         )?;
+        // Every group of an up daemon: 1 if its query worked, 0 if the
+        // daemon refused it (its matches and bytes are then left out).
+        gauge_family(
+            &mut enc,
+            "image_filter_success",
+            "1 if the filter group's last query worked, 0 if the daemon refused it.",
+            polled.iter().filter(|(_, s)| s.up()).flat_map(|(n, s)| {
+                let worked = s
+                    .data
+                    .iter()
+                    .flat_map(|d| &d.filters)
+                    .map(|(f, _)| (f, 1_i64));
+                let failed = s.failed_filters.iter().map(|f| (f, 0));
+                worked
+                    .chain(failed)
+                    .map(move |(f, ok)| ([("daemon", *n), ("filter", f.as_str())], ok))
+            }),
+        )?;
         let disks = self.state.disks();
+        gauge_family(
+            &mut enc,
+            "disk_usage_success",
+            "1 if the last /system/df of the daemon worked, 0 if not.",
+            disks
+                .iter()
+                .map(|(n, d)| ([("daemon", n.as_str())], i64::from(d.is_some()))),
+        )?;
+        // The usage itself only from a /system/df that worked.
+        let disks: Vec<_> = disks
+            .iter()
+            .filter_map(|(n, d)| d.map(|d| (n.as_str(), d)))
+            .collect();
         let disk_rows = |f: fn(&crate::disk::Usage) -> u64| {
             disks.iter().flat_map(move |(n, d)| {
                 d.by_type()
                     .into_iter()
-                    .map(move |(t, u)| ([("daemon", n.as_str()), ("type", t)], f(&u)))
+                    .map(move |(t, u)| ([("daemon", *n), ("type", t)], f(&u)))
             })
         };
         gauge_family(
@@ -888,7 +919,7 @@ impl Collector for SnapshotCollector {
             "Images no container uses (not the same as dangling), from /system/df.",
             disks
                 .iter()
-                .map(|(n, d)| ([("daemon", n.as_str())], d.images_unused)),
+                .map(|(n, d)| ([("daemon", *n)], d.images_unused)),
         )?;
         gauge_family(
             &mut enc,

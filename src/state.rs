@@ -116,8 +116,9 @@ struct Entry {
 #[derive(Debug, Default)]
 pub struct State {
     daemons: RwLock<BTreeMap<String, Entry>>,
-    /// From `/system/df`, on its own schedule; absent while it fails.
-    disks: RwLock<BTreeMap<String, crate::disk::DiskUsage>>,
+    /// From `/system/df`, on its own schedule: a daemon is here once its
+    /// disk task ran, with `None` while the last run failed.
+    disks: RwLock<BTreeMap<String, Option<crate::disk::DiskUsage>>>,
     /// Bumped by every change, so `/metrics` can reuse its last body.
     version: AtomicU64,
 }
@@ -157,16 +158,15 @@ impl State {
         self.version.fetch_add(1, Ordering::AcqRel);
     }
 
+    /// The last `/system/df` of a daemon: `None` if it failed.
     pub fn publish_disk(&self, daemon: &str, usage: Option<crate::disk::DiskUsage>) {
         let mut map = self.disks.write().unwrap_or_else(PoisonError::into_inner);
-        match usage {
-            Some(u) => map.insert(daemon.to_owned(), u),
-            None => map.remove(daemon),
-        };
+        map.insert(daemon.to_owned(), usage);
         self.version.fetch_add(1, Ordering::AcqRel);
     }
 
-    pub fn disks(&self) -> Vec<(String, crate::disk::DiskUsage)> {
+    /// Every daemon whose disk task ran, with its last usage (`None`: failed).
+    pub fn disks(&self) -> Vec<(String, Option<crate::disk::DiskUsage>)> {
         let map = self.disks.read().unwrap_or_else(PoisonError::into_inner);
         map.iter().map(|(k, v)| (k.clone(), *v)).collect()
     }
