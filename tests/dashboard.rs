@@ -701,6 +701,7 @@ const MAY_BE_EMPTY: &[(&str, &str)] = &[
         "no container is OOM-killed here",
     ),
     ("alert:DiskReclaimableLarge", "the test bed holds a few MB"),
+    ("alert:DiskUsageFailing", "/system/df works on both daemons"),
     (
         "alert:DockwatchConfigReloadFailed",
         "the configuration loaded fine",
@@ -718,6 +719,7 @@ const TRANSIENT: &[&str] = &[
 /// daemons reject) must make pending.
 const MUST_BE_ACTIVE: &[&str] = &[
     "DockerApiErrors",
+    "ImageFilterGroupFailing",
     "ImagePullsFailing",
     "ImageNeverPulled",
     "PrepullNotReady",
