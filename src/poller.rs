@@ -41,7 +41,8 @@ struct ImageTotals {
     all: ImageCount,
     dangling: ImageCount,
     filters: Vec<(String, ImageCount)>,
-    failed_filters: Vec<String>,
+    /// Groups the daemon refused, with its answer (for the log).
+    failed_filters: Vec<(String, DockerError)>,
 }
 
 /// What the other calls of a poll found.
@@ -146,7 +147,7 @@ impl Poller {
                         filters: images.filters,
                         containers: core.containers,
                     }),
-                    failed_filters: images.failed_filters,
+                    failed_filters: images.failed_filters.into_iter().map(|(f, _)| f).collect(),
                 }
             }
             Err(e) => {
@@ -201,13 +202,21 @@ impl Poller {
             mem.core = Some(core);
         }
         if let Some(images) = images? {
-            if mem
+            // Each group is logged when it starts failing, not every poll.
+            let before = mem
                 .images
                 .as_ref()
-                .is_none_or(|(old, _)| old.failed_filters != images.failed_filters)
-                && !images.failed_filters.is_empty()
-            {
-                tracing::warn!(daemon = %self.daemon.name, filters = ?images.failed_filters, "filter group queries failed; see dockwatch_api_request_errors_total");
+                .map_or(&[][..], |(old, _)| &old.failed_filters);
+            let listed = |l: &[(String, DockerError)], f: &str| l.iter().any(|(x, _)| x == f);
+            for (filter, e) in &images.failed_filters {
+                if !listed(before, filter) {
+                    tracing::warn!(daemon = %self.daemon.name, %filter, error = %e, "the daemon refused a filter group's query: dockwatch_image_filter_success is 0 and its series are left out until it works");
+                }
+            }
+            for (filter, _) in before {
+                if !listed(&images.failed_filters, filter) {
+                    tracing::info!(daemon = %self.daemon.name, %filter, "filter group's query works again");
+                }
             }
             mem.images = Some((images, images_started));
         }
@@ -253,8 +262,8 @@ impl Poller {
                 Ok(list) => out.filters.push((f.name.clone(), total(&list))),
                 // A filter the daemon refuses (or answers oddly) must not
                 // take the whole daemon down...
-                Err(DockerError::Http { .. } | DockerError::Decode(_)) => {
-                    out.failed_filters.push(f.name.clone());
+                Err(e @ (DockerError::Http { .. } | DockerError::Decode(_))) => {
+                    out.failed_filters.push((f.name.clone(), e));
                 }
                 // ...but a daemon that stopped answering fails the poll now,
                 // rather than after one timeout per remaining group.

@@ -5,7 +5,11 @@
 //! events stream and `/system/df`. And the repository's own config.toml
 //! watches `$DOCKER_HOST`, as `cargo run --release` there does.
 // Counts are whole numbers, exact in f64.
-#![allow(clippy::float_cmp, clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+#![allow(
+    clippy::float_cmp,
+    clippy::cast_possible_truncation,
+    clippy::cast_sign_loss
+)]
 
 mod common;
 
@@ -50,8 +54,9 @@ fn logged(log: &str, from: usize) -> BTreeMap<String, u64> {
         let (Some(method), Some(path)) = (words.next(), words.next()) else {
             continue;
         };
-        let endpoint = endpoint_of(method, path)
-            .unwrap_or_else(|| panic!("dockerd got a request dockwatch has no endpoint for: {line}"));
+        let endpoint = endpoint_of(method, path).unwrap_or_else(|| {
+            panic!("dockerd got a request dockwatch has no endpoint for: {line}")
+        });
         *out.entry(endpoint.to_owned()).or_default() += 1;
     }
     out
@@ -103,19 +108,26 @@ image = "{image}"
     ));
     // A window with every kind of call: several polls, the pull (and the
     // image inspect after it), the events stream and two /system/df.
-    let s = dw.wait_for("a pull, two df and a few polls", Duration::from_secs(60), |s| {
-        let c = counted(s);
-        s.get(
-            "dockwatch_image_pulls_total",
-            &[("daemon", "own"), ("result", "updated")],
-        ) == Some(1.0)
-            && c.get("system_df").copied().unwrap_or(0) >= 2
-            && c.get("version").copied().unwrap_or(0) >= 3
-            && c.get("events").copied().unwrap_or(0) >= 1
-            && c.get("image_inspect").copied().unwrap_or(0) >= 1
-    });
+    let s = dw.wait_for(
+        "a pull, two df and a few polls",
+        Duration::from_secs(60),
+        |s| {
+            let c = counted(s);
+            s.get(
+                "dockwatch_image_pulls_total",
+                &[("daemon", "own"), ("result", "updated")],
+            ) == Some(1.0)
+                && c.get("system_df").copied().unwrap_or(0) >= 2
+                && c.get("version").copied().unwrap_or(0) >= 3
+                && c.get("events").copied().unwrap_or(0) >= 1
+                && c.get("image_inspect").copied().unwrap_or(0) >= 1
+        },
+    );
     assert_eq!(
-        s.get("dockwatch_image_filter_success", &[("daemon", "own"), ("filter", "tagged")]),
+        s.get(
+            "dockwatch_image_filter_success",
+            &[("daemon", "own"), ("filter", "tagged")]
+        ),
         Some(1.0)
     );
 
@@ -156,7 +168,8 @@ image = "{image}"
     // dockerd logged every request without an error counted for it: none
     // of these failed.
     assert!(
-        !s.text.contains("dockwatch_api_request_errors_total{daemon=\"own\""),
+        !s.text
+            .contains("dockwatch_api_request_errors_total{daemon=\"own\""),
         "{}",
         s.text
     );

@@ -701,6 +701,7 @@ const MAY_BE_EMPTY: &[(&str, &str)] = &[
         "no container is OOM-killed here",
     ),
     ("alert:DiskReclaimableLarge", "the test bed holds a few MB"),
+    ("alert:DiskUsageFailing", "/system/df works on both daemons"),
     (
         "alert:DockwatchConfigReloadFailed",
         "the configuration loaded fine",
@@ -718,6 +719,7 @@ const TRANSIENT: &[&str] = &[
 /// daemons reject) must make pending.
 const MUST_BE_ACTIVE: &[&str] = &[
     "DockerApiErrors",
+    "ImageFilterGroupFailing",
     "ImagePullsFailing",
     "ImageNeverPulled",
     "PrepullNotReady",
@@ -984,6 +986,47 @@ fn test_config(bed: &Testbed, multi: &str, nope: &str) -> String {
     config
 }
 
+/// The success gauges say which filter groups and which `/system/df` worked:
+/// the group both daemons reject is 0 and has no matches, the others are 1.
+fn check_success_gauges(prom: &Prometheus) {
+    let series = |expr: &str, label: &str| -> BTreeSet<String> {
+        prom.query(expr)
+            .unwrap_or_else(|e| panic!("{expr}: {e}"))
+            .iter()
+            .map(|s| {
+                let m = &s["metric"];
+                format!(
+                    "{}/{}",
+                    m["daemon"].as_str().unwrap_or("?"),
+                    m[label].as_str().unwrap_or("")
+                )
+            })
+            .collect()
+    };
+    let set =
+        |items: &[&str]| -> BTreeSet<String> { items.iter().map(|s| (*s).to_owned()).collect() };
+    assert_eq!(
+        series("dockwatch_image_filter_success == 1", "filter"),
+        set(&["a/app", "a/ci", "b/app", "b/ci"])
+    );
+    assert_eq!(
+        series("dockwatch_image_filter_success == 0", "filter"),
+        set(&["a/rejected", "b/rejected"])
+    );
+    assert!(
+        series(
+            r#"dockwatch_image_filter_matches{filter="rejected"}"#,
+            "filter"
+        )
+        .is_empty(),
+        "a refused group has no matches series"
+    );
+    assert_eq!(
+        series("dockwatch_disk_usage_success == 1", "daemon"),
+        set(&["a/a", "b/b"])
+    );
+}
+
 #[test]
 fn every_panel_and_alert_expression_against_live_prometheus() {
     let t0 = Instant::now();
@@ -1083,6 +1126,8 @@ fn every_panel_and_alert_expression_against_live_prometheus() {
         sels.len(),
         t0.elapsed()
     );
+
+    check_success_gauges(&prom);
 
     // The daemon variable's query finds both daemons.
     let daemons = prom

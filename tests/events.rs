@@ -145,7 +145,22 @@ fn events_exits_refresh_and_disk_usage() {
     assert_eq!(events(&s, "container", "oom"), 1.0);
     assert!(events(&s, "container", "kill") >= 1.0);
 
-    // Disk usage agrees with `docker system df` on the same daemon.
+    // Disk usage agrees with `docker system df` on the same daemon, once
+    // dockwatch has one that started after the last container was made: the
+    // call in flight now may have started before, the one after it did not.
+    let dfs = |s: &Scrape| {
+        s.get(
+            "dockwatch_api_request_duration_seconds_count",
+            &[("daemon", "c"), ("endpoint", "system_df")],
+        )
+        .unwrap_or(0.0)
+    };
+    let seen = dfs(&s);
+    let s = dw.wait_for(
+        "a /system/df after the containers",
+        Duration::from_secs(10),
+        |s| dfs(s) >= seen + 2.0,
+    );
     let df = cli.run(&[
         "system",
         "df",

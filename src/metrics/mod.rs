@@ -303,7 +303,8 @@ mod tests {
                     )],
                     containers,
                 }),
-                failed_filters: vec![],
+                // A group the daemon refused in this poll.
+                failed_filters: vec!["gone-base".into()],
             },
         );
         state.publish(
@@ -316,6 +317,27 @@ mod tests {
                 failed_filters: vec![],
             },
         );
+        // The last /system/df worked on local, failed on build-01.
+        state.publish_disk(
+            "local",
+            Ok(crate::df::DiskUsage {
+                images: crate::df::Usage {
+                    size: 12_000_000,
+                    reclaimable: 5_000_000,
+                },
+                containers: crate::df::Usage {
+                    size: 4096,
+                    reclaimable: 1024,
+                },
+                volumes: crate::df::Usage::default(),
+                build_cache: crate::df::Usage {
+                    size: 2048,
+                    reclaimable: 2048,
+                },
+                images_unused: 4,
+            }),
+        );
+        state.publish_disk("build-01", Err(()));
         state
     }
 
@@ -444,6 +466,90 @@ mod tests {
         assert!(text.contains(
             "dockwatch_api_request_errors_total{daemon=\"build-01\",endpoint=\"version\",reason=\"timeout\"} 1\n"
         ));
+    }
+
+    #[test]
+    fn a_refused_filter_group_is_a_zero_not_an_absence() {
+        let text = fixed_metrics().encode();
+        let has = |line: &str| text.contains(&format!("{line}\n"));
+        assert!(has(
+            "dockwatch_image_filter_success{daemon=\"local\",filter=\"ci-cache\"} 1"
+        ));
+        assert!(has(
+            "dockwatch_image_filter_success{daemon=\"local\",filter=\"gone-base\"} 0"
+        ));
+        assert!(has(
+            "dockwatch_image_filter_matches{daemon=\"local\",filter=\"ci-cache\"} 3"
+        ));
+        // The refused group has no numbers, and a down daemon no groups.
+        for family in ["matches", "size_bytes"] {
+            assert!(
+                !text.contains(&format!(
+                    "dockwatch_image_filter_{family}{{daemon=\"local\",filter=\"gone-base\"}}"
+                )),
+                "{family} of a refused group:\n{text}"
+            );
+        }
+        assert!(!text.contains("dockwatch_image_filter_success{daemon=\"build-01\""));
+    }
+
+    /// `/system/df` failing, working, failing again: the success gauge
+    /// follows, the usage series are there only while it works.
+    #[test]
+    fn a_failed_disk_usage_is_a_zero_not_an_absence() {
+        let state = Arc::new(State::new(["a", "b"]));
+        let m = Metrics::new(Arc::clone(&state), Arc::new(PullBoard::default()), false);
+        let scrape = || String::from_utf8_lossy(&m.scrape()).into_owned();
+        assert!(
+            !scrape().contains("dockwatch_disk_usage_success"),
+            "no disk task ran yet"
+        );
+
+        state.publish_disk("a", Err(()));
+        let failed = scrape();
+        assert!(failed.contains("dockwatch_disk_usage_success{daemon=\"a\"} 0\n"));
+        assert!(!failed.contains("daemon=\"b\""), "b's disk task never ran");
+        for family in [
+            "disk_usage_bytes",
+            "disk_reclaimable_bytes",
+            "images_unused",
+        ] {
+            assert!(!failed.contains(&format!("dockwatch_{family}")), "{failed}");
+        }
+
+        let usage = crate::df::DiskUsage {
+            images: crate::df::Usage {
+                size: 100,
+                reclaimable: 40,
+            },
+            images_unused: 2,
+            ..Default::default()
+        };
+        state.publish_disk("a", Ok(usage));
+        state.publish_disk("b", Err(()));
+        let worked = scrape();
+        for line in [
+            "dockwatch_disk_usage_success{daemon=\"a\"} 1",
+            "dockwatch_disk_usage_success{daemon=\"b\"} 0",
+            "dockwatch_disk_usage_bytes{daemon=\"a\",type=\"images\"} 100",
+            "dockwatch_disk_reclaimable_bytes{daemon=\"a\",type=\"images\"} 40",
+            "dockwatch_images_unused{daemon=\"a\"} 2",
+        ] {
+            assert!(
+                worked.contains(&format!("{line}\n")),
+                "{line} in:\n{worked}"
+            );
+        }
+        assert!(!worked.contains("dockwatch_disk_usage_bytes{daemon=\"b\""));
+
+        state.publish_disk("a", Err(()));
+        let again = scrape();
+        assert!(again.contains("dockwatch_disk_usage_success{daemon=\"a\"} 0\n"));
+        assert!(!again.contains("dockwatch_disk_usage_bytes"), "{again}");
+
+        // A daemon dropped from the configuration loses its gauge.
+        state.retain(&["b"]);
+        assert!(!scrape().contains("dockwatch_disk_usage_success{daemon=\"a\""));
     }
 
     #[test]
