@@ -1,11 +1,23 @@
 //! `/pulls`: every running pull and the last finished one, per daemon and
 //! image, as JSON.
+//!
+//! The JSON is built from view types of its own, not from the pull board's
+//! structs, so renaming an internal field cannot change the API. The views
+//! borrow from the board and are serialized under its read lock. Fields are
+//! declared in alphabetical order: the order `/pulls` always had (it used
+//! to go through `serde_json::Value`, whose maps sort their keys).
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
 
 use axum::extract::State as AxumState;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
-use crate::state::PullBoard;
+use crate::metrics::FailReason;
+use crate::progress::{Bytes, Finish, Layer, Progress, Totals};
+use crate::state::{FinishedPull, ImagePulls, PullBoard, RunningPull};
 
 use super::App;
 
@@ -16,17 +28,207 @@ pub(super) async fn handler(AxumState(app): AxumState<App>) -> Response {
     }
 }
 
-/// The whole board as one JSON document, serialized under its read lock.
+/// The whole board as one JSON document.
 fn body(board: &PullBoard) -> serde_json::Result<String> {
-    board.read(|daemons| serde_json::to_string(&serde_json::json!({ "daemons": daemons })))
+    board.read(|daemons| {
+        let view = PullsView {
+            daemons: daemons
+                .iter()
+                .map(|(daemon, images)| {
+                    let images = images
+                        .iter()
+                        .map(|(image, pulls)| (image.as_str(), ImageView::from(pulls)))
+                        .collect();
+                    (daemon.as_str(), images)
+                })
+                .collect(),
+        };
+        serde_json::to_string(&view)
+    })
+}
+
+/// The document: daemon name -> configured image -> its pulls.
+#[derive(Debug, Serialize)]
+struct PullsView<'a> {
+    daemons: BTreeMap<&'a str, BTreeMap<&'a str, ImageView<'a>>>,
+}
+
+/// One configured image on one daemon.
+#[derive(Debug, Serialize)]
+struct ImageView<'a> {
+    last: Option<FinishedView<'a>>,
+    /// Unix time of the end of the last pull that ended well.
+    last_success: Option<f64>,
+    /// Whether the image is on the daemon, as last checked; null before.
+    present: Option<bool>,
+    running: Option<RunningView<'a>>,
+}
+
+impl<'a> From<&'a ImagePulls> for ImageView<'a> {
+    fn from(p: &'a ImagePulls) -> Self {
+        Self {
+            last: p.last.as_ref().map(FinishedView::from),
+            last_success: p.last_success,
+            present: p.present,
+            running: p.running.as_ref().map(RunningView::from),
+        }
+    }
+}
+
+/// A pull running now.
+#[derive(Debug, Serialize)]
+struct RunningView<'a> {
+    progress: ProgressView<'a>,
+    /// Unix time.
+    started: f64,
+}
+
+impl<'a> From<&'a RunningPull> for RunningView<'a> {
+    fn from(r: &'a RunningPull) -> Self {
+        Self {
+            progress: ProgressView::from(&r.progress),
+            started: r.started,
+        }
+    }
+}
+
+/// The stream of a running pull, folded.
+#[derive(Debug, Serialize)]
+struct ProgressView<'a> {
+    digest: Option<&'a str>,
+    /// The stream began with dockerd's "Pulling from" (Podman's never does).
+    dockerd_style: bool,
+    /// The first error the stream carried.
+    error: Option<&'a str>,
+    /// Stream lines folded so far.
+    events: u64,
+    /// `updated` or `up_to_date` once the final status line came.
+    finish: Option<&'static str>,
+    layers: Vec<LayerView<'a>>,
+}
+
+impl<'a> From<&'a Progress> for ProgressView<'a> {
+    fn from(p: &'a Progress) -> Self {
+        Self {
+            digest: p.digest.as_deref(),
+            dockerd_style: p.dockerd_style,
+            error: p.error.as_deref(),
+            events: p.events,
+            // Named here rather than by the fold's own enum, so the API
+            // does not follow it by accident.
+            finish: p.finish.map(|f| match f {
+                Finish::Updated => "updated",
+                Finish::UpToDate => "up_to_date",
+            }),
+            layers: p.layers.iter().map(LayerView::from).collect(),
+        }
+    }
+}
+
+/// How the last pull ended.
+#[derive(Debug, Serialize)]
+struct FinishedView<'a> {
+    digest: Option<&'a str>,
+    duration_seconds: f64,
+    /// Unix times.
+    finished: f64,
+    layers: Vec<LayerView<'a>>,
+    /// What the daemon or registry said, for a failure.
+    message: Option<&'a str>,
+    /// The `reason` label's value, for a failure.
+    reason: Option<&'static str>,
+    /// The `result` label's value: `updated`, `up_to_date` or `failed`.
+    result: &'static str,
+    /// Canceled for making no progress for `stall_timeout`.
+    stalled: bool,
+    started: f64,
+    totals: TotalsView,
+}
+
+impl<'a> From<&'a FinishedPull> for FinishedView<'a> {
+    fn from(f: &'a FinishedPull) -> Self {
+        Self {
+            digest: f.digest.as_deref(),
+            duration_seconds: f.duration_seconds,
+            finished: f.finished,
+            layers: f.layers.iter().map(LayerView::from).collect(),
+            message: f.message.as_deref(),
+            reason: f.reason.map(FailReason::as_str),
+            result: f.result.as_str(),
+            stalled: f.stalled,
+            started: f.started,
+            totals: TotalsView::from(&f.totals),
+        }
+    }
+}
+
+/// One layer: its status and the bytes of each phase.
+#[derive(Debug, Serialize)]
+struct LayerView<'a> {
+    download: BytesView,
+    extract: BytesView,
+    id: &'a str,
+    /// `waiting`, `downloading`, `verifying`, `downloaded`, `extracting`,
+    /// `complete` or `already_exists`.
+    status: &'static str,
+}
+
+impl<'a> From<&'a Layer> for LayerView<'a> {
+    fn from(l: &'a Layer) -> Self {
+        Self {
+            download: BytesView::from(&l.download),
+            extract: BytesView::from(&l.extract),
+            id: &l.id,
+            status: l.status.as_str(),
+        }
+    }
+}
+
+/// Bytes done of a phase; `total` when the daemon said.
+#[derive(Debug, Serialize)]
+struct BytesView {
+    current: u64,
+    total: Option<u64>,
+}
+
+impl From<&Bytes> for BytesView {
+    fn from(b: &Bytes) -> Self {
+        Self {
+            current: b.current,
+            total: b.total,
+        }
+    }
+}
+
+/// Sums over a finished pull's layers.
+#[derive(Debug, Serialize)]
+struct TotalsView {
+    downloaded_bytes: u64,
+    expected_bytes: u64,
+    extracted_bytes: u64,
+    layers: u64,
+    layers_already_exist: u64,
+    layers_downloaded: u64,
+}
+
+impl From<&Totals> for TotalsView {
+    fn from(t: &Totals) -> Self {
+        Self {
+            downloaded_bytes: t.downloaded_bytes,
+            expected_bytes: t.expected_bytes,
+            extracted_bytes: t.extracted_bytes,
+            layers: t.layers,
+            layers_already_exist: t.layers_already_exist,
+            layers_downloaded: t.layers_downloaded,
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::metrics::{FailReason, PullResult};
-    use crate::progress::{Progress, PullEvent};
-    use crate::state::{FinishedPull, RunningPull};
+    use crate::metrics::PullResult;
+    use crate::progress::PullEvent;
 
     /// Folds dockerd-style stream lines, as the puller does.
     fn fold(lines: &[&str]) -> Progress {
