@@ -1,75 +1,88 @@
-//! Serving the router: plain HTTP, or HTTPS with a rustls config.
+//! Serving the router with axum-server: plain HTTP, or HTTPS with a rustls
+//! config, one path for both, and one graceful shutdown.
 
+use std::io;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::Router;
+use axum_server::Handle;
+use axum_server::tls_rustls::{RustlsAcceptor, RustlsConfig};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
-use tokio::task::JoinSet;
 
-use axum::Router;
+/// A client that does not finish its TLS handshake in this long is dropped.
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Serves `app` on `listener` until `stop` changes: plain HTTP, or HTTPS
-/// with `tls`.
+/// A client that does not send a whole request head in this long after the
+/// connection (or handshake) or its previous request is dropped: a request
+/// that never completes, or an idle keep-alive connection, cannot pin a
+/// connection forever. hyper's own default, which axum-server turns off.
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Serves `app` on `listener`, plain HTTP or HTTPS with `tls`, until `stop`
+/// changes. Then the listener closes at once (new connections are refused),
+/// idle keep-alive connections close, and requests in progress get up to
+/// `grace` to finish before their connections are cut.
 pub async fn serve(
     listener: TcpListener,
     app: Router,
     tls: Option<rustls::ServerConfig>,
     mut stop: watch::Receiver<bool>,
+    grace: Duration,
 ) {
-    let Some(tls) = tls else {
-        let shutdown = async move {
+    let handle = Handle::<SocketAddr>::new();
+    let mut server = axum_server::Server::from_listener(listener)
+        .handle(handle.clone())
+        // As before: HTTP/1.1 only (the TLS config offers no ALPN, so TLS
+        // clients speak HTTP/1.1 too).
+        .http1_only()
+        .accept_error_handler(|peer, e| match peer {
+            // The listener itself (out of fds and the like); axum-server
+            // pauses before it tries again.
+            None => tracing::warn!(error = %e, "accept failed"),
+            // One client's TLS handshake failed or timed out: its problem.
+            Some(peer) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
+        });
+    server
+        .http_builder()
+        .http1()
+        .header_read_timeout(HEADER_READ_TIMEOUT);
+    let serving = async move {
+        let service = app.into_make_service();
+        match tls {
+            None => server.serve(service).await,
+            Some(tls) => {
+                let acceptor = RustlsAcceptor::new(RustlsConfig::from_config(Arc::new(tls)))
+                    .handshake_timeout(TLS_HANDSHAKE_TIMEOUT);
+                server.acceptor(acceptor).serve(service).await
+            }
+        }
+    };
+    let shutdown = {
+        let handle = handle.clone();
+        async move {
             // Err only if the sender is gone, which also means stop.
             let _ = stop.changed().await;
-        };
-        if let Err(e) = axum::serve(listener, app)
-            .with_graceful_shutdown(shutdown)
-            .await
-        {
-            tracing::error!(error = %e, "HTTP server failed");
+            handle.graceful_shutdown(Some(grace));
         }
-        return;
     };
-    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls));
-    let mut connections = JoinSet::new();
-    loop {
-        let (tcp, peer) = tokio::select! {
-            _ = stop.changed() => break,
-            accepted = listener.accept() => match accepted {
-                Ok(a) => a,
-                Err(e) => {
-                    // Out of fds and the like: pause rather than spin.
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
-                }
-            },
-        };
-        let acceptor = acceptor.clone();
-        let app = app.clone();
-        connections.spawn(async move {
-            let handshake = tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await;
-            let stream = match handshake {
-                Ok(Ok(s)) => s,
-                Ok(Err(e)) => {
-                    tracing::debug!(%peer, error = %e, "TLS handshake failed");
-                    return;
-                }
-                Err(_) => return,
-            };
-            let service = hyper_util::service::TowerToHyperService::new(app);
-            let served = hyper::server::conn::http1::Builder::new()
-                .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
-                .await;
-            if let Err(e) = served {
-                tracing::debug!(%peer, error = %e, "HTTPS connection ended with an error");
-            }
-        });
-        // Reap finished connections so the set does not grow.
-        while connections.try_join_next().is_some() {}
+    let mut serving = std::pin::pin!(serving);
+    let outcome: io::Result<()> = tokio::select! {
+        early = &mut serving => early,
+        () = shutdown => serving.await,
+    };
+    if let Err(e) = outcome {
+        tracing::error!(error = %e, "HTTP server failed");
     }
-    connections.abort_all();
+    // Still counted here: connections the grace ran out on, closed now.
+    let cut = handle.connection_count();
+    if cut > 0 {
+        tracing::warn!(
+            connections = cut,
+            grace_seconds = grace.as_secs_f64(),
+            "requests still open after the shutdown grace were cut"
+        );
+    }
 }
-
-/// A client that does not finish its handshake in this long is dropped.
-const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
