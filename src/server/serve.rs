@@ -23,8 +23,10 @@ const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Serves `app` on `listener`, plain HTTP or HTTPS with `tls`, until `stop`
 /// changes. Then the listener closes at once (new connections are refused),
-/// idle keep-alive connections close, and requests in progress get up to
-/// `grace` to finish before their connections are cut.
+/// connections with no request under way close (idle keep-alive ones, and
+/// those that sent nothing yet or are still in their TLS handshake), and
+/// requests in progress get up to `grace` to finish before their
+/// connections are cut.
 pub async fn serve(
     listener: TcpListener,
     app: Router,
