@@ -219,7 +219,13 @@ pub async fn run(
         config.server.basic_auth_users.clone(),
         reload_tx,
     );
-    services.spawn(server::serve(listener, app, tls, stop_rx.clone()));
+    services.spawn(server::serve(
+        listener,
+        app,
+        tls,
+        stop_rx.clone(),
+        SHUTDOWN_GRACE,
+    ));
     services.spawn(systemd::run(
         Arc::clone(&shared.state),
         config.daemons.len(),

@@ -8,7 +8,8 @@
 #![allow(
     clippy::float_cmp,
     clippy::cast_possible_truncation,
-    clippy::cast_sign_loss
+    clippy::cast_sign_loss,
+    clippy::cast_precision_loss
 )]
 
 mod common;

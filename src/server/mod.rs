@@ -1,0 +1,102 @@
+//! The HTTP side: `/metrics`, `/pulls`, `/-/healthy`, `/-/ready`,
+//! `/-/reload` and a landing page. Every handler only reads what the tasks
+//! left; none calls Docker.
+//!
+//! One job per file: the routes here, serving them (HTTP or HTTPS, graceful
+//! shutdown) in `serve`, basic auth in `auth`, the landing page in
+//! `landing`, and the `/pulls` JSON in `pulls`.
+
+mod auth;
+mod landing;
+mod pulls;
+mod serve;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use tokio::sync::mpsc;
+
+use axum::Router;
+use axum::extract::State as AxumState;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+
+use crate::metrics::Metrics;
+use crate::state::{PullBoard, State};
+
+pub use serve::serve;
+
+/// What every handler reads.
+#[derive(Debug, Clone)]
+struct App {
+    metrics: Arc<Metrics>,
+    state: Arc<State>,
+    board: Arc<PullBoard>,
+    /// Set when `server.enable_reload` is.
+    reload: Option<mpsc::Sender<()>>,
+}
+
+/// Every endpoint, behind basic auth when `users` is not empty.
+pub fn router(
+    metrics: Arc<Metrics>,
+    state: Arc<State>,
+    board: Arc<PullBoard>,
+    users: BTreeMap<String, String>,
+    reload: Option<mpsc::Sender<()>>,
+) -> Router {
+    let router = Router::new()
+        .route("/", get(landing::page))
+        .route("/metrics", get(metrics_handler))
+        .route("/pulls", get(pulls::handler))
+        .route("/-/healthy", get(|| async { "OK\n" }))
+        .route("/-/ready", get(ready))
+        .route("/-/reload", post(reload_handler))
+        .with_state(App {
+            metrics,
+            state,
+            board,
+            reload,
+        });
+    auth::protect(router, users)
+}
+
+async fn metrics_handler(AxumState(app): AxumState<App>) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            prometheus_client::encoding::prometheus_text::CONTENT_TYPE,
+        )],
+        app.metrics.scrape(),
+    )
+        .into_response()
+}
+
+/// Asks for a reload; its outcome shows in
+/// `dockwatch_config_last_reload_successful` and the log.
+async fn reload_handler(AxumState(app): AxumState<App>) -> Response {
+    match &app.reload {
+        None => (
+            StatusCode::FORBIDDEN,
+            "reload over HTTP is off; set server.enable_reload = true (SIGHUP always reloads)\n",
+        )
+            .into_response(),
+        // A full queue means a reload is already pending: that one will do.
+        Some(tx) => {
+            let _ = tx.try_send(());
+            (StatusCode::ACCEPTED, "reload requested\n").into_response()
+        }
+    }
+}
+
+async fn ready(AxumState(app): AxumState<App>) -> Response {
+    if app.state.ready() {
+        (StatusCode::OK, "ready\n").into_response()
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not ready: waiting for the first poll of every daemon\n",
+        )
+            .into_response()
+    }
+}
