@@ -8,7 +8,7 @@
 
 use std::collections::HashMap;
 
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
 /// At most this many layers are tracked; a stream naming more is not a real
 /// pull and the rest are ignored, so a hostile stream cannot grow memory.
@@ -67,8 +67,7 @@ impl PullEvent {
 
 /// Where a layer is. The order is the order of a normal pull; a layer only
 /// moves forward.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum LayerStatus {
     Waiting,
     Downloading,
@@ -100,7 +99,7 @@ impl LayerStatus {
 }
 
 /// Bytes done of a phase; `total` when the daemon said.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Bytes {
     pub current: u64,
     pub total: Option<u64>,
@@ -131,7 +130,7 @@ impl Bytes {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Layer {
     pub id: String,
     pub status: LayerStatus,
@@ -156,8 +155,7 @@ impl Layer {
 }
 
 /// How a pull ended well, from the stream's final status line.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Finish {
     /// "Status: Downloaded newer image for ..."
     Updated,
@@ -166,7 +164,7 @@ pub enum Finish {
 }
 
 /// Totals over all layers.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Totals {
     pub layers: u64,
     pub layers_downloaded: u64,
@@ -178,7 +176,7 @@ pub struct Totals {
 }
 
 /// The folded state of one pull.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Progress {
     /// In order of first appearance.
     pub layers: Vec<Layer>,
@@ -191,7 +189,6 @@ pub struct Progress {
     /// dockerd opens every stream with "Pulling from ..."; Podman never does
     /// (nor sends a final status).
     pub dockerd_style: bool,
-    #[serde(skip)]
     index: HashMap<String, usize>,
 }
 

@@ -6,8 +6,6 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
 
-use serde::Serialize;
-
 use crate::df::DiskUsage;
 use crate::labels::{ContainerState, FailReason, PullResult};
 use crate::progress::{Layer, Progress, Totals};
@@ -163,7 +161,7 @@ impl State {
 }
 
 /// A pull that is running now.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone)]
 pub struct RunningPull {
     /// Unix time it started.
     pub started: f64,
@@ -171,7 +169,7 @@ pub struct RunningPull {
 }
 
 /// How the last pull of an image ended.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone)]
 pub struct FinishedPull {
     pub started: f64,
     pub finished: f64,
@@ -188,7 +186,7 @@ pub struct FinishedPull {
 }
 
 /// Everything known about one configured image on one daemon.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default)]
 pub struct ImagePulls {
     pub running: Option<RunningPull>,
     pub last: Option<FinishedPull>,
