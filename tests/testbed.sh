@@ -43,7 +43,9 @@
 #   registry: REGISTRY/dwtest/multi:1, 3 layers (600 kB, 300 kB, 100 kB);
 #             REGISTRY/dwtest/multi:2, FROM multi:1 plus 1 layer (200 kB), so a
 #             pull of :2 after :1 shows 3 "Already exists" and 1 download;
-#             REGISTRY/dwtest/big:1, 4 layers of 16 MiB random (~64 MiB, incompressible).
+#             REGISTRY/dwtest/big:1, 4 layers of 16 MiB random (~64 MiB, incompressible);
+#             REGISTRY/dwtest/mixed:1, 3 layers of 3 MiB, 100 kB and 2 MiB random (the
+#             containerd store tells a layer's bytes only once 1 MiB of it is in).
 #   registry-auth: REGISTRY_AUTH/private/app:1, 2 layers (50 kB, 20 kB).
 #   All registry images are built on A and removed from A again: A and B hold
 #   exactly the seeds above. Every layer size in the registries' manifests
@@ -721,13 +723,14 @@ seed_c() { seed_like_a c; }
 # from A again (`rmi` of a tag also removes the builder's intermediate images
 # under it, so nothing dangling stays; check_seeds counts `images -a`).
 # multi:1 and multi:2 and private/app:1 share one small build context; big:1
-# has its own, so its 64 MiB are sent to dockerd once. Sets nothing: the layer
-# sizes are read back from the registries afterwards.
+# and mixed:1 have their own, so their bytes are sent to dockerd once. Sets
+# nothing: the layer sizes are read back from the registries afterwards.
 seed_registries() {
-	local ctx="$TB/seed/reg" bigctx="$TB/seed/big" i
+	local ctx="$TB/seed/reg" bigctx="$TB/seed/big" mixctx="$TB/seed/mixed" i
 	local m1="127.0.0.1:$PORT_R/dwtest/multi:1" m2="127.0.0.1:$PORT_R/dwtest/multi:2"
 	local big="127.0.0.1:$PORT_R/dwtest/big:1" priv="127.0.0.1:$PORT_RA/private/app:1"
-	mkdir -p "$ctx" "$bigctx"
+	local mixed="127.0.0.1:$PORT_R/dwtest/mixed:1"
+	mkdir -p "$ctx" "$bigctx" "$mixctx"
 	head -c 600000 /dev/urandom >"$ctx/layer1.bin"
 	head -c 300000 /dev/urandom >"$ctx/layer2.bin"
 	head -c 100000 /dev/urandom >"$ctx/layer3.bin"
@@ -742,6 +745,10 @@ seed_registries() {
 		head -c $((16 << 20)) /dev/urandom >"$bigctx/layer$i.bin"
 		printf 'COPY layer%s.bin /layer%s.bin\n' "$i" "$i" >>"$bigctx/Dockerfile"
 	done
+	head -c $((3 << 20)) /dev/urandom >"$mixctx/big1.bin"
+	head -c 100000 /dev/urandom >"$mixctx/small.bin"
+	head -c $((2 << 20)) /dev/urandom >"$mixctx/big2.bin"
+	printf 'FROM scratch\nCOPY big1.bin /big1.bin\nCOPY small.bin /small.bin\nCOPY big2.bin /big2.bin\n' >"$mixctx/Dockerfile"
 	build() { DOCKER_BUILDKIT=0 dk_a build --network none -q "$@" >/dev/null; }
 
 	# big:1 (build + gzip on push take the longest) beside the small ones
@@ -755,7 +762,9 @@ seed_registries() {
 	build -t "$m1" "$ctx"
 	build -t "$m2" -f "$ctx/Dockerfile.multi2" "$ctx"
 	build -t "$priv" -f "$ctx/Dockerfile.private" "$ctx"
+	build -t "$mixed" "$mixctx"
 	dk_a push "$m1" >/dev/null
+	dk_a push "$mixed" >/dev/null
 	dk_a push "$m2" >/dev/null # after :1, so its 3 shared layers exist already
 	# log in with a throw-away client config: nothing lands in ~/.docker or
 	# in the bed's own CLI config ($TB/cli); logged out again afterwards
@@ -767,7 +776,7 @@ seed_registries() {
 
 	wait "$bigjob"
 	# children before parents: multi:2 is built on multi:1
-	dk_a rmi "$m2" "$m1" "$big" "$priv" >/dev/null
+	dk_a rmi "$m2" "$m1" "$big" "$priv" "$mixed" >/dev/null
 }
 
 seed_b() {
@@ -830,12 +839,18 @@ check_seeds() {
 	IMAGE_MULTI1_LAYERS=$(manifest_layers "127.0.0.1:$PORT_R" dwtest/multi 1)
 	IMAGE_MULTI2_LAYERS=$(manifest_layers "127.0.0.1:$PORT_R" dwtest/multi 2)
 	IMAGE_BIG_LAYERS=$(manifest_layers "127.0.0.1:$PORT_R" dwtest/big 1)
+	IMAGE_MIXED_LAYERS=$(manifest_layers "127.0.0.1:$PORT_R" dwtest/mixed 1)
 	IMAGE_PRIVATE_LAYERS=$(manifest_layers "127.0.0.1:$PORT_RA" private/app 1 auth)
 	expect_count "registry: layer sizes of dwtest/multi:1 (3)" 3 "$(commas "$IMAGE_MULTI1_LAYERS")"
 	expect_count "registry: layer sizes of dwtest/multi:2 (4)" 4 "$(commas "$IMAGE_MULTI2_LAYERS")"
 	expect_count "registry: dwtest/multi:2 starts with the layers of :1" "$IMAGE_MULTI1_LAYERS" \
 		"$(cut -d, -f1-3 <<<"$IMAGE_MULTI2_LAYERS")"
 	expect_count "registry: layer sizes of dwtest/big:1 (4)" 4 "$(commas "$IMAGE_BIG_LAYERS")"
+	expect_count "registry: layer sizes of dwtest/mixed:1 (3)" 3 "$(commas "$IMAGE_MIXED_LAYERS")"
+	local mixed_sizes
+	IFS=, read -ra mixed_sizes <<<"$IMAGE_MIXED_LAYERS"
+	((mixed_sizes[0] > 1 << 20 && mixed_sizes[1] < 1 << 20 && mixed_sizes[2] > 1 << 20)) ||
+		die "seed check failed: dwtest/mixed:1 should have layers over, under and over 1 MiB: $IMAGE_MIXED_LAYERS"
 	local size
 	for size in ${IMAGE_BIG_LAYERS//,/ }; do
 		((size > 16 << 20)) || die "seed check failed: a layer of dwtest/big:1 is only $size bytes (random data should not compress)"
@@ -1008,10 +1023,12 @@ REGISTRY_AUTH_LOG=$TB/registry-auth/registry.log
 IMAGE_MULTI1=127.0.0.1:$PORT_R/dwtest/multi:1
 IMAGE_MULTI2=127.0.0.1:$PORT_R/dwtest/multi:2
 IMAGE_BIG=127.0.0.1:$PORT_R/dwtest/big:1
+IMAGE_MIXED=127.0.0.1:$PORT_R/dwtest/mixed:1
 IMAGE_PRIVATE=127.0.0.1:$PORT_RA/private/app:1
 IMAGE_MULTI1_LAYERS=$IMAGE_MULTI1_LAYERS
 IMAGE_MULTI2_LAYERS=$IMAGE_MULTI2_LAYERS
 IMAGE_BIG_LAYERS=$IMAGE_BIG_LAYERS
+IMAGE_MIXED_LAYERS=$IMAGE_MIXED_LAYERS
 IMAGE_PRIVATE_LAYERS=$IMAGE_PRIVATE_LAYERS
 PODMAN_HOST=unix://$TB/podman/podman.sock
 PODMAN_SOCKET=$TB/podman/podman.sock
