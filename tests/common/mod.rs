@@ -12,6 +12,18 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 pub mod prometheus;
+pub mod slow_link;
+
+/// The two image stores a dockerd can use, which report sizes, layers and
+/// disk usage differently (see the README, "Image stores").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Store {
+    /// The graph driver store (overlay2) of dockerd 20.10: daemons A and B.
+    Classic,
+    /// The containerd image store (snapshotter overlayfs) of Docker 26:
+    /// daemon C.
+    Containerd,
+}
 
 /// Sends a signal with kill(1) (no libc in the test dependencies); fails
 /// the test if it cannot be sent.
@@ -129,6 +141,14 @@ impl Testbed {
         )
     }
 
+    /// TOML for daemon C: Docker 26 on the containerd image store.
+    pub fn daemon_c(&self, name: &str) -> String {
+        format!(
+            "[[daemons]]\nname = \"{name}\"\nhost = \"{}\"\n",
+            self.var("DOCKER_C")
+        )
+    }
+
     pub fn daemon_b(&self, name: &str) -> String {
         self.daemon_b_with(
             name,
@@ -151,6 +171,14 @@ impl Testbed {
         DockerCli {
             program: self.var("DOCKER_CLI").to_owned(),
             args: vec!["-H".into(), self.var("DOCKER_A").into()],
+        }
+    }
+
+    /// Docker 26's own CLI aimed at daemon C.
+    pub fn cli_c(&self) -> DockerCli {
+        DockerCli {
+            program: self.var("DOCKER_C_CLI").to_owned(),
+            args: vec!["-H".into(), self.var("DOCKER_C").into()],
         }
     }
 
@@ -239,6 +267,36 @@ impl DockerCli {
         self.run(&["import", &tar.to_string_lossy(), tag]);
     }
 
+    /// What `docker images` prints as each image's size, summed, and by how
+    /// much that sum may miss the exact one: the CLI prints 3 significant
+    /// digits (`3.07MB`), so each image may be off by half its last digit.
+    pub fn listed_size(&self, ids: &[String]) -> (f64, f64) {
+        let wanted: std::collections::BTreeSet<&str> = ids.iter().map(String::as_str).collect();
+        let mut seen = std::collections::BTreeSet::new();
+        let (mut sum, mut slack) = (0.0, 0.0);
+        for line in self
+            .run(&[
+                "images",
+                "-a",
+                "--no-trunc",
+                "--format",
+                "{{.ID}} {{.Size}}",
+            ])
+            .lines()
+        {
+            let (id, size) = line.split_once(' ').expect("ID SIZE");
+            // An image with several tags is listed once per tag.
+            if !wanted.contains(id) || !seen.insert(id.to_owned()) {
+                continue;
+            }
+            let (bytes, half_digit) = parse_human_size(size);
+            sum += bytes;
+            slack += half_digit;
+        }
+        assert_eq!(seen.len(), ids.len(), "docker images lists every image");
+        (sum, slack)
+    }
+
     /// `docker ps -a` counted by state.
     pub fn container_states(&self) -> BTreeMap<String, u64> {
         let mut counts = BTreeMap::new();
@@ -247,6 +305,52 @@ impl DockerCli {
         }
         counts
     }
+}
+
+/// A size as the docker CLI prints it with 3 significant digits
+/// (`3.07MB`, `512kB`, `0B`; decimal units), as bytes, with half its last
+/// digit: the most the printed number can be off.
+pub fn parse_human_size(text: &str) -> (f64, f64) {
+    let split = text
+        .find(|c: char| c.is_ascii_alphabetic() && c != 'e')
+        .unwrap_or_else(|| panic!("no unit in {text:?}"));
+    let (number, unit) = text.split_at(split);
+    let value: f64 = number.parse().unwrap_or_else(|e| panic!("{text:?}: {e}"));
+    let scale = match unit {
+        "B" => 1.0,
+        "kB" => 1e3,
+        "MB" => 1e6,
+        "GB" => 1e9,
+        "TB" => 1e12,
+        other => panic!("unknown unit {other:?} in {text:?}"),
+    };
+    if value == 0.0 {
+        return (0.0, 0.0);
+    }
+    let last_digit = 10_f64.powf(value.abs().log10().floor() - 2.0);
+    (value * scale, last_digit * scale / 2.0)
+}
+
+/// No byte count in the exposition is negative or a wrapped-around
+/// unsigned number (anything from 2^63 up): checked on every series whose
+/// name says bytes.
+pub fn assert_byte_counts_sane(scrape: &Scrape) {
+    let mut checked = 0;
+    for (name, labels, value) in &scrape.samples {
+        if !(name.ends_with("_bytes") || name.ends_with("_bytes_total")) {
+            continue;
+        }
+        assert!(
+            value.is_finite() && *value >= 0.0 && *value < 9.2e18,
+            "{name}{labels:?} = {value}: a byte count must be neither negative nor wrapped around"
+        );
+        checked += 1;
+    }
+    assert!(
+        checked > 0,
+        "no byte series in the scrape:\n{}",
+        scrape.text
+    );
 }
 
 /// A free port on 127.0.0.1 (free when asked; good enough for tests).
@@ -467,6 +571,10 @@ pub struct OwnDaemon {
     pub child: Option<Child>,
     /// More dockerd flags (say, `--debug`).
     pub extra_args: Vec<String>,
+    /// The folder Debian 13's Docker is unpacked in (the bed's
+    /// `DOCKER_C_ROOT`), for a Docker 26 on the containerd image store;
+    /// `None` for the system's dockerd 20.10.
+    pub modern_root: Option<PathBuf>,
 }
 
 impl OwnDaemon {
@@ -488,9 +596,33 @@ impl OwnDaemon {
             dir: dir.to_owned(),
             child: None,
             extra_args: extra_args.iter().map(|&a| a.to_owned()).collect(),
+            modern_root: None,
         };
         d.restart();
         d
+    }
+
+    /// Starts one like the bed's daemon C: Debian 13's Docker 26 from
+    /// `DOCKER_C_ROOT` (its containerd and shim first on PATH, the system's
+    /// runc), on the containerd image store.
+    pub fn start_containerd_store(dir: &Path, bed: &Testbed) -> Self {
+        let mut d = Self {
+            dir: dir.to_owned(),
+            child: None,
+            extra_args: Vec::new(),
+            modern_root: Some(PathBuf::from(bed.var("DOCKER_C_ROOT"))),
+        };
+        d.restart();
+        d
+    }
+
+    /// The image store this daemon uses.
+    pub fn store(&self) -> Store {
+        if self.modern_root.is_some() {
+            Store::Containerd
+        } else {
+            Store::Classic
+        }
     }
 
     /// Starts the daemon (again) and waits until `/_ping` answers.
@@ -500,7 +632,25 @@ impl OwnDaemon {
             .append(true)
             .open(self.dir.join("dockerd.log"))
             .expect("dockerd log");
-        let child = Command::new("dockerd")
+        let mut cmd = Command::new("dockerd");
+        if let Some(root) = &self.modern_root {
+            let config = self.dir.join("daemon.json");
+            std::fs::write(&config, r#"{"features": {"containerd-snapshotter": true}}"#)
+                .expect("daemon.json");
+            let path = std::env::var("PATH").unwrap_or_default();
+            cmd = Command::new(root.join("usr/sbin/dockerd"));
+            cmd.env(
+                "PATH",
+                format!(
+                    "{}:{}:{path}",
+                    root.join("usr/bin").display(),
+                    root.join("usr/sbin").display()
+                ),
+            )
+            .arg("--config-file")
+            .arg(config);
+        }
+        let child = cmd
             .arg("--data-root")
             .arg(self.dir.join("data"))
             .arg("--exec-root")
