@@ -67,11 +67,17 @@ fn assert_image_bytes(
 ) {
     match store {
         Store::Classic => {
-            assert_eq!(ours, Some(cli.total_size(ids) as f64), "{what}");
+            let theirs = cli.total_size(ids);
+            eprintln!("compared: {what}: dockwatch {ours:?}, docker image inspect {theirs}");
+            assert_eq!(ours, Some(theirs as f64), "{what}");
         }
         Store::Containerd => {
             let ours = ours.unwrap_or_else(|| panic!("{what}: no series"));
             let (listed, slack) = cli.listed_size(ids);
+            eprintln!(
+                "compared: {what}: dockwatch {ours}, docker images {listed} ± {slack}, docker image inspect {}",
+                cli.total_size(ids)
+            );
             assert!(
                 (ours - listed).abs() <= slack,
                 "{what}: {ours} bytes, docker images says {listed} (± {slack})"
@@ -87,6 +93,7 @@ fn assert_image_bytes(
     }
 }
 
+#[allow(clippy::too_many_lines)] // one comparison per family, each with its report line
 fn assert_matches_cli(
     scrape: &Scrape,
     daemon: &str,
@@ -103,6 +110,11 @@ fn assert_matches_cli(
 
     let all = cli.image_ids(&[]);
     assert!(!all.is_empty(), "test bed seeded no images on {daemon}");
+    eprintln!(
+        "compared: {daemon}: images: dockwatch {:?}, docker images {}",
+        scrape.get("dockwatch_images", &d),
+        all.len()
+    );
     assert_eq!(
         scrape.get("dockwatch_images", &d),
         Some(all.len() as f64),
@@ -117,6 +129,11 @@ fn assert_matches_cli(
     );
 
     let dangling = cli.image_ids(&["dangling=true"]);
+    eprintln!(
+        "compared: {daemon}: dangling: dockwatch {:?}, docker images --filter dangling=true {}",
+        scrape.get("dockwatch_images_dangling", &d),
+        dangling.len()
+    );
     assert!(
         !dangling.is_empty(),
         "test bed seeded no dangling images on {daemon}"
@@ -138,6 +155,11 @@ fn assert_matches_cli(
         for (name, _, flags) in FILTER_GROUPS {
             let ids = cli.image_ids(flags);
             let labels = [("daemon", daemon), ("filter", *name)];
+            eprintln!(
+                "compared: {daemon}: filter group {name}: dockwatch {:?}, docker images --filter {flags:?} {}",
+                scrape.get("dockwatch_image_filter_matches", &labels),
+                ids.len()
+            );
             assert_eq!(
                 scrape.get("dockwatch_image_filter_matches", &labels),
                 Some(ids.len() as f64),
@@ -164,6 +186,13 @@ fn assert_matches_cli(
         "dead",
     ] {
         let want = states.get(state).copied().unwrap_or(0);
+        eprintln!(
+            "compared: {daemon}: containers {state}: dockwatch {:?}, docker ps -a {want}",
+            scrape.get(
+                "dockwatch_containers",
+                &[("daemon", daemon), ("state", state)]
+            )
+        );
         assert_eq!(
             scrape.get(
                 "dockwatch_containers",
@@ -182,6 +211,7 @@ fn assert_matches_cli(
         "--format",
         "{{.Server.Version}} {{.Server.APIVersion}} {{.Server.MinAPIVersion}}",
     ]);
+    eprintln!("compared: {daemon}: daemon_info {info:?}, docker version {server}");
     let mut parts = server.split_whitespace();
     assert_eq!(info["version"], parts.next().unwrap_or_default());
     assert_eq!(info["api_version"], parts.next().unwrap_or_default());

@@ -169,6 +169,10 @@ fn events_exits_refresh_and_disk_usage_on(mut own: OwnDaemon, dir: &std::path::P
             .all(|c| exits(s, c) >= 1.0)
     });
     for class in ["zero", "nonzero", "signal", "oom"] {
+        eprintln!(
+            "compared: {store:?} exits {class}: dockwatch {}, made 1",
+            exits(&s, class)
+        );
         assert_eq!(exits(&s, class), 1.0, "{class}:\n{}", s.text);
     }
     assert_eq!(events(&s, "container", "create"), 4.0);
@@ -216,6 +220,10 @@ fn events_exits_refresh_and_disk_usage_on(mut own: OwnDaemon, dir: &std::path::P
         };
         let t = [("daemon", "c"), ("type", label)];
         let ours = s.get("dockwatch_disk_usage_bytes", &t).expect("disk usage");
+        eprintln!(
+            "compared: {store:?} df {label}: dockwatch size {ours} reclaimable {:?}, docker system df {size} {reclaimable}",
+            s.get("dockwatch_disk_reclaimable_bytes", &t)
+        );
         assert_eq!(human(ours as u64), size, "{label} size");
         let ours = s
             .get("dockwatch_disk_reclaimable_bytes", &t)

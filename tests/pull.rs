@@ -186,6 +186,9 @@ fn containerd_store_counts_the_bytes_its_stream_tells() {
         .expect("bytes");
     let over_a_mib: u64 = sizes.iter().filter(|&&n| n >= 1 << 20).sum();
     let all: u64 = sizes.iter().sum();
+    eprintln!(
+        "compared: mixed:1 on C through the slow link: dockwatch {got} bytes, manifest {sizes:?}: {over_a_mib} over 1 MiB, {all} in all"
+    );
     assert!(
         [over_a_mib, all].iter().any(|&n| same_bytes(n, got)),
         "downloaded {got} bytes; the manifest's layers {sizes:?}: {over_a_mib} over 1 MiB, {all} in all"
@@ -205,6 +208,10 @@ fn containerd_store_counts_the_bytes_its_stream_tells() {
 /// never more, never a part of one.
 fn assert_downloaded(t: &Target, got: f64, sizes: &[u64]) {
     let want: u64 = sizes.iter().sum();
+    eprintln!(
+        "compared: {:?}: downloaded bytes: dockwatch {got}, manifest {sizes:?} = {want}",
+        t.store
+    );
     match t.store {
         Store::Classic => assert!(
             (got - want as f64).abs() <= want as f64 * 0.01,
@@ -245,6 +252,16 @@ fn cold_pull_repull_and_shared_layers_on(bed: &Testbed, t: &Target, reg: &str) {
         )
         .expect("bytes");
     assert_downloaded(t, got, &sizes1);
+    eprintln!(
+        "compared: {:?}: layers: multi:1 downloaded {:?} already_exists {:?}; multi:2 downloaded {:?} already_exists {:?}; manifests {} and {} layers",
+        t.store,
+        layers(&m1, "downloaded"),
+        layers(&m1, "already_exists"),
+        layers(&m2, "downloaded"),
+        layers(&m2, "already_exists"),
+        sizes1.len(),
+        sizes2.len()
+    );
     // Shared: the layers of :1 already exist, only the new one comes.
     match t.store {
         Store::Classic => {
