@@ -182,6 +182,7 @@ impl Poller {
                 .is_none_or(|(_, at)| at.elapsed() + self.interval / 2 >= self.images_interval);
         let images_started = Instant::now();
         let c = &self.connection;
+        c.negotiate().await?;
         let (core, images) = tokio::join!(
             async {
                 if images_only {
@@ -238,6 +239,7 @@ impl Poller {
                 version: version.version.unwrap_or_default(),
                 api_version: version.api_version.unwrap_or_default(),
                 min_api_version: version.min_api_version.unwrap_or_default(),
+                negotiated_api_version: c.api_version().map(|v| v.to_string()).unwrap_or_default(),
                 os: version.os.unwrap_or_default(),
                 arch: version.arch.unwrap_or_default(),
                 storage_driver: info.driver.unwrap_or_default(),

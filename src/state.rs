@@ -40,6 +40,8 @@ pub struct DaemonInfo {
     pub version: String,
     pub api_version: String,
     pub min_api_version: String,
+    /// The version dockwatch speaks to it (the `/vX.Y` of every request).
+    pub negotiated_api_version: String,
     pub os: String,
     pub arch: String,
     pub storage_driver: String,

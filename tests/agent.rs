@@ -138,6 +138,18 @@ fn assert_matches_cli(scrape: &Scrape, daemon: &str, cli: &common::DockerCli, fi
     assert_eq!(info["version"], parts.next().unwrap_or_default());
     assert_eq!(info["api_version"], parts.next().unwrap_or_default());
     assert_eq!(info["min_api_version"], parts.next().unwrap_or_default());
+    // Negotiated as the docker CLI does: the daemon's newest, capped at the
+    // newest dockwatch is tested against (1.45).
+    let newest = |v: &str| {
+        let (a, b) = v.split_once('.').unwrap_or_default();
+        (a.parse::<u32>().unwrap_or(0), b.parse::<u32>().unwrap_or(0))
+    };
+    let want = if newest(&info["api_version"]) <= (1, 45) {
+        info["api_version"].clone()
+    } else {
+        "1.45".to_owned()
+    };
+    assert_eq!(info["negotiated_api_version"], want);
     assert_eq!(info["engine"], "docker");
     let driver = cli.run(&["info", "--format", "{{.Driver}}"]);
     assert_eq!(info["storage_driver"], driver.trim());
@@ -370,12 +382,14 @@ fn not_ready_until_first_poll_and_unreachable_daemon_does_not_stop_it() {
         &[],
     );
     dw.wait_ready();
+    // A daemon never reached fails at its first request: the `/_ping` that
+    // negotiates the API version.
     let s = dw.wait_for("connect errors", Duration::from_secs(10), |s| {
         s.get(
             "dockwatch_api_request_errors_total",
             &[
                 ("daemon", "gone"),
-                ("endpoint", "version"),
+                ("endpoint", "ping"),
                 ("reason", "connect"),
             ],
         ) >= Some(2.0)

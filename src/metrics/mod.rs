@@ -275,6 +275,7 @@ mod tests {
             version: "20.10.24+dfsg1".into(),
             api_version: "1.41".into(),
             min_api_version: "1.12".into(),
+            negotiated_api_version: "1.41".into(),
             os: "linux".into(),
             arch: "amd64".into(),
             storage_driver: "overlay2".into(),
