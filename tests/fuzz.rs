@@ -975,6 +975,16 @@ fn toml_string(s: &str) -> String {
     out
 }
 
+/// `key = "value"` lines for the keys that have a value.
+fn write_strings<const N: usize>(t: &mut String, keys: [(&str, Option<String>); N]) {
+    for (k, v) in keys {
+        if let Some(v) = v {
+            // Writing to a String cannot fail.
+            let _ = writeln!(t, "{k} = {}", toml_string(&v));
+        }
+    }
+}
+
 /// A structured config: every table, plausible values, some bad.
 #[allow(clippy::too_many_lines)]
 fn structured_config() -> impl Strategy<Value = (String, Vec<(String, String)>)> {
@@ -1116,16 +1126,15 @@ fn structured_config() -> impl Strategy<Value = (String, Vec<(String, String)>)>
                 }
                 if let Some((i, to, ii, di)) = poll {
                     t += "[poll]\n";
-                    for (k, v) in [
-                        ("interval", i),
-                        ("timeout", to),
-                        ("images_interval", ii),
-                        ("disk_interval", di),
-                    ] {
-                        if let Some(v) = v {
-                            let _ = writeln!(t, "{k} = {}", q(&v));
-                        }
-                    }
+                    write_strings(
+                        &mut t,
+                        [
+                            ("interval", i),
+                            ("timeout", to),
+                            ("images_interval", ii),
+                            ("disk_interval", di),
+                        ],
+                    );
                 }
                 for (name, host, tls) in &daemons {
                     let _ = writeln!(t, "[[daemons]]\nname = {}\nhost = {}", q(name), q(host));
@@ -1147,16 +1156,15 @@ fn structured_config() -> impl Strategy<Value = (String, Vec<(String, String)>)>
                 }
                 if let Some((i, to, st, j, c, dc)) = prepull {
                     t += "[prepull]\n";
-                    for (k, v) in [
-                        ("interval", i),
-                        ("timeout", to),
-                        ("stall_timeout", st),
-                        ("jitter", j),
-                    ] {
-                        if let Some(v) = v {
-                            let _ = writeln!(t, "{k} = {}", q(&v));
-                        }
-                    }
+                    write_strings(
+                        &mut t,
+                        [
+                            ("interval", i),
+                            ("timeout", to),
+                            ("stall_timeout", st),
+                            ("jitter", j),
+                        ],
+                    );
                     if let Some(c) = c {
                         let _ = writeln!(t, "concurrency = {c}");
                     }
