@@ -17,12 +17,7 @@ fn check_config(body: Option<&str>) -> (i32, String) {
     }
     let out = cmd.output().expect("run dockwatch");
     std::fs::remove_dir_all(&dir).ok();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.code().unwrap_or(-1), text)
+    (out.status.code().unwrap_or(-1), common::output_text(&out))
 }
 
 #[test]
@@ -48,11 +43,7 @@ fn the_shipped_example_config_is_valid() {
         .args(["check-config", "--config", path])
         .output()
         .expect("run");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    common::assert_success(&out, "dockwatch check-config --config config.toml");
 }
 
 #[test]
