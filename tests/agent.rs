@@ -261,6 +261,15 @@ fn tls_with_wrong_ca_or_untrusted_client_cert_is_down_and_counted() {
         first.get("dockwatch_daemon_up", &[("daemon", "good")]),
         Some(1.0)
     );
+    // The good one's numbers are there, so their absence below for the bad
+    // ones means something.
+    assert!(
+        first
+            .get("dockwatch_images", &[("daemon", "good")])
+            .is_some(),
+        "{}",
+        first.text
+    );
     for bad in ["wrong-ca", "untrusted-client"] {
         assert_eq!(
             first.get("dockwatch_daemon_up", &[("daemon", bad)]),

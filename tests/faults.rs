@@ -104,9 +104,17 @@ fn frozen_daemon_goes_down_while_metrics_answer_and_nothing_leaks() {
         bed.daemon_a("a"),
         daemon_toml("c", &own.host())
     ));
-    dw.wait_for("a and c up", Duration::from_secs(15), |s| {
-        s.up("a") == Some(1.0) && s.up("c") == Some(1.0)
-    });
+    // With c's numbers there, so their absence during the freeze means
+    // something.
+    dw.wait_for(
+        "a and c up, c's images counted",
+        Duration::from_secs(15),
+        |s| {
+            s.up("a") == Some(1.0)
+                && s.up("c") == Some(1.0)
+                && s.get("dockwatch_images", &[("daemon", "c")]).is_some()
+        },
+    );
     let pid = dw.child.id();
     // A few polls first: the connection pools and the runtime's threads
     // reach their steady state; the most seen is the baseline.

@@ -18,7 +18,10 @@ fn stopped_daemon_goes_down_and_comes_back() {
         bed.daemon_a("a"),
         daemon_toml("c", &own.host())
     ));
-    dw.wait_for("c up", Duration::from_secs(10), |s| s.up("c") == Some(1.0));
+    // With c's numbers there, so "no stale numbers" below means something.
+    dw.wait_for("c up, its images counted", Duration::from_secs(10), |s| {
+        s.up("c") == Some(1.0) && s.get("dockwatch_images", &[("daemon", "c")]).is_some()
+    });
 
     own.stop();
     let stopped = Instant::now();
