@@ -135,6 +135,7 @@ fn events_exits_refresh_and_disk_usage() {
         "--format",
         "{{.Type}}|{{.Size}}|{{.Reclaimable}}",
     ]);
+    let mut compared = Vec::new();
     for line in df.lines() {
         let mut f = line.split('|');
         let (typ, size, reclaimable) = (
@@ -157,7 +158,16 @@ fn events_exits_refresh_and_disk_usage() {
             .expect("reclaimable");
         let theirs = reclaimable.split(' ').next().unwrap_or_default();
         assert_eq!(human(ours as u64), theirs, "{label} reclaimable");
+        compared.push(label);
     }
+    // Every kind was compared (an empty `docker system df` would have
+    // compared none).
+    compared.sort_unstable();
+    assert_eq!(
+        compared,
+        ["build_cache", "containers", "images", "volumes"],
+        "{df}"
+    );
     let unused = cli
         .run(&["images", "--format", "{{.ID}}"])
         .lines()
