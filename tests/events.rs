@@ -12,17 +12,9 @@
 
 mod common;
 
-use std::process::Command;
 use std::time::Duration;
 
-use common::{DockerCli, Dockwatch, OwnDaemon, Scrape, temp_dir};
-
-fn cli(own: &OwnDaemon) -> DockerCli {
-    DockerCli {
-        program: common::Testbed::get().var("DOCKER_CLI").to_owned(),
-        args: vec!["-H".into(), own.host()],
-    }
-}
+use common::{Dockwatch, Scrape, Testbed, daemon_toml, own_daemon_with_image};
 
 fn exits(s: &Scrape, class: &str) -> f64 {
     s.get(
@@ -74,23 +66,14 @@ fn human_size_matches_docker() {
 #[test]
 #[allow(clippy::too_many_lines)] // one story: exits, df, refresh, restart
 fn events_exits_refresh_and_disk_usage() {
-    let dir = temp_dir("events");
-    std::fs::create_dir_all(dir.join("d")).expect("daemon dir");
-    let mut own = OwnDaemon::start(&dir.join("d"));
-    let cli = cli(&own);
-    cli.import_tiny(&dir, "dwtest/ev:1");
+    let (dir, mut own, cli) = own_daemon_with_image(&Testbed::get(), "events", "dwtest/ev:1");
     let dw = Dockwatch::start(&format!(
-        "[poll]\ninterval = \"1s\"\ntimeout = \"800ms\"\nimages_interval = \"1h\"\ndisk_interval = \"1s\"\n[[daemons]]\nname = \"c\"\nhost = \"{}\"\n",
-        own.host()
+        "[poll]\ninterval = \"1s\"\ntimeout = \"800ms\"\nimages_interval = \"1h\"\ndisk_interval = \"1s\"\n{}",
+        daemon_toml("c", &own.host())
     ));
     let run = |args: &[&str]| {
         // Exit codes are what this test is about: run does not check them.
-        let _ = Command::new(&cli.program)
-            .args(&cli.args)
-            .args(["run", "--network", "none"])
-            .args(args)
-            .output()
-            .expect("docker run");
+        let _ = cli.try_run(&[&["run", "--network", "none"], args].concat());
     };
     run(&["--name", "zero", "dwtest/ev:1", "/bin/busybox", "true"]);
     run(&[
@@ -167,6 +150,7 @@ fn events_exits_refresh_and_disk_usage() {
         "--format",
         "{{.Type}}|{{.Size}}|{{.Reclaimable}}",
     ]);
+    let mut compared = Vec::new();
     for line in df.lines() {
         let mut f = line.split('|');
         let (typ, size, reclaimable) = (
@@ -189,7 +173,16 @@ fn events_exits_refresh_and_disk_usage() {
             .expect("reclaimable");
         let theirs = reclaimable.split(' ').next().unwrap_or_default();
         assert_eq!(human(ours as u64), theirs, "{label} reclaimable");
+        compared.push(label);
     }
+    // Every kind was compared (an empty `docker system df` would have
+    // compared none).
+    compared.sort_unstable();
+    assert_eq!(
+        compared,
+        ["build_cache", "containers", "images", "volumes"],
+        "{df}"
+    );
     let unused = cli
         .run(&["images", "--format", "{{.ID}}"])
         .lines()
@@ -204,7 +197,7 @@ fn events_exits_refresh_and_disk_usage() {
     let before = s
         .get("dockwatch_images", &[("daemon", "c")])
         .expect("images");
-    cli.import_tiny(&dir, "dwtest/ev:2");
+    cli.import_tiny(&dir.0, "dwtest/ev:2");
     let s = dw.wait_for("the new image", Duration::from_secs(10), |s| {
         s.get("dockwatch_images", &[("daemon", "c")]) == Some(before + 1.0)
     });
@@ -234,7 +227,4 @@ fn events_exits_refresh_and_disk_usage() {
     assert_eq!(exits(&s, "zero"), 2.0, "{}", s.text);
     assert_eq!(exits(&s, "nonzero"), 1.0);
     assert_eq!(exits(&s, "oom"), 1.0);
-    drop(dw);
-    drop(own);
-    std::fs::remove_dir_all(dir).ok();
 }

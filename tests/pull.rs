@@ -8,30 +8,14 @@ mod common;
 use std::fmt::Write as _;
 use std::process::Command;
 use std::sync::{Mutex, MutexGuard, PoisonError};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::{Dockwatch, Scrape, Testbed, Thaw, http_get, kill, temp_dir};
+use common::{Dockwatch, Scrape, Testbed, Thaw, http_get, kill, output_text, temp_dir};
 
 static TURN: Mutex<()> = Mutex::new(());
 
 fn turn() -> MutexGuard<'static, ()> {
     TURN.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
-fn rmi(bed: &Testbed, images: &[&str]) {
-    for image in images {
-        // Absent is fine: this only makes the next pull a cold one.
-        let _ = Command::new(bed.var("DOCKER_CLI"))
-            .args(["-H", bed.var("DOCKER_A"), "rmi", "-f", image])
-            .output();
-    }
-}
-
-fn present_on_a(bed: &Testbed, image: &str) -> bool {
-    Command::new(bed.var("DOCKER_CLI"))
-        .args(["-H", bed.var("DOCKER_A"), "image", "inspect", image])
-        .output()
-        .is_ok_and(|o| o.status.success())
 }
 
 fn layer_sizes(bed: &Testbed, key: &str) -> Vec<u64> {
@@ -57,22 +41,6 @@ fn image_labels(image: &str) -> [(&'static str, &str); 2] {
     [("daemon", "a"), ("image", image)]
 }
 
-fn pulls(s: &Scrape, image: &str, result: &str) -> f64 {
-    s.get(
-        "dockwatch_image_pulls_total",
-        &[("daemon", "a"), ("image", image), ("result", result)],
-    )
-    .unwrap_or(0.0)
-}
-
-fn failures(s: &Scrape, image: &str, reason: &str) -> f64 {
-    s.get(
-        "dockwatch_image_pull_failures_total",
-        &[("daemon", "a"), ("image", image), ("reason", reason)],
-    )
-    .unwrap_or(0.0)
-}
-
 fn no_progress_series(s: &Scrape) -> bool {
     !s.text.contains("\ndockwatch_image_pull_progress_bytes{")
         && !s.text.contains("\ndockwatch_image_pull_expected_bytes{")
@@ -86,11 +54,11 @@ fn cold_pull_repull_and_shared_layers() {
     let reg = bed.var("REGISTRY");
     let m1 = format!("{reg}/dwtest/multi:1");
     let m2 = format!("{reg}/dwtest/multi:2");
-    rmi(&bed, &[&m2, &m1]);
+    bed.cli_a().rmi_f(&[&m2, &m1]);
     // In order, one at a time: :1 cold, then :2 on top of its layers.
     let dw = Dockwatch::start(&prepull_config(&bed, "", &[&m1, &m2]));
     let s = dw.wait_for("both pulls", Duration::from_secs(60), |s| {
-        pulls(s, &m1, "updated") + pulls(s, &m2, "updated") >= 2.0
+        s.pulls("a", &m1, "updated") + s.pulls("a", &m2, "updated") >= 2.0
     });
     let sizes1 = layer_sizes(&bed, "IMAGE_MULTI1_LAYERS");
     let sizes2 = layer_sizes(&bed, "IMAGE_MULTI2_LAYERS");
@@ -133,7 +101,7 @@ fn cold_pull_repull_and_shared_layers() {
             s.get("dockwatch_image_present", &image_labels(img)),
             Some(1.0)
         );
-        assert!(present_on_a(&bed, img), "docker image inspect {img}");
+        assert!(bed.cli_a().has_image(img), "docker image inspect {img}");
         assert!(
             s.get(
                 "dockwatch_image_pull_last_success_timestamp_seconds",
@@ -165,7 +133,7 @@ fn cold_pull_repull_and_shared_layers() {
     // A re-pull of unchanged tags is up to date.
     let dw = Dockwatch::start(&prepull_config(&bed, "", &[&m1, &m2]));
     let s = dw.wait_for("re-pulls", Duration::from_secs(60), |s| {
-        pulls(s, &m1, "up_to_date") + pulls(s, &m2, "up_to_date") >= 2.0
+        s.pulls("a", &m1, "up_to_date") + s.pulls("a", &m2, "up_to_date") >= 2.0
     });
     assert_eq!(
         s.get(
@@ -175,7 +143,7 @@ fn cold_pull_repull_and_shared_layers() {
         Some(0.0)
     );
     drop(dw);
-    rmi(&bed, &[&m2, &m1]);
+    bed.cli_a().rmi_f(&[&m2, &m1]);
 }
 
 #[test]
@@ -185,9 +153,9 @@ fn missing_image_is_not_found_and_not_ready() {
     let nope = format!("{}/dwtest/nope:1", bed.var("REGISTRY"));
     let dw = Dockwatch::start(&prepull_config(&bed, "", &[&nope]));
     let s = dw.wait_for("a not_found failure", Duration::from_secs(30), |s| {
-        failures(s, &nope, "not_found") >= 1.0
+        s.pull_failures("a", &nope, "not_found") >= 1.0
     });
-    assert!(pulls(&s, &nope, "failed") >= 1.0);
+    assert!(s.pulls("a", &nope, "failed") >= 1.0);
     assert_eq!(
         s.get("dockwatch_image_present", &image_labels(&nope)),
         Some(0.0)
@@ -198,7 +166,7 @@ fn missing_image_is_not_found_and_not_ready() {
     );
     // Retried with backoff, well before the 20 s interval.
     dw.wait_for("a retry", Duration::from_secs(15), |s| {
-        failures(s, &nope, "not_found") >= 2.0
+        s.pull_failures("a", &nope, "not_found") >= 2.0
     });
 }
 
@@ -207,7 +175,7 @@ fn private_registry_needs_the_right_credentials() {
     let _turn = turn();
     let bed = Testbed::get();
     let image = format!("{}/private/app:1", bed.var("REGISTRY_AUTH"));
-    rmi(&bed, &[&image]);
+    bed.cli_a().rmi_f(&[&image]);
     let dir = temp_dir("auth");
     let wrong = dir.join("wrong.pass");
     std::fs::write(&wrong, "not-the-password\n").expect("write");
@@ -230,9 +198,9 @@ fn private_registry_needs_the_right_credentials() {
     );
     dw.wait_ready();
     let s = dw.wait_for("unauthorized", Duration::from_secs(30), |s| {
-        failures(s, &image, "unauthorized") >= 1.0
+        s.pull_failures("a", &image, "unauthorized") >= 1.0
     });
-    assert!(!present_on_a(&bed, &image));
+    assert!(!bed.cli_a().has_image(&image));
     assert_no_secret(&dw, &s, "not-the-password");
     drop(dw);
 
@@ -247,12 +215,12 @@ fn private_registry_needs_the_right_credentials() {
     );
     dw.wait_ready();
     let s = dw.wait_for("updated", Duration::from_secs(30), |s| {
-        pulls(s, &image, "updated") >= 1.0
+        s.pulls("a", &image, "updated") >= 1.0
     });
-    assert!(present_on_a(&bed, &image));
+    assert!(bed.cli_a().has_image(&image));
     assert_no_secret(&dw, &s, secret);
     drop(dw);
-    rmi(&bed, &[&image]);
+    bed.cli_a().rmi_f(&[&image]);
     std::fs::remove_dir_all(dir).ok();
 }
 
@@ -267,25 +235,14 @@ fn assert_no_secret(dw: &Dockwatch, s: &Scrape, secret: &str) {
     }
 }
 
-/// Waits until a pull of `image` is running and has listed its layers.
-fn wait_for_layers(dw: &Dockwatch, image: &str) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let (_, body) = http_get(dw.port, "/pulls").expect("/pulls");
-        let json: serde_json::Value = serde_json::from_str(&body).expect("json");
-        let layers = json["daemons"]["a"][image]["running"]["progress"]["layers"]
-            .as_array()
-            .map_or(0, Vec::len);
-        if layers > 0 {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the pull never started:\n{}",
-            dw.log()
-        );
-        std::thread::sleep(Duration::from_millis(5));
-    }
+/// Starts a cold pre-pull of the registry's big image on A; returns the
+/// image and dockwatch once the pull is running and has listed its layers.
+fn big_pull_running(bed: &Testbed) -> (String, Dockwatch) {
+    let big = format!("{}/dwtest/big:1", bed.var("REGISTRY"));
+    bed.cli_a().rmi_f(&[&big]);
+    let dw = Dockwatch::start(&prepull_config(bed, "", &[&big]));
+    dw.wait_for_layers("a", &big);
+    (big, dw)
 }
 
 /// Signals the registry; returns its pid.
@@ -312,47 +269,34 @@ impl Drop for Revive<'_> {
 fn frozen_registry_stalls_the_pull_and_the_next_round_succeeds() {
     let _turn = turn();
     let bed = Testbed::get();
-    let big = format!("{}/dwtest/big:1", bed.var("REGISTRY"));
-    rmi(&bed, &[&big]);
-    let dw = Dockwatch::start(&prepull_config(&bed, "", &[&big]));
-    wait_for_layers(&dw, &big);
+    let (big, dw) = big_pull_running(&bed);
     let thaw = Thaw(signal_registry(&bed, "STOP"));
     let s = dw.wait_for("a stall", Duration::from_secs(30), |s| {
-        failures(s, &big, "stalled") >= 1.0
+        s.pull_failures("a", &big, "stalled") >= 1.0
     });
     drop(thaw);
     assert!(s.get("dockwatch_image_pull_stalls_total", &image_labels(&big)) >= Some(1.0));
     assert!(no_progress_series(&s), "progress series left:\n{}", s.text);
     let s = dw.wait_for("the retry to succeed", Duration::from_secs(60), |s| {
-        pulls(s, &big, "updated") >= 1.0
+        s.pulls("a", &big, "updated") >= 1.0
     });
     assert!(no_progress_series(&s));
-    assert!(present_on_a(&bed, &big));
+    assert!(bed.cli_a().has_image(&big));
     drop(dw);
-    rmi(&bed, &[&big]);
+    bed.cli_a().rmi_f(&[&big]);
 }
 
 #[test]
 fn registry_killed_mid_pull_fails_and_recovers_once_it_is_back() {
     let _turn = turn();
     let bed = Testbed::get();
-    let big = format!("{}/dwtest/big:1", bed.var("REGISTRY"));
-    rmi(&bed, &[&big]);
-    let dw = Dockwatch::start(&prepull_config(&bed, "", &[&big]));
-    wait_for_layers(&dw, &big);
+    let (big, dw) = big_pull_running(&bed);
     signal_registry(&bed, "KILL");
     let revive = Revive(&bed);
     let s = dw.wait_for("a failure", Duration::from_secs(60), |s| {
-        pulls(s, &big, "failed") >= 1.0
+        s.pulls("a", &big, "failed") >= 1.0
     });
-    let reasons: Vec<_> = s
-        .samples
-        .iter()
-        .filter(|(n, l, v)| {
-            n == "dockwatch_image_pull_failures_total" && *v > 0.0 && l.get("image") == Some(&big)
-        })
-        .map(|(_, l, _)| l["reason"].clone())
-        .collect();
+    let reasons: Vec<_> = s.pull_failure_reasons("a", &big).into_keys().collect();
     // dockerd only counts down "Retrying in N seconds" for minutes; dockwatch
     // reads that as the registry being unreachable, and cancels.
     assert_eq!(reasons, ["network"], "{}", dw.log());
@@ -360,10 +304,10 @@ fn registry_killed_mid_pull_fails_and_recovers_once_it_is_back() {
     assert!(no_progress_series(&s));
     drop(revive);
     dw.wait_for("the retry to succeed", Duration::from_secs(60), |s| {
-        pulls(s, &big, "updated") >= 1.0
+        s.pulls("a", &big, "updated") >= 1.0
     });
     drop(dw);
-    rmi(&bed, &[&big]);
+    bed.cli_a().rmi_f(&[&big]);
 }
 
 fn cli_pull(bed: &Testbed, image: &str, tty: bool) -> (i32, String) {
@@ -390,12 +334,7 @@ fn cli_pull(bed: &Testbed, image: &str, tty: bool) -> (i32, String) {
     }
     .expect("run dockwatch pull");
     std::fs::remove_dir_all(dir).ok();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.code().unwrap_or(-1), text)
+    (out.status.code().unwrap_or(-1), output_text(&out))
 }
 
 #[test]
@@ -405,7 +344,7 @@ fn pull_command_on_a_terminal_and_through_a_pipe() {
     let m1 = format!("{}/dwtest/multi:1", bed.var("REGISTRY"));
     let sizes = layer_sizes(&bed, "IMAGE_MULTI1_LAYERS");
 
-    rmi(&bed, &[&m1]);
+    bed.cli_a().rmi_f(&[&m1]);
     let (code, out) = cli_pull(&bed, &m1, true);
     assert_eq!(code, 0, "{out}");
     assert!(
@@ -418,9 +357,9 @@ fn pull_command_on_a_terminal_and_through_a_pipe() {
         out.contains(&format!("{} layers downloaded", sizes.len())),
         "{out}"
     );
-    assert!(present_on_a(&bed, &m1));
+    assert!(bed.cli_a().has_image(&m1));
 
-    rmi(&bed, &[&m1]);
+    bed.cli_a().rmi_f(&[&m1]);
     let (code, out) = cli_pull(&bed, &m1, false);
     assert_eq!(code, 0, "{out}");
     assert!(
@@ -440,5 +379,5 @@ fn pull_command_on_a_terminal_and_through_a_pipe() {
     let (code, out) = cli_pull(&bed, &nope, false);
     assert_eq!(code, 1, "{out}");
     assert!(out.contains("failed (not_found)"), "{out}");
-    rmi(&bed, &[&m1]);
+    bed.cli_a().rmi_f(&[&m1]);
 }
