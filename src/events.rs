@@ -295,6 +295,56 @@ mod tests {
         assert_eq!(daemon_time("junk"), None);
     }
 
+    /// Counts every line of a recorded stream; returns the exposition.
+    fn count_stream(name: &str) -> String {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/streams")
+            .join(name);
+        let text = std::fs::read_to_string(&path).expect("fixture");
+        let state = Arc::new(crate::state::State::default());
+        let board = Arc::new(crate::state::PullBoard::default());
+        let metrics = Arc::new(Metrics::new(state, board, false));
+        let daemon = crate::config::DaemonConfig {
+            name: "d".into(),
+            host: crate::config::Host::parse("unix:///nonexistent.sock").expect("a host"),
+            tls: None,
+        };
+        let watcher = EventWatcher {
+            connection: Connection::new(
+                &daemon,
+                Duration::from_secs(1),
+                Arc::new(crate::docker::Unobserved),
+            ),
+            metrics: Arc::clone(&metrics),
+            image_events: Arc::new(Notify::new()),
+        };
+        let mut seen = Seen::default();
+        for line in text.lines() {
+            let event: Event = serde_json::from_str(line).expect("an event");
+            watcher.count(&event, &mut seen);
+        }
+        metrics.encode()
+    }
+
+    /// Docker 29 (API 1.52) events have no legacy `status`, `id` or `from`:
+    /// type, action and actor are all that is read.
+    #[test]
+    fn api_1_52_events_count() {
+        let text = count_stream("api-1.52-events.jsonl");
+        for line in [
+            "dockwatch_events_total{daemon=\"d\",type=\"container\",action=\"start\"} 1",
+            "dockwatch_events_total{daemon=\"d\",type=\"container\",action=\"health_status\"} 1",
+            "dockwatch_events_total{daemon=\"d\",type=\"container\",action=\"die\"} 2",
+            "dockwatch_events_total{daemon=\"d\",type=\"image\",action=\"pull\"} 1",
+            "dockwatch_events_total{daemon=\"d\",type=\"image\",action=\"untag\"} 1",
+            "dockwatch_container_exits_total{daemon=\"d\",code_class=\"oom\"} 1",
+            "dockwatch_container_exits_total{daemon=\"d\",code_class=\"zero\"} 1",
+        ] {
+            assert!(text.contains(&format!("{line}\n")), "{line} in:\n{text}");
+        }
+        assert!(!text.contains("network"), "{text}");
+    }
+
     #[test]
     fn since_has_nanoseconds() {
         assert_eq!(since_of(1_700_000_000_000_000_123), "1700000000.000000123");
