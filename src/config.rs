@@ -18,6 +18,8 @@ use serde::{Deserialize, Deserializer};
 
 /// The config file read when `--config` is not given, if it exists.
 pub const DEFAULT_CONFIG_FILE: &str = "config.toml";
+/// The default `[poll] images_interval`.
+pub const DEFAULT_IMAGES_INTERVAL: Duration = Duration::from_secs(600);
 /// Where dockerd listens by default.
 pub const DEFAULT_DOCKER_HOST: &str = "unix:///var/run/docker.sock";
 
@@ -110,8 +112,11 @@ impl Default for PollConfig {
 }
 
 impl PollConfig {
+    /// The safety re-listing of images while the event stream is followed:
+    /// 10 minutes, or `interval` if that is longer.
     pub fn images_interval(&self) -> Duration {
-        self.images_interval.unwrap_or(self.interval)
+        self.images_interval
+            .unwrap_or(DEFAULT_IMAGES_INTERVAL.max(self.interval))
     }
 }
 

@@ -90,12 +90,39 @@ const RESUME_OVERLAP_NANOS: i64 = 1_000_000_000;
 /// How many recent events are remembered to skip replays.
 const RECENT: usize = 4096;
 
+/// What the events task tells the poller: an image changed (list images
+/// again soon), and whether the stream is following the daemon now (then
+/// the image figures are kept fresh by events, and the full listing can run
+/// rarely).
+#[derive(Debug, Default)]
+pub struct ImageEvents {
+    changed: Notify,
+    following: std::sync::atomic::AtomicBool,
+}
+
+impl ImageEvents {
+    /// Waits for the next image event.
+    pub async fn changed(&self) {
+        self.changed.notified().await;
+    }
+
+    /// True while the event stream is connected and read.
+    pub fn following(&self) -> bool {
+        self.following.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    fn set_following(&self, on: bool) {
+        self.following
+            .store(on, std::sync::atomic::Ordering::Release);
+    }
+}
+
 /// One daemon's event listener.
 #[derive(Debug, Clone)]
 pub struct EventWatcher {
     pub connection: Connection,
     pub metrics: Arc<Metrics>,
-    pub image_events: Arc<Notify>,
+    pub image_events: Arc<ImageEvents>,
 }
 
 /// What the listener remembers across reconnects.
@@ -140,6 +167,7 @@ impl EventWatcher {
                 _ = shutdown.changed() => return,
                 r = self.listen(&mut seen) => r,
             };
+            self.image_events.set_following(false);
             match ended {
                 Ok(counted) => {
                     if counted > 0 {
@@ -181,6 +209,10 @@ impl EventWatcher {
             query.push(("since", since_of(seen.last - RESUME_OVERLAP_NANOS)));
         }
         let mut stream = self.connection.events(&query).await?;
+        // From here on every image change comes as an event (a resume
+        // replays what happened while the stream was down).
+        self.image_events.set_following(true);
+        self.image_events.changed.notify_one();
         let mut counted = 0;
         while let Some(line) = stream.next().await {
             let line = line?;
@@ -226,7 +258,7 @@ impl EventWatcher {
         self.metrics
             .count_event(self.connection.name(), typ, action);
         if typ == "image" {
-            self.image_events.notify_one();
+            self.image_events.changed.notify_one();
             return true;
         }
         match action {
@@ -316,7 +348,7 @@ mod tests {
                 Arc::new(crate::docker::Unobserved),
             ),
             metrics: Arc::clone(&metrics),
-            image_events: Arc::new(Notify::new()),
+            image_events: Arc::new(ImageEvents::default()),
         };
         let mut seen = Seen::default();
         for line in text.lines() {

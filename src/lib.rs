@@ -87,7 +87,7 @@ impl Watchers {
             }
             // The one connection every task of this daemon goes through.
             let connection = Connection::new(daemon, config.poll.timeout, Arc::clone(&observer));
-            let image_events = Arc::new(tokio::sync::Notify::new());
+            let image_events = Arc::new(events::ImageEvents::default());
             let events = events::EventWatcher {
                 connection: connection.clone(),
                 metrics: Arc::clone(&shared.metrics),
