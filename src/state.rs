@@ -155,6 +155,12 @@ impl State {
         map.get(daemon).and_then(|e| e.snapshot.clone())
     }
 
+    /// Whether `daemon` is one dockwatch watches (configured or discovered).
+    pub fn knows(&self, daemon: &str) -> bool {
+        let map = self.daemons.read().unwrap_or_else(PoisonError::into_inner);
+        map.contains_key(daemon)
+    }
+
     /// True once every daemon finished its first poll, good or bad.
     pub fn ready(&self) -> bool {
         let map = self.daemons.read().unwrap_or_else(PoisonError::into_inner);

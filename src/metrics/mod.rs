@@ -10,9 +10,11 @@ mod daemon;
 mod disk;
 mod events;
 mod family;
+mod probe;
 mod process;
 mod pulls;
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
@@ -47,7 +49,22 @@ pub struct Metrics {
     state: Arc<State>,
     board: Arc<PullBoard>,
     cache: Mutex<Option<CachedBody>>,
+    probes: Mutex<Option<CachedProbes>>,
 }
+
+/// The last split of the exposition by daemon, for `/probe`.
+#[derive(Debug)]
+struct CachedProbes {
+    key: [u64; 3],
+    made: Instant,
+    by_daemon: HashMap<String, Bytes>,
+}
+
+/// How old the split `/probe` answers from may be: at most one split a
+/// second, however many daemons are probed and however often they change
+/// (a poll publishes every few seconds per daemon; with a thousand daemons
+/// something changes all the time).
+const PROBE_REFRESH: Duration = Duration::from_secs(1);
 
 /// The last body `/metrics` sent, and what it was made from.
 #[derive(Debug)]
@@ -127,6 +144,7 @@ impl Metrics {
             state,
             board,
             cache: Mutex::new(None),
+            probes: Mutex::new(None),
         }
     }
 
@@ -160,6 +178,31 @@ impl Metrics {
             body: body.clone(),
         });
         body
+    }
+
+    /// The series of one daemon (every family with a `daemon` label), as
+    /// of at most [`PROBE_REFRESH`] ago; empty for a daemon with none yet.
+    pub fn probe(&self, daemon: &str) -> Bytes {
+        let mut cache = self.probes.lock().unwrap_or_else(PoisonError::into_inner);
+        let key = [
+            self.version.load(Ordering::Acquire),
+            self.state.version(),
+            self.board.version(),
+        ];
+        let fresh = cache
+            .as_ref()
+            .is_some_and(|c| c.key == key || c.made.elapsed() < PROBE_REFRESH);
+        if !fresh {
+            *cache = Some(CachedProbes {
+                key,
+                made: Instant::now(),
+                by_daemon: probe::split(&self.encode()),
+            });
+        }
+        cache
+            .as_ref()
+            .and_then(|c| c.by_daemon.get(daemon).cloned())
+            .unwrap_or_default()
     }
 
     /// Records a (re)load of the configuration.
