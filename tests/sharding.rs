@@ -1,6 +1,6 @@
 //! Prometheus-driven sharding: two dockwatch replicas watch the same daemons,
 //! and a real Prometheus running the shipped `deploy/prometheus/sharded.yml`
-//! (file_sd + hashmod over the replicas + `/probe?target=NAME`) gets every
+//! (`file_sd` + hashmod over the replicas + `/probe?target=NAME`) gets every
 //! daemon's series exactly once, with the right `daemon` label. `/probe`
 //! answers only for daemons dockwatch watches.
 
@@ -47,7 +47,7 @@ fn replica_config(bed: &Testbed) -> String {
     out
 }
 
-/// The shipped sharded.yml with the replicas' addresses and the file_sd
+/// The shipped sharded.yml with the replicas' addresses and the `file_sd`
 /// path of this test, and a faster scrape.
 fn prometheus_config(dir: &Path, replicas: [u16; 2]) -> String {
     let shipped = std::fs::read_to_string(concat!(
@@ -69,6 +69,7 @@ fn prometheus_config(dir: &Path, replicas: [u16; 2]) -> String {
 }
 
 #[test]
+#[allow(clippy::too_many_lines)] // one scenario, start to end
 fn every_daemon_arrives_once_through_the_shards() {
     let bed = Testbed::get();
     let replicas = [
