@@ -40,6 +40,33 @@ pub struct Config<D = DaemonConfig, I = PrepullImage> {
     pub image_filters: Vec<ImageFilterConfig>,
     pub prepull: PrepullConfig<I>,
     pub registries: Vec<RegistryConfig>,
+    /// More daemons, from Prometheus `file_sd` files.
+    pub discovery: Vec<DiscoveryConfig>,
+}
+
+/// A `[[discovery]]` source: daemons listed in Prometheus `file_sd` files
+/// (JSON or YAML), re-read every `refresh` and when a file changes.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct DiscoveryConfig {
+    /// Paths; the file name may be a glob (`*.json`).
+    pub files: Vec<String>,
+    #[serde(default = "default_refresh", deserialize_with = "de_duration")]
+    pub refresh: Duration,
+    /// Mutual TLS for every `tcp://` target these files list.
+    #[serde(default)]
+    pub tls: Option<TlsConfig>,
+}
+
+fn default_refresh() -> Duration {
+    Duration::from_secs(30)
+}
+
+impl DiscoveryConfig {
+    /// The `source` label: the patterns as written.
+    pub fn source(&self) -> String {
+        self.files.join(",")
+    }
 }
 
 /// The configuration as written: host URLs and image references still text.
@@ -54,6 +81,7 @@ impl<D, I> Default for Config<D, I> {
             image_filters: Vec::new(),
             prepull: PrepullConfig::default(),
             registries: Vec::new(),
+            discovery: Vec::new(),
         }
     }
 }
@@ -609,6 +637,7 @@ impl From<Config> for ConfigFile {
                     .collect(),
             },
             registries: c.registries,
+            discovery: c.discovery,
         }
     }
 }
@@ -624,6 +653,7 @@ impl ConfigFile {
         let names: BTreeSet<&str> = self.daemons.iter().map(|d| d.name.as_str()).collect();
         let images = self.prepull_images(&names, &mut problems);
         self.validate_registries(&mut problems);
+        self.validate_discovery(&mut problems);
         if !problems.is_empty() {
             return Err(problems);
         }
@@ -633,6 +663,7 @@ impl ConfigFile {
             image_filters,
             prepull,
             registries,
+            discovery,
             ..
         } = self;
         Ok(Config {
@@ -650,7 +681,34 @@ impl ConfigFile {
                 images,
             },
             registries,
+            discovery,
         })
+    }
+
+    fn validate_discovery(&self, problems: &mut Vec<Problem>) {
+        for (i, d) in self.discovery.iter().enumerate() {
+            let key = format!("discovery[{i}]");
+            if d.files.is_empty() {
+                problems.push(Problem::new(
+                    format!("{key}.files"),
+                    "must name at least one file, like [\"/etc/dockwatch/daemons/*.json\"]",
+                ));
+            }
+            for (j, f) in d.files.iter().enumerate() {
+                if let Err(e) = glob::Pattern::new(f) {
+                    problems.push(Problem::new(
+                        format!("{key}.files[{j}]"),
+                        format!("{f:?} is not a valid path pattern: {e}"),
+                    ));
+                }
+            }
+            if d.refresh.is_zero() {
+                problems.push(Problem::new(
+                    format!("{key}.refresh"),
+                    "must be greater than 0",
+                ));
+            }
+        }
     }
 
     fn validate_poll(&self, problems: &mut Vec<Problem>) {

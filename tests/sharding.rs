@@ -1,5 +1,6 @@
-//! Prometheus-driven sharding: two dockwatch replicas watch the same daemons,
-//! and a real Prometheus running the shipped `deploy/prometheus/sharded.yml`
+//! Prometheus-driven sharding: two dockwatch replicas read the same
+//! discovery file, and a real Prometheus running the shipped
+//! `deploy/prometheus/sharded.yml`
 //! (`file_sd` + hashmod over the replicas + `/probe?target=NAME`) gets every
 //! daemon's series exactly once, with the right `daemon` label. `/probe`
 //! answers only for daemons dockwatch watches.
@@ -15,36 +16,33 @@ use serde_json::Value;
 use common::prometheus::Prometheus;
 use common::{Dockwatch, Testbed, http_get, temp_dir};
 
-/// The daemons of the test: the bed's three engines under their own names
-/// and dockerd A again under three more (so the hash has names to spread).
-fn daemons(bed: &Testbed) -> Vec<(String, String)> {
+/// The daemons of the test, as (name, host URL, `daemon` label): the bed's
+/// three engines, Podman named by its socket's path (no label), and dockerd
+/// A again under three more names (so the hash has names to spread).
+fn daemons(bed: &Testbed) -> Vec<(String, String, bool)> {
     let a = bed.var("DOCKER_A");
+    let p = bed.var("PODMAN_HOST");
     vec![
-        ("a".into(), a.into()),
-        ("a-2".into(), a.into()),
-        ("a-3".into(), a.into()),
-        ("build-04".into(), a.into()),
-        ("b".into(), bed.var("DOCKER_B").into()),
-        ("p".into(), bed.var("PODMAN_HOST").into()),
+        ("a".into(), a.into(), true),
+        ("a-2".into(), a.into(), true),
+        ("a-3".into(), a.into(), true),
+        ("build-04".into(), a.into(), true),
+        ("b".into(), bed.var("DOCKER_B").into(), true),
+        (p.trim_start_matches("unix://").into(), p.into(), false),
     ]
 }
 
-fn replica_config(bed: &Testbed) -> String {
-    let mut out = String::from("[poll]\ninterval = \"1s\"\ntimeout = \"900ms\"\n");
-    for (name, host) in daemons(bed) {
-        if name == "b" {
-            out += &common::tls_daemon_toml(
-                &name,
-                &host,
-                bed.var("TLS_CA"),
-                bed.var("TLS_CERT"),
-                bed.var("TLS_KEY"),
-            );
-        } else {
-            out += &common::daemon_toml(&name, &host);
-        }
-    }
-    out
+/// Both replicas read the same `file_sd` file: the fleet's inventory.
+fn replica_config(bed: &Testbed, files: &Path) -> String {
+    format!(
+        "[poll]\ninterval = \"1s\"\ntimeout = \"900ms\"\n\
+         [[discovery]]\nfiles = [\"{}/*.json\"]\n\
+         [discovery.tls]\nca = \"{}\"\ncert = \"{}\"\nkey = \"{}\"\n",
+        files.display(),
+        bed.var("TLS_CA"),
+        bed.var("TLS_CERT"),
+        bed.var("TLS_KEY"),
+    )
 }
 
 /// The shipped sharded.yml with the replicas' addresses and the `file_sd`
@@ -72,22 +70,29 @@ fn prometheus_config(dir: &Path, replicas: [u16; 2]) -> String {
 #[allow(clippy::too_many_lines)] // one scenario, start to end
 fn every_daemon_arrives_once_through_the_shards() {
     let bed = Testbed::get();
-    let replicas = [
-        Dockwatch::start(&replica_config(&bed)),
-        Dockwatch::start(&replica_config(&bed)),
-    ];
     let dir = temp_dir("sharded");
     std::fs::create_dir_all(dir.join("daemons")).expect("daemons dir");
-    // The fleet's inventory, as file_sd: host URLs, named by a `daemon` label.
+    // The fleet's inventory, as file_sd: host URLs, named by a `daemon`
+    // label or else by their address.
     let targets: Vec<Value> = daemons(&bed)
         .into_iter()
-        .map(|(name, host)| serde_json::json!({"targets": [host], "labels": {"daemon": name}}))
+        .map(|(name, host, label)| {
+            if label {
+                serde_json::json!({"targets": [host], "labels": {"daemon": name}})
+            } else {
+                serde_json::json!({"targets": [host]})
+            }
+        })
         .collect();
     std::fs::write(
         dir.join("daemons/fleet.json"),
         serde_json::to_string_pretty(&targets).expect("json"),
     )
     .expect("write file_sd");
+    let replicas = [
+        Dockwatch::start(&replica_config(&bed, &dir.join("daemons"))),
+        Dockwatch::start(&replica_config(&bed, &dir.join("daemons"))),
+    ];
     std::fs::write(
         dir.join("prometheus.yml"),
         prometheus_config(&dir, [replicas[0].port, replicas[1].port]),
@@ -95,7 +100,7 @@ fn every_daemon_arrives_once_through_the_shards() {
     .expect("write prometheus.yml");
     let prom = Prometheus::start(dir.clone());
 
-    let names: Vec<String> = daemons(&bed).into_iter().map(|(n, _)| n).collect();
+    let names: Vec<String> = daemons(&bed).into_iter().map(|(n, _, _)| n).collect();
     let mut last = Value::Null;
     prom.wait_until("every daemon up, once", Duration::from_secs(60), || {
         let Ok(v) = prom.api("/api/v1/query?query=dockwatch_daemon_up") else {

@@ -7,6 +7,7 @@
 
 mod api;
 mod daemon;
+mod discovery;
 mod disk;
 mod events;
 mod family;
@@ -42,6 +43,7 @@ pub struct Metrics {
     api: api::ApiFamilies,
     pulls: pulls::PullFamilies,
     events: events::EventFamilies,
+    discovery: discovery::DiscoveryFamilies,
     reload_ok: Gauge,
     reload_time: Gauge<f64, AtomicU64>,
     /// Bumped after every change made through these methods.
@@ -119,6 +121,7 @@ impl Metrics {
             board: Arc::clone(&board),
         }));
         let events = events::EventFamilies::register(dw);
+        let discovery = discovery::DiscoveryFamilies::register(dw);
 
         let reload_ok = Gauge::default();
         dw.register(
@@ -138,6 +141,7 @@ impl Metrics {
             api,
             pulls,
             events,
+            discovery,
             reload_ok,
             reload_time,
             version: AtomicU64::new(0),
@@ -214,6 +218,22 @@ impl Metrics {
                 .map_or(0.0, |d| d.as_secs_f64());
             self.reload_time.set(now);
         }
+        self.changed();
+    }
+
+    /// What a discovery source read: how many daemons, and whether every
+    /// file could be read.
+    pub fn discovery_read(&self, source: &str, targets: usize, all_read: bool) {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0.0, |d| d.as_secs_f64());
+        self.discovery.read(source, targets, all_read, now);
+        self.changed();
+    }
+
+    /// Drops the discovery series (before a reload starts the sources anew).
+    pub fn forget_discovery(&self) {
+        self.discovery.clear();
         self.changed();
     }
 
