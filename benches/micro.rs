@@ -172,6 +172,7 @@ fn default_scale_metrics() -> Metrics {
                     containers,
                 }),
                 failed_filters: Vec::new(),
+                down_reason: None,
             },
         );
         metrics.init_exits(daemon);

@@ -151,6 +151,7 @@ impl Poller {
                         containers: core.containers,
                     }),
                     failed_filters: images.failed_filters.into_iter().map(|(f, _)| f).collect(),
+                    down_reason: None,
                 }
             }
             Err(e) => {
@@ -167,6 +168,7 @@ impl Poller {
                     info: mem.info.clone(),
                     data: None,
                     failed_filters: Vec::new(),
+                    down_reason: Some(e.reason()),
                 }
             }
         }

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
 
 use crate::df::DiskUsage;
-use crate::labels::{ContainerState, FailReason, PullResult};
+use crate::labels::{ContainerState, ErrorReason, FailReason, PullResult};
 use crate::progress::{Layer, Progress, Totals};
 
 /// What one poll of one daemon found. Immutable once published.
@@ -25,6 +25,8 @@ pub struct DaemonSnapshot {
     pub data: Option<PollData>,
     /// Filter groups whose own query failed in an otherwise good poll.
     pub failed_filters: Vec<String>,
+    /// Why the last poll failed, when it did.
+    pub down_reason: Option<ErrorReason>,
 }
 
 impl DaemonSnapshot {

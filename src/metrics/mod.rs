@@ -369,6 +369,7 @@ mod tests {
                 }),
                 // A group the daemon refused in this poll.
                 failed_filters: vec!["gone-base".into()],
+                down_reason: None,
             },
         );
         state.publish(
@@ -379,6 +380,7 @@ mod tests {
                 info: Some(info),
                 data: None,
                 failed_filters: vec![],
+                down_reason: None,
             },
         );
         // The last /system/df worked on local, failed on build-01.
