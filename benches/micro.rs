@@ -154,6 +154,7 @@ fn default_scale_metrics() -> Metrics {
                     version: "20.10.24+dfsg1".into(),
                     api_version: "1.41".into(),
                     min_api_version: "1.12".into(),
+                    negotiated_api_version: "1.41".into(),
                     os: "linux".into(),
                     arch: "amd64".into(),
                     storage_driver: "overlay2".into(),
@@ -171,6 +172,7 @@ fn default_scale_metrics() -> Metrics {
                     containers,
                 }),
                 failed_filters: Vec::new(),
+                down_reason: None,
             },
         );
         metrics.init_exits(daemon);

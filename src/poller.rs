@@ -8,12 +8,13 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use tokio::sync::{Notify, watch};
+use tokio::sync::watch;
 use tokio::time::MissedTickBehavior;
 
 use crate::config::{DaemonConfig, ImageFilterConfig};
 use crate::docker::answers::ImageSummary;
 use crate::docker::{Connection, DockerError};
+use crate::events::ImageEvents;
 use crate::labels::ContainerState;
 use crate::state::{DaemonInfo, DaemonSnapshot, ImageCount, PollData, State};
 
@@ -23,12 +24,14 @@ pub struct Poller {
     pub daemon: DaemonConfig,
     pub connection: Connection,
     pub interval: Duration,
-    /// The full image listing runs this often, or soon after an image event.
+    /// While the event stream is followed, the full image listing runs
+    /// this often, and soon after an image event; while it is not, every
+    /// `interval`.
     pub images_interval: Duration,
     pub filters: Arc<[ImageFilterConfig]>,
     pub state: Arc<State>,
     /// Signalled by the events task on every image event.
-    pub image_events: Arc<Notify>,
+    pub image_events: Arc<ImageEvents>,
 }
 
 /// Image bursts (a pull, a prune) come as many events; wait this long after
@@ -89,7 +92,7 @@ impl Poller {
                 biased;
                 _ = shutdown.changed() => return,
                 _ = ticker.tick() => false,
-                () = self.image_events.notified() => true,
+                () = self.image_events.changed() => true,
             };
             if images_only {
                 tokio::select! {
@@ -148,6 +151,7 @@ impl Poller {
                         containers: core.containers,
                     }),
                     failed_filters: images.failed_filters.into_iter().map(|(f, _)| f).collect(),
+                    down_reason: None,
                 }
             }
             Err(e) => {
@@ -164,6 +168,7 @@ impl Poller {
                     info: mem.info.clone(),
                     data: None,
                     failed_filters: Vec::new(),
+                    down_reason: Some(e.reason()),
                 }
             }
         }
@@ -175,13 +180,19 @@ impl Poller {
         // `at` is when the last listing started, on a tick; rounding to the
         // nearest tick keeps a listing that took a while from pushing the
         // next one a whole interval later.
+        let every = if self.image_events.following() {
+            self.images_interval
+        } else {
+            self.interval
+        };
         let images_due = images_only
             || mem
                 .images
                 .as_ref()
-                .is_none_or(|(_, at)| at.elapsed() + self.interval / 2 >= self.images_interval);
+                .is_none_or(|(_, at)| at.elapsed() + self.interval / 2 >= every);
         let images_started = Instant::now();
         let c = &self.connection;
+        c.negotiate().await?;
         let (core, images) = tokio::join!(
             async {
                 if images_only {
@@ -238,6 +249,7 @@ impl Poller {
                 version: version.version.unwrap_or_default(),
                 api_version: version.api_version.unwrap_or_default(),
                 min_api_version: version.min_api_version.unwrap_or_default(),
+                negotiated_api_version: c.api_version().map(|v| v.to_string()).unwrap_or_default(),
                 os: version.os.unwrap_or_default(),
                 arch: version.arch.unwrap_or_default(),
                 storage_driver: info.driver.unwrap_or_default(),

@@ -10,9 +10,10 @@ use std::fmt::Write as _;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{Dockwatch, Scrape, Store, Testbed, assert_byte_counts_sane, http_get, temp_dir};
-
-const FAST_POLL: &str = "[poll]\ninterval = \"1s\"\ntimeout = \"800ms\"\n";
+use common::{
+    Dockwatch, FAST_POLL, Scrape, Store, Testbed, assert_byte_counts_sane, assert_success,
+    daemon_toml, http_get, reap, temp_dir, wait_until,
+};
 
 /// Filter groups checked against `docker images --filter` with the same filters.
 /// (name, TOML filters, the same filters as docker CLI flags)
@@ -216,6 +217,18 @@ fn assert_matches_cli(
     assert_eq!(info["version"], parts.next().unwrap_or_default());
     assert_eq!(info["api_version"], parts.next().unwrap_or_default());
     assert_eq!(info["min_api_version"], parts.next().unwrap_or_default());
+    // Negotiated as the docker CLI does: the daemon's newest, capped at the
+    // newest dockwatch is tested against (1.45).
+    let newest = |v: &str| {
+        let (a, b) = v.split_once('.').unwrap_or_default();
+        (a.parse::<u32>().unwrap_or(0), b.parse::<u32>().unwrap_or(0))
+    };
+    let want = if newest(&info["api_version"]) <= (1, 45) {
+        info["api_version"].clone()
+    } else {
+        "1.45".to_owned()
+    };
+    assert_eq!(info["negotiated_api_version"], want);
     assert_eq!(info["engine"], "docker");
     let driver = cli.run(&["info", "--format", "{{.Driver}}"]);
     assert_eq!(info["storage_driver"], driver.trim());
@@ -354,24 +367,14 @@ fn full_exposition_passes_promtool() {
         stdin.write_all(body.as_bytes()).expect("feed promtool");
     }
     let out = promtool.wait_with_output().expect("promtool");
-    assert!(
-        out.status.success(),
-        "promtool check metrics failed:\n{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_success(&out, "promtool check metrics");
 }
 
 fn tls_errors(s: &Scrape, daemon: &str) -> f64 {
-    s.samples
-        .iter()
-        .filter(|(n, l, _)| {
-            n == "dockwatch_api_request_errors_total"
-                && l.get("daemon").is_some_and(|d| d == daemon)
-                && l.get("reason").is_some_and(|r| r == "tls")
-        })
-        .map(|(_, _, v)| v)
-        .sum()
+    s.sum(
+        "dockwatch_api_request_errors_total",
+        &[("daemon", daemon), ("reason", "tls")],
+    )
 }
 
 #[test]
@@ -399,6 +402,15 @@ fn tls_with_wrong_ca_or_untrusted_client_cert_is_down_and_counted() {
     assert_eq!(
         first.get("dockwatch_daemon_up", &[("daemon", "good")]),
         Some(1.0)
+    );
+    // The good one's numbers are there, so their absence below for the bad
+    // ones means something.
+    assert!(
+        first
+            .get("dockwatch_images", &[("daemon", "good")])
+            .is_some(),
+        "{}",
+        first.text
     );
     for bad in ["wrong-ca", "untrusted-client"] {
         assert_eq!(
@@ -453,9 +465,7 @@ fn count_plain_http(log: &std::path::Path) -> usize {
 fn plain_tcp_to_a_tls_port_is_down_not_up() {
     let bed = Testbed::get();
     let host = bed.var("DOCKER_B");
-    let dw = Dockwatch::start(&format!(
-        "{FAST_POLL}[[daemons]]\nname = \"plain\"\nhost = \"{host}\"\n"
-    ));
+    let dw = Dockwatch::start(&format!("{FAST_POLL}{}", daemon_toml("plain", host)));
     let s = dw.scrape();
     assert_eq!(
         s.get("dockwatch_daemon_up", &[("daemon", "plain")]),
@@ -494,18 +504,20 @@ fn not_ready_until_first_poll_and_unreachable_daemon_does_not_stop_it() {
     let sock = dir.join("nobody.sock");
     let dw = Dockwatch::spawn(
         &format!(
-            "{FAST_POLL}[[daemons]]\nname = \"gone\"\nhost = \"unix://{}\"\n",
-            sock.display()
+            "{FAST_POLL}{}",
+            daemon_toml("gone", &format!("unix://{}", sock.display()))
         ),
         &[],
     );
     dw.wait_ready();
+    // A daemon never reached fails at its first request: the `/_ping` that
+    // negotiates the API version.
     let s = dw.wait_for("connect errors", Duration::from_secs(10), |s| {
         s.get(
             "dockwatch_api_request_errors_total",
             &[
                 ("daemon", "gone"),
-                ("endpoint", "version"),
+                ("endpoint", "ping"),
                 ("reason", "connect"),
             ],
         ) >= Some(2.0)
@@ -546,19 +558,14 @@ fn default_config_watches_docker_host_and_env_overrides_apply() {
         .stderr(std::fs::File::create(dir.join("log")).expect("log"))
         .spawn()
         .expect("spawn");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let body = loop {
-        if let Ok((200, _)) = http_get(port, "/-/ready") {
-            break http_get(port, "/metrics").expect("scrape").1;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "not ready with the default config"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    };
-    let _ = child.kill();
-    let _ = child.wait();
+    wait_until(
+        Duration::from_secs(30),
+        Duration::from_millis(100),
+        || matches!(http_get(port, "/-/ready"), Ok((200, _))),
+        || "not ready with the default config".to_owned(),
+    );
+    let body = http_get(port, "/metrics").expect("scrape").1;
+    reap(&mut child);
     std::fs::remove_dir_all(dir).ok();
     let s = Scrape::parse(&body);
     assert_eq!(
@@ -576,18 +583,10 @@ fn sigterm_and_sigint_stop_within_five_seconds() {
     let bed = Testbed::get();
     for sig in ["TERM", "INT"] {
         let mut dw = Dockwatch::start(&format!("{}{}", bed.daemon_a("a"), bed.daemon_b("b")));
-        let sent = Instant::now();
         dw.signal(sig);
-        let status = loop {
-            if let Some(status) = dw.child.try_wait().expect("wait") {
-                break status;
-            }
-            assert!(
-                sent.elapsed() < Duration::from_secs(5),
-                "SIG{sig}: still running after 5 s"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        };
+        let status = dw
+            .wait_exit(Duration::from_secs(5))
+            .unwrap_or_else(|| panic!("SIG{sig}: still running after 5 s"));
         assert!(status.success(), "SIG{sig}: exit status {status}");
         assert!(dw.log().contains("shutting down"), "{}", dw.log());
     }

@@ -1,7 +1,17 @@
-//! Bad configurations, table-driven: each runs `dockwatch check-config
-//! --config FILE` (the real binary, with an empty environment plus the
-//! case's variables) and expects exit code 2, a line `  KEY: message` naming
-//! the key (and the details the case lists), and no panic.
+//! Bad configurations, table-driven: each must be refused with exit code 2
+//! and a problem line `  KEY: message` naming the key (and the details the
+//! case lists), without a panic, within 5 s.
+//!
+//! The table is checked in-process, through the public loader
+//! `dockwatch::checks::load_with_env` (what `check-config` calls), with the
+//! case's variables as the docker CLI's environment (`DOCKER_HOST`, ...);
+//! its error is rendered as `check-config` prints it and judged like the
+//! binary's output. The loader reads the `DOCKWATCH_*` overrides from the
+//! process environment, which the tests of this file share as threads, so
+//! the cases that set them run the real binary instead (`dockwatch
+//! check-config --config FILE` with an empty environment plus the case's
+//! variables), as do a few cases end to end, the config paths that are no
+//! file, and a good config.
 //!
 //! "Unreadable" files: the tests run as root, and root reads a file of mode
 //! 000 anyway, so an unreadable password file is a path that is a directory,
@@ -10,16 +20,17 @@
 //! Files named `@DIR@/...` are made fresh per case: `adir/` (a directory),
 //! `empty` (0 bytes), `garbage` (not PEM, not JSON), `secret` (a password),
 //! `fifo` (a named pipe no one writes to: reading it would block forever).
-//! Every run must end within 5 s.
 
 mod common;
 
 use std::fmt::Write as _;
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::sync::mpsc;
+use std::time::Duration;
 
-use common::temp_dir;
+use common::{Scratch, reap, wait_exit};
+use dockwatch::checks::load_with_env;
 
 struct Case {
     name: &'static str,
@@ -31,14 +42,16 @@ struct Case {
     also: &'static [&'static str],
 }
 
-const fn case(name: &'static str, toml: &'static str, key: &'static str) -> Case {
-    Case {
-        name,
-        toml,
-        env: &[],
-        key,
-        also: &[],
+impl Case {
+    /// Whether the case sets `DOCKWATCH_*` overrides, which the loader
+    /// reads from the process environment: then it runs the binary.
+    fn needs_own_process(&self) -> bool {
+        self.env.iter().any(|(k, _)| k.starts_with("DOCKWATCH_"))
     }
+}
+
+const fn case(name: &'static str, toml: &'static str, key: &'static str) -> Case {
+    case_env(name, toml, &[], key, &[])
 }
 
 const fn case_also(
@@ -47,13 +60,7 @@ const fn case_also(
     key: &'static str,
     also: &'static [&'static str],
 ) -> Case {
-    Case {
-        name,
-        toml,
-        env: &[],
-        key,
-        also,
-    }
+    case_env(name, toml, &[], key, also)
 }
 
 const fn case_env(
@@ -611,13 +618,32 @@ fn cases() -> Vec<Case> {
     ]
 }
 
-/// How long one `check-config` may take; it reads a few small files.
+/// How long one check may take; it reads a few small files.
 const DEADLINE: Duration = Duration::from_secs(5);
 
+/// The table as it stood when it moved in-process: it may grow, never shrink.
+const CASES_AT_LEAST: usize = 98;
+
+/// Table cases that also run through the binary, end to end: an unknown
+/// key (figment's error), a missing file (validation), and a FIFO that
+/// would block a reader forever.
+const END_TO_END: [&str; 3] = [
+    "unknown key in [server]",
+    "password file does not exist",
+    "TLS ca is a FIFO nobody writes to",
+];
+
+/// How a check ended: the exit code (`check-config`'s, or what it would be
+/// for the loader's result), and what it printed.
+struct Outcome {
+    code: Option<i32>,
+    out: String,
+}
+
 /// Runs `dockwatch check-config --config FILE` in `dir`, with an
-/// environment of only `env`; returns (exit code, stdout + stderr). A run
-/// that does not end within [`DEADLINE`] is killed and has no exit code.
-fn check_config(dir: &Path, config: &Path, env: &[(&str, &str)]) -> (Option<i32>, String) {
+/// environment of only `env`. A run that does not end within [`DEADLINE`]
+/// is killed and has no exit code.
+fn check_config(dir: &Path, config: &Path, env: &[(&str, &str)]) -> Outcome {
     let out_path = dir.join("check-config.out");
     let out_file = std::fs::File::create(&out_path).expect("output file");
     let err_file = out_file.try_clone().expect("output file");
@@ -633,24 +659,62 @@ fn check_config(dir: &Path, config: &Path, env: &[(&str, &str)]) -> (Option<i32>
         .stderr(err_file)
         .spawn()
         .expect("run dockwatch check-config");
-    let start = Instant::now();
-    let code = loop {
-        if let Some(status) = child.try_wait().expect("wait") {
-            break status.code();
-        }
-        if start.elapsed() > DEADLINE {
-            let _ = child.kill();
-            let _ = child.wait();
-            break None;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    };
-    let mut text =
+    let status = wait_exit(&mut child, DEADLINE);
+    if status.is_none() {
+        reap(&mut child);
+    }
+    let code = status.and_then(|s| s.code());
+    let mut out =
         String::from_utf8_lossy(&std::fs::read(&out_path).unwrap_or_default()).into_owned();
     if code.is_none() {
-        let _ = writeln!(text, "\n(killed: no exit within {DEADLINE:?})");
+        let _ = writeln!(out, "\n(killed: no exit within {DEADLINE:?})");
     }
-    (code, text)
+    Outcome { code, out }
+}
+
+/// The loader on `config`, in a thread of its own (a read that blocks must
+/// not hang the test), with `env` as the docker CLI's environment. Its
+/// result as `check-config` reports it: exit 0, or exit 2 with the error
+/// printed; a panic or no answer within [`DEADLINE`] has no exit code.
+fn load_in_process(config: &Path, env: &'static [(&'static str, &'static str)]) -> Outcome {
+    let (tx, rx) = mpsc::channel();
+    let path = config.to_owned();
+    std::thread::spawn(move || {
+        let lookup = |k: &str| {
+            env.iter()
+                .find(|(name, _)| *name == k)
+                .map(|(_, v)| (*v).to_owned())
+        };
+        let result = std::panic::catch_unwind(|| {
+            load_with_env(Some(&path), &lookup).map(|(config, _)| config.daemons.len())
+        });
+        let _ = tx.send(result);
+    });
+    match rx.recv_timeout(DEADLINE) {
+        Ok(Ok(Ok(daemons))) => Outcome {
+            code: Some(0),
+            out: format!("config OK: {daemons} daemon(s)\n"),
+        },
+        Ok(Ok(Err(e))) => Outcome {
+            code: Some(2),
+            out: e.to_string(),
+        },
+        Ok(Err(panic)) => Outcome {
+            code: None,
+            out: format!(
+                "the loader panicked: {}\n",
+                panic
+                    .downcast_ref::<String>()
+                    .map(String::as_str)
+                    .or_else(|| panic.downcast_ref::<&str>().copied())
+                    .unwrap_or("?")
+            ),
+        },
+        Err(_) => Outcome {
+            code: None,
+            out: format!("(no answer within {DEADLINE:?})\n"),
+        },
+    }
 }
 
 /// The fixtures `@DIR@` names.
@@ -666,10 +730,21 @@ fn fixtures(dir: &Path) {
     assert!(fifo.success(), "mkfifo failed");
 }
 
+/// A fresh directory with the fixtures and the case's config in it.
+fn prepare(c: &Case, i: usize) -> (Scratch, std::path::PathBuf) {
+    let dir = Scratch::new("badcfg");
+    fixtures(&dir.0);
+    let config = dir.0.join(format!("case-{i}.toml"));
+    let text = c.toml.replace("@DIR@", &dir.0.display().to_string());
+    std::fs::write(&config, text).expect("write config");
+    (dir, config)
+}
+
 /// What is wrong with the outcome of one case, if anything.
-fn judge(c: &Case, code: Option<i32>, out: &str) -> Option<String> {
+fn judge(c: &Case, how: &str, outcome: &Outcome) -> Option<String> {
+    let Outcome { code, out } = outcome;
     let mut wrong = Vec::new();
-    if code != Some(2) {
+    if *code != Some(2) {
         wrong.push(format!("exit code {code:?}, not 2"));
     }
     if out.contains("panicked") || out.contains("RUST_BACKTRACE") {
@@ -689,7 +764,7 @@ fn judge(c: &Case, code: Option<i32>, out: &str) -> Option<String> {
         None
     } else {
         Some(format!(
-            "case {:?}: {}\n--- config ---\n{}--- env {:?} ---\n--- output ---\n{out}",
+            "case {:?} ({how}): {}\n--- config ---\n{}--- env {:?} ---\n--- output ---\n{out}",
             c.name,
             wrong.join("; "),
             c.toml,
@@ -698,22 +773,49 @@ fn judge(c: &Case, code: Option<i32>, out: &str) -> Option<String> {
     }
 }
 
+/// The in-process cases see the test process's environment: it must hold
+/// nothing the loader reads from there.
+fn assert_clean_environment() {
+    let overrides: Vec<String> = std::env::vars()
+        .map(|(k, _)| k)
+        .filter(|k| k.starts_with("DOCKWATCH_"))
+        .collect();
+    assert!(
+        overrides.is_empty(),
+        "unset {overrides:?}: the loader would read them in every in-process case"
+    );
+    assert!(
+        std::env::var_os("DW_TEST_UNSET_PASSWORD").is_none(),
+        "DW_TEST_UNSET_PASSWORD is set: the case \"password variable not set\" needs it unset"
+    );
+}
+
 #[test]
-fn every_bad_config_exits_two_naming_its_key() {
+fn every_bad_config_is_refused_naming_its_key() {
+    assert_clean_environment();
     let cases = cases();
-    assert!(cases.len() >= 25, "only {} cases", cases.len());
+    assert!(
+        cases.len() >= CASES_AT_LEAST,
+        "only {} cases; the table had {CASES_AT_LEAST}",
+        cases.len()
+    );
     let mut failures = Vec::new();
+    let (mut in_process, mut binary) = (0, 0);
     for (i, c) in cases.iter().enumerate() {
-        let dir = temp_dir("badcfg");
-        fixtures(&dir);
-        let config = dir.join(format!("case-{i}.toml"));
-        let text = c.toml.replace("@DIR@", &dir.display().to_string());
-        std::fs::write(&config, text).expect("write config");
-        let (code, out) = check_config(&dir, &config, c.env);
-        if let Some(f) = judge(c, code, &out) {
+        let (dir, config) = prepare(c, i);
+        let (how, outcome) = if c.needs_own_process() {
+            binary += 1;
+            (
+                "dockwatch check-config",
+                check_config(&dir.0, &config, c.env),
+            )
+        } else {
+            in_process += 1;
+            ("in-process", load_in_process(&config, c.env))
+        };
+        if let Some(f) = judge(c, how, &outcome) {
             failures.push(f);
         }
-        std::fs::remove_dir_all(&dir).ok();
     }
     assert!(
         failures.is_empty(),
@@ -723,36 +825,80 @@ fn every_bad_config_exits_two_naming_its_key() {
         failures.join("\n\n")
     );
     eprintln!(
-        "bad_config: {} cases, each exit 2 naming its key",
+        "bad_config: {} cases ({in_process} in-process, {binary} through the binary for their \
+         DOCKWATCH_* variables), each refused naming its key",
         cases.len()
     );
 }
 
-/// The config path itself: missing, a directory.
+/// A few table cases through the real binary as well: exit code 2, the
+/// problem line on its output, no panic.
 #[test]
-fn a_config_path_that_is_no_file_names_config() {
-    let dir = temp_dir("badcfg-path");
-    for path in [dir.join("missing.toml"), dir.clone()] {
-        let (code, out) = check_config(&dir, &path, &[]);
-        assert_eq!(code, Some(2), "{out}");
-        assert!(
-            out.lines().any(|l| l.trim_start().starts_with("--config: ")
-                && l.contains(&path.display().to_string())),
-            "{out}"
-        );
-        assert!(!out.contains("panicked"), "{out}");
+fn some_bad_configs_end_to_end() {
+    let cases = cases();
+    for name in END_TO_END {
+        let (i, c) = cases
+            .iter()
+            .enumerate()
+            .find(|(_, c)| c.name == name)
+            .unwrap_or_else(|| panic!("no case named {name:?}"));
+        let (dir, config) = prepare(c, i);
+        let outcome = check_config(&dir.0, &config, c.env);
+        if let Some(f) = judge(c, "dockwatch check-config", &outcome) {
+            panic!("{f}");
+        }
     }
-    std::fs::remove_dir_all(&dir).ok();
 }
 
-/// A good config (daemon A only) passes with this same harness
-/// (so the table above fails for its own reasons, not the harness's).
+/// The config path itself: missing, a directory (in-process and through
+/// the binary).
 #[test]
-fn the_harness_accepts_a_good_config() {
-    let dir = temp_dir("badcfg-good");
-    let config = dir.join("good.toml");
+fn a_config_path_that_is_no_file_names_config() {
+    let dir = Scratch::new("badcfg-path");
+    for path in [dir.0.join("missing.toml"), dir.0.clone()] {
+        let named = |out: &str| {
+            out.lines().any(|l| {
+                l.trim_start().starts_with("--config: ") && l.contains(&path.display().to_string())
+            })
+        };
+        let Outcome { code, out } = check_config(&dir.0, &path, &[]);
+        assert_eq!(code, Some(2), "{out}");
+        assert!(named(&out), "{out}");
+        assert!(!out.contains("panicked"), "{out}");
+        let Outcome { code, out } = load_in_process(&path, &[]);
+        assert_eq!(code, Some(2), "in-process: {out}");
+        assert!(named(&out), "in-process: {out}");
+    }
+}
+
+/// A good config (daemon A only) passes with these same harnesses (so the
+/// table above fails for its own reasons, not the harness's).
+#[test]
+fn the_harnesses_accept_a_good_config() {
+    assert_clean_environment();
+    let dir = Scratch::new("badcfg-good");
+    let config = dir.0.join("good.toml");
     std::fs::write(&config, format!("[poll]\ninterval = \"30s\"\n{DAEMON_A}")).expect("write");
-    let (code, out) = check_config(&dir, &config, &[]);
-    std::fs::remove_dir_all(&dir).ok();
+    let Outcome { code, out } = check_config(&dir.0, &config, &[]);
     assert_eq!(code, Some(0), "{out}");
+    let Outcome { code, out } = load_in_process(&config, &[]);
+    assert_eq!(code, Some(0), "in-process: {out}");
+}
+
+/// What `check-config` prints for a refused config is the loader's error
+/// as Display renders it: the in-process cases judge that same text.
+#[test]
+fn in_process_output_is_what_check_config_prints() {
+    let dir = Scratch::new("badcfg-same");
+    let config = dir.0.join("bad.toml");
+    std::fs::write(
+        &config,
+        "[poll]\ninterval = \"5s\"\ntimeout = \"9s\"\n[[daemons]]\nname = \"a\"\nhost = \"ftp://x\"\n",
+    )
+    .expect("write");
+    let binary = check_config(&dir.0, &config, &[]);
+    let in_process = load_in_process(&config, &[]);
+    assert_eq!(binary.code, Some(2), "{}", binary.out);
+    assert_eq!(in_process.code, binary.code);
+    assert_eq!(in_process.out, binary.out);
 }

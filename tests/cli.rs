@@ -17,12 +17,7 @@ fn check_config(body: Option<&str>) -> (i32, String) {
     }
     let out = cmd.output().expect("run dockwatch");
     std::fs::remove_dir_all(&dir).ok();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.code().unwrap_or(-1), text)
+    (out.status.code().unwrap_or(-1), common::output_text(&out))
 }
 
 #[test]
@@ -48,11 +43,7 @@ fn the_shipped_example_config_is_valid() {
         .args(["check-config", "--config", path])
         .output()
         .expect("run");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    common::assert_success(&out, "dockwatch check-config --config config.toml");
 }
 
 #[test]
@@ -74,19 +65,45 @@ fn every_problem_is_printed_and_exits_two() {
     assert!(!out.contains("panicked"), "{out}");
 }
 
+/// Each bad input is reported on a line `  KEY: MESSAGE` that names its key
+/// and says what is wrong with it (every report starts with "invalid
+/// configuration:", so a bare word like "config" would prove nothing).
 #[test]
 fn bad_input_names_the_key_and_exits_two() {
-    for (body, key) in [
-        ("[poll]\ninterval = \"soon\"\n", "poll.interval"),
-        ("[poll]\ninterval = 15\n", "poll.interval"),
-        ("[server]\nlisten = 9779\n", "server.listen"),
-        ("[serverr]\nlisten = \"0.0.0.0:1\"\n", "serverr"),
-        ("[[daemons]]\nname = \"x\"\n", "daemons"),
-        ("not toml at all = = =\n", "config"),
+    for (body, key, what) in [
+        (
+            "[poll]\ninterval = \"soon\"\n",
+            "poll.interval",
+            "invalid duration \"soon\"",
+        ),
+        ("[poll]\ninterval = 15\n", "poll.interval", "`15`"),
+        ("[server]\nlisten = 9779\n", "server.listen", "`9779`"),
+        (
+            "[serverr]\nlisten = \"0.0.0.0:1\"\n",
+            "serverr",
+            "unknown field",
+        ),
+        (
+            "[[daemons]]\nname = \"x\"\n",
+            "daemons[0]",
+            "missing field `host`",
+        ),
+        // Not TOML: no key can be named, so the whole file is at fault,
+        // with the parser's position.
+        (
+            "not toml at all = = =\n",
+            "(top level)",
+            "TOML parse error at line 1",
+        ),
     ] {
         let (code, out) = check_config(Some(body));
         assert_eq!(code, 2, "{body:?}: {out}");
-        assert!(out.contains(key), "{body:?}: {key} missing from:\n{out}");
+        let prefix = format!("  {key}: ");
+        assert!(
+            out.lines()
+                .any(|l| l.starts_with(&prefix) && l.contains(what)),
+            "{body:?}: no line `{prefix}...{what}...` in:\n{out}"
+        );
         assert!(!out.contains("panicked"), "{out}");
     }
 }

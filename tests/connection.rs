@@ -2,7 +2,8 @@
 //! logged receiving (`--debug` logs each request as `Calling METHOD /path`)
 //! equals `dockwatch_api_request_duration_seconds_count` per endpoint, over
 //! a window with polls, image listings with a filter group, a pull, the
-//! events stream and `/system/df`. And the repository's own config.toml
+//! events stream and `/system/df`; and every request but the negotiating
+//! `/_ping` carries the negotiated `/v1.41` prefix. And the repository's own config.toml
 //! watches `$DOCKER_HOST`, as `cargo run --release` there does.
 // Counts are whole numbers, exact in f64.
 #![allow(
@@ -58,6 +59,16 @@ fn logged(log: &str, from: usize) -> BTreeMap<String, u64> {
         let endpoint = endpoint_of(method, path).unwrap_or_else(|| {
             panic!("dockerd got a request dockwatch has no endpoint for: {line}")
         });
+        // dockerd 20.10 speaks 1.41 at most: every request carries it, but
+        // the one that asks which version to speak (as the docker CLI does).
+        if endpoint == "ping" {
+            assert_eq!(path, "/_ping", "{line}");
+        } else {
+            assert!(
+                path.starts_with("/v1.41/"),
+                "a request without the negotiated prefix: {line}"
+            );
+        }
         *out.entry(endpoint.to_owned()).or_default() += 1;
     }
     out
@@ -131,6 +142,11 @@ image = "{image}"
         ),
         Some(1.0)
     );
+    let info = s
+        .labels_of("dockwatch_daemon_info", &[("daemon", "own")])
+        .expect("daemon_info");
+    assert_eq!(info["api_version"], "1.41");
+    assert_eq!(info["negotiated_api_version"], "1.41");
 
     // Compare in a quiet moment: two scrapes that agree, with the log read
     // between them. A request in flight shows in neither scrape or in both.
@@ -152,6 +168,7 @@ image = "{image}"
     assert_eq!(log, before);
     assert_eq!(log, after);
     for endpoint in [
+        "ping",
         "version",
         "info",
         "container_list",

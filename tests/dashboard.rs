@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use common::prometheus::Prometheus;
-use common::{Dockwatch, Testbed, temp_dir};
+use common::{Dockwatch, Testbed, assert_success, output_text, temp_dir};
 
 // ------------------------------------------------------------------ files
 
@@ -45,18 +45,8 @@ fn promtool(args: &[&str]) -> String {
                 "cannot run promtool (Debian package prometheus; tests/testbed.sh installs it): {e}"
             )
         });
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        out.status.success(),
-        "promtool {} failed ({}):\n{text}",
-        args.join(" "),
-        out.status
-    );
-    text
+    assert_success(&out, &format!("promtool {}", args.join(" ")));
+    output_text(&out)
 }
 
 // ------------------------------------------------------------------ promtool
@@ -655,9 +645,7 @@ struct RemoveImage<'a> {
 impl RemoveImage<'_> {
     fn remove(&self) {
         // Absent is fine: this only undoes the pre-pull.
-        let _ = Command::new(self.bed.var("DOCKER_CLI"))
-            .args(["-H", self.bed.var("DOCKER_A"), "rmi", "-f", &self.image])
-            .output();
+        self.bed.cli_a().rmi_f(&[&self.image]);
     }
 }
 
@@ -839,9 +827,7 @@ fn loaded_rules(prom: &Prometheus) -> Vec<Value> {
 
 /// Sample names of dockwatch's /metrics now.
 fn scrape_names(port: u16) -> BTreeSet<String> {
-    let (status, body) = common::http_get(port, "/metrics").expect("scrape dockwatch");
-    assert_eq!(status, 200, "/metrics: {body}");
-    sample_names(&body)
+    sample_names(&common::scrape(port).text)
 }
 
 /// The rules Prometheus loaded are exactly alerts.yml's, each with a `for:`,

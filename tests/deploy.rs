@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{DockerCli, Scrape, Testbed, binary, free_port, http_get, temp_dir};
+use common::{DockerCli, Testbed, binary, free_port, http_get, scrape, temp_dir};
 
 const UNIT: &str = "deploy/systemd/dockwatch.service";
 const BUILD_SCRIPT: &str = "deploy/build-image.sh";
@@ -227,16 +227,6 @@ fn systemd_unit_command_line_is_one_dockwatch_takes() {
 
 // ------------------------------------------------------------------ image
 
-/// Runs the docker CLI without asserting success (for cleanup and probes).
-fn docker_try(cli: &DockerCli, args: &[&str]) -> Output {
-    Command::new(&cli.program)
-        .args(&cli.args)
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {}: {e}", cli.program))
-}
-
 /// Everything on A a leftover of this test would change.
 #[derive(Debug, PartialEq, Eq)]
 struct DaemonState {
@@ -286,7 +276,7 @@ struct Cleanup {
 
 impl Cleanup {
     fn remove_container(&mut self, name: &str) {
-        let out = docker_try(&self.cli, &["rm", "-f", "-v", name]);
+        let out = self.cli.try_run(&["rm", "-f", "-v", name]);
         assert!(
             out.status.success(),
             "docker rm -f {name}: {}",
@@ -299,9 +289,9 @@ impl Cleanup {
 impl Drop for Cleanup {
     fn drop(&mut self) {
         for c in &self.containers {
-            let _ = docker_try(&self.cli, &["rm", "-f", "-v", c]);
+            let _ = self.cli.try_run(&["rm", "-f", "-v", c]);
         }
-        let _ = docker_try(&self.cli, &["rmi", "-f", &self.image]);
+        self.cli.rmi_f(&[&self.image]);
     }
 }
 
@@ -386,22 +376,16 @@ fn wait_ready(cli: &DockerCli, name: &str, port: u16) {
                 state.starts_with("running"),
                 "container {name} is not running ({}); logs:\n{}",
                 state.trim(),
-                text(&docker_try(cli, &["logs", name]).stderr)
+                text(&cli.try_run(&["logs", name]).stderr)
             );
         }
         assert!(
             Instant::now() < deadline,
             "dockwatch in container {name} not ready on 127.0.0.1:{port} within {READY_TIMEOUT:?}; logs:\n{}",
-            text(&docker_try(cli, &["logs", name]).stderr)
+            text(&cli.try_run(&["logs", name]).stderr)
         );
         std::thread::sleep(Duration::from_millis(200));
     }
-}
-
-fn scrape(port: u16) -> Scrape {
-    let (status, body) = http_get(port, "/metrics").expect("scrape /metrics");
-    assert_eq!(status, 200, "/metrics answered {status}: {body}");
-    Scrape::parse(&body)
 }
 
 /// Starts the image detached on A with host networking, A's socket mounted
@@ -442,7 +426,7 @@ fn run_container(
         args.extend(["--group-add", gid]);
     }
     args.push(&image);
-    let out = docker_try(cli, &args);
+    let out = cli.try_run(&args);
     assert!(
         out.status.success(),
         "docker run {image} ({name}) failed: {}",
@@ -459,15 +443,9 @@ fn inspect(cli: &DockerCli, format: &str, target: &str) -> String {
 
 /// One field of /proc/PID/status, split on whitespace.
 fn proc_status(pid: &str, field: &str) -> Vec<String> {
-    let status = fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_else(|e| panic!("read /proc/{pid}/status: {e}"));
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix(&format!("{field}:")))
-        .unwrap_or_else(|| panic!("/proc/{pid}/status has no {field}"))
-        .split_whitespace()
-        .map(str::to_owned)
-        .collect()
+    let pid: u32 = pid.parse().unwrap_or_else(|e| panic!("pid {pid:?}: {e}"));
+    common::proc_status(pid, field)
+        .unwrap_or_else(|| panic!("/proc/{pid}/status does not exist or has no {field}"))
 }
 
 #[test]
@@ -478,12 +456,7 @@ fn image_builds_and_runs_against_the_socket_as_non_root() {
     let pid = std::process::id();
     let tag = format!("dockwatch:test-{pid}");
     let before = DaemonState::of(&cli);
-    assert!(
-        !docker_try(&cli, &["image", "inspect", &tag])
-            .status
-            .success(),
-        "{tag} already exists on A"
-    );
+    assert!(!cli.has_image(&tag), "{tag} already exists on A");
     let socket = bed.var("DOCKER_A_SOCKET");
     let meta = fs::metadata(socket).expect("A's socket");
     let gid = meta.gid();
@@ -658,7 +631,7 @@ fn image_builds_and_runs_against_the_socket_as_non_root() {
         inspect(&cli, "{{.State.ExitCode}}", &name),
         "0",
         "dockwatch exited badly on docker stop; logs:\n{}",
-        text(&docker_try(&cli, &["logs", &name]).stderr)
+        text(&cli.try_run(&["logs", &name]).stderr)
     );
     assert!(
         stop_took < Duration::from_secs(15),
@@ -687,7 +660,7 @@ fn image_builds_and_runs_against_the_socket_as_non_root() {
         "no connect error counted without --group-add; scrape:\n{}",
         s.text
     );
-    let logs = text(&docker_try(&cli, &["logs", &denied]).stderr);
+    let logs = text(&cli.try_run(&["logs", &denied]).stderr);
     assert!(
         logs.contains("Permission denied"),
         "expected a permission error in the logs:\n{logs}"

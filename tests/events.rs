@@ -13,22 +13,12 @@
 
 mod common;
 
-use std::process::Command;
 use std::time::Duration;
 
-use common::{DockerCli, Dockwatch, OwnDaemon, Scrape, Store, assert_byte_counts_sane, temp_dir};
-
-/// The bed's docker CLI for dockerd 20.10, Docker 26's own for Docker 26.
-fn cli(own: &OwnDaemon) -> DockerCli {
-    let key = match own.store() {
-        Store::Classic => "DOCKER_CLI",
-        Store::Containerd => "DOCKER_C_CLI",
-    };
-    DockerCli {
-        program: common::Testbed::get().var(key).to_owned(),
-        args: vec!["-H".into(), own.host()],
-    }
-}
+use common::{
+    Dockwatch, Scrape, Store, Testbed, assert_byte_counts_sane, daemon_toml,
+    own_daemon_with_image_on,
+};
 
 fn exits(s: &Scrape, class: &str) -> f64 {
     s.get(
@@ -79,10 +69,7 @@ fn human_size_matches_docker() {
 
 #[test]
 fn events_exits_refresh_and_disk_usage() {
-    let dir = temp_dir("events");
-    std::fs::create_dir_all(dir.join("d")).expect("daemon dir");
-    let own = OwnDaemon::start(&dir.join("d"));
-    events_exits_refresh_and_disk_usage_on(own, &dir);
+    events_exits_refresh_and_disk_usage_on(Store::Classic);
 }
 
 /// The same story on Docker 26 with the containerd image store. There the
@@ -91,31 +78,21 @@ fn events_exits_refresh_and_disk_usage() {
 /// negative reclaimable size for images: dockwatch exports 0.
 #[test]
 fn events_exits_refresh_and_disk_usage_on_the_containerd_store() {
-    let bed = common::Testbed::get();
-    let dir = temp_dir("events-c");
-    std::fs::create_dir_all(dir.join("d")).expect("daemon dir");
-    let own = OwnDaemon::start_containerd_store(&dir.join("d"), &bed);
-    events_exits_refresh_and_disk_usage_on(own, &dir);
+    events_exits_refresh_and_disk_usage_on(Store::Containerd);
 }
 
 #[allow(clippy::too_many_lines)] // one story: exits, df, refresh, restart
-fn events_exits_refresh_and_disk_usage_on(mut own: OwnDaemon, dir: &std::path::Path) {
-    let store = own.store();
-    let cli = cli(&own);
-    cli.import_tiny(dir, "dwtest/ev:1");
+fn events_exits_refresh_and_disk_usage_on(store: Store) {
+    let (dir, mut own, cli) =
+        own_daemon_with_image_on(&Testbed::get(), store, "events", "dwtest/ev:1");
     let dw = Dockwatch::start(&format!(
-        "[poll]\ninterval = \"1s\"\ntimeout = \"800ms\"\nimages_interval = \"1h\"\ndisk_interval = \"1s\"\n[[daemons]]\nname = \"c\"\nhost = \"{}\"\n",
-        own.host()
+        "[poll]\ninterval = \"1s\"\ntimeout = \"800ms\"\nimages_interval = \"1h\"\ndisk_interval = \"1s\"\n{}",
+        daemon_toml("c", &own.host())
     ));
     // Exit codes are what this test is about: run does not check them, and
     // returns what docker said (for failure messages).
     let run = |args: &[&str]| {
-        let out = Command::new(&cli.program)
-            .args(&cli.args)
-            .args(["run", "--network", "none"])
-            .args(args)
-            .output()
-            .expect("docker run");
+        let out = cli.try_run(&[&["run", "--network", "none"], args].concat());
         format!(
             "{}: {}{}",
             out.status,
@@ -203,6 +180,7 @@ fn events_exits_refresh_and_disk_usage_on(mut own: OwnDaemon, dir: &std::path::P
         "--format",
         "{{.Type}}|{{.Size}}|{{.Reclaimable}}",
     ]);
+    let mut compared = Vec::new();
     let mut negative = Vec::new();
     for line in df.lines() {
         let mut f = line.split('|');
@@ -237,7 +215,16 @@ fn events_exits_refresh_and_disk_usage_on(mut own: OwnDaemon, dir: &std::path::P
         } else {
             assert_eq!(human(ours as u64), theirs, "{label} reclaimable");
         }
+        compared.push(label);
     }
+    // Every kind was compared (an empty `docker system df` would have
+    // compared none).
+    compared.sort_unstable();
+    assert_eq!(
+        compared,
+        ["build_cache", "containers", "images", "volumes"],
+        "{df}"
+    );
     match store {
         Store::Classic => assert!(negative.is_empty(), "{negative:?}:\n{df}"),
         // Here the store's own arithmetic is known to go negative: the test
@@ -259,7 +246,7 @@ fn events_exits_refresh_and_disk_usage_on(mut own: OwnDaemon, dir: &std::path::P
     let before = s
         .get("dockwatch_images", &[("daemon", "c")])
         .expect("images");
-    cli.import_tiny(dir, "dwtest/ev:2");
+    cli.import_tiny(&dir.0, "dwtest/ev:2");
     let s = dw.wait_for("the new image", Duration::from_secs(10), |s| {
         s.get("dockwatch_images", &[("daemon", "c")]) == Some(before + 1.0)
     });
@@ -290,7 +277,4 @@ fn events_exits_refresh_and_disk_usage_on(mut own: OwnDaemon, dir: &std::path::P
     assert_eq!(exits(&s, "nonzero"), 1.0);
     assert_eq!(exits(&s, "oom"), 1.0);
     assert_byte_counts_sane(&s);
-    drop(dw);
-    drop(own);
-    std::fs::remove_dir_all(dir).ok();
 }

@@ -22,7 +22,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use common::{Dockwatch, Scrape, Scratch, http_get};
+use common::{Dockwatch, Scratch, TimedScrapes, http_get, proc_status, reap};
 
 /// `[prepull]` limits used throughout.
 const STALL: Duration = Duration::from_secs(3);
@@ -159,20 +159,22 @@ impl Stats {
         e.0 = e.0.saturating_sub(1);
     }
 
-    fn open_now(&self, mode: Mode) -> u32 {
+    /// Pull connections of `mode` open now, and at most so far.
+    fn open_counts(&self, mode: Mode) -> (u32, u32) {
         self.open
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .get(&mode)
-            .map_or(0, |e| e.0)
+            .copied()
+            .unwrap_or_default()
+    }
+
+    fn open_now(&self, mode: Mode) -> u32 {
+        self.open_counts(mode).0
     }
 
     fn max_open(&self, mode: Mode) -> u32 {
-        self.open
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(&mode)
-            .map_or(0, |e| e.1)
+        self.open_counts(mode).1
     }
 
     fn pulls(&self, mode: Mode) -> u32 {
@@ -347,7 +349,14 @@ fn serve(conn: TcpStream, stats: &Stats) -> std::io::Result<()> {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .push(format!("{} {}?{}", req.method, req.path, req.query));
-        match (req.method.as_str(), req.path.as_str()) {
+        // As dockerd: a /vX.Y prefix names the version the client speaks.
+        let path = match req.path.strip_prefix("/v") {
+            Some(rest) if rest.starts_with(|c: char| c.is_ascii_digit()) => {
+                &rest[rest.find('/').unwrap_or(rest.len())..]
+            }
+            _ => req.path.as_str(),
+        };
+        match (req.method.as_str(), path) {
             ("GET" | "HEAD", "/_ping") => {
                 write!(
                     w,
@@ -524,11 +533,7 @@ fn pull(
 
 /// Resident memory of a process in KiB, from /proc.
 fn rss_kb(pid: u32) -> Option<u64> {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()?
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+    proc_status(pid, "VmRSS")?.first()?.parse().ok()
 }
 
 /// CPU seconds (user + system) a process used, from /proc.
@@ -556,8 +561,7 @@ struct Reap(Child);
 
 impl Drop for Reap {
     fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
+        reap(&mut self.0);
     }
 }
 
@@ -725,18 +729,6 @@ fn answer_that_never_starts_stalls() {
     assert!(run.elapsed >= STALL, "{run:?}");
 }
 
-fn failures(s: &Scrape, image: &str) -> BTreeMap<String, f64> {
-    s.samples
-        .iter()
-        .filter(|(n, l, v)| {
-            n == "dockwatch_image_pull_failures_total"
-                && l.get("image").is_some_and(|i| i == image)
-                && *v > 0.0
-        })
-        .map(|(_, l, v)| (l["reason"].clone(), *v))
-        .collect()
-}
-
 /// The faults run together under `dockwatch run` (all but the Podman-shaped
 /// one, which is about classification only).
 const UNDER_RUN: [Mode; 7] = [
@@ -770,31 +762,19 @@ fn run_keeps_answering_while_pulls_are_stuck() {
     let mut dw = Dockwatch::start(&config);
     let pid = dw.child.id();
     let started = Instant::now();
-    let mut worst = Duration::ZERO;
-    let mut scrapes = 0_u32;
+    let mut scrapes = TimedScrapes::default();
     let mut max_rss_kb = 0;
     let mut down = Vec::new();
     let deadline = started + TIMEOUT + Duration::from_secs(40);
     let last = loop {
-        let t = Instant::now();
-        let (status, body) = http_get(dw.port, "/metrics").expect("scrape /metrics");
-        let latency = t.elapsed();
-        worst = worst.max(latency);
-        scrapes += 1;
-        assert_eq!(
-            status,
-            200,
-            "/metrics answered {status} after {:?}: {body}",
-            started.elapsed()
-        );
-        let s = Scrape::parse(&body);
-        if s.get("dockwatch_daemon_up", &[("daemon", "fake")]) != Some(1.0) {
+        let s = scrapes.scrape(dw.port, || format!("after {:?}", started.elapsed()));
+        if s.up("fake") != Some(1.0) {
             down.push(started.elapsed());
         }
         max_rss_kb = max_rss_kb.max(rss_kb(pid).unwrap_or(0));
         let done = UNDER_RUN
             .iter()
-            .all(|m| !failures(&s, &m.image()).is_empty());
+            .all(|m| !s.pull_failure_reasons("fake", &m.image()).is_empty());
         if done {
             break s;
         }
@@ -810,14 +790,14 @@ fn run_keeps_answering_while_pulls_are_stuck() {
     // A little longer, so the quick failures are retried a few times.
     let settle = Instant::now() + Duration::from_secs(3);
     while Instant::now() < settle {
-        let t = Instant::now();
-        let (status, _) = http_get(dw.port, "/metrics").expect("scrape /metrics");
-        worst = worst.max(t.elapsed());
-        scrapes += 1;
-        assert_eq!(status, 200);
+        scrapes.scrape(dw.port, || format!("after {:?}", started.elapsed()));
         max_rss_kb = max_rss_kb.max(rss_kb(pid).unwrap_or(0));
         std::thread::sleep(Duration::from_millis(50));
     }
+    let TimedScrapes {
+        worst,
+        count: scrapes,
+    } = scrapes;
     eprintln!(
         "run: {scrapes} scrapes in {:.1} s, worst latency {worst:?}, max RSS {max_rss_kb} KiB, huge line bytes taken {}",
         started.elapsed().as_secs_f64(),
@@ -827,7 +807,7 @@ fn run_keeps_answering_while_pulls_are_stuck() {
         eprintln!(
             "  {}: failures {:?}, pulls {}, open now {}, at most {}",
             mode.name(),
-            failures(&last, &mode.image()),
+            last.pull_failure_reasons("fake", &mode.image()),
             fake.stats.pulls(mode),
             fake.stats.open_now(mode),
             fake.stats.max_open(mode)
@@ -849,7 +829,7 @@ fn run_keeps_answering_while_pulls_are_stuck() {
         "the fake daemon was reported down at {down:?} although it answers every poll:\n{log}"
     );
     for mode in UNDER_RUN {
-        let got = failures(&last, &mode.image());
+        let got = last.pull_failure_reasons("fake", &mode.image());
         assert!(
             got.keys().all(|r| mode.reasons().contains(&r.as_str())),
             "{} failed with {got:?}, expected only {:?}",

@@ -481,8 +481,18 @@ fn parse_any_bytes() {
     );
 }
 
+/// Where a parse error says the line broke: (line, column) from "... at
+/// line L column C".
+fn error_position(message: &str) -> Option<(usize, usize)> {
+    let (_, at) = message.rsplit_once(" at line ")?;
+    let (line, column) = at.split_once(" column ")?;
+    Some((line.parse().ok()?, column.parse().ok()?))
+}
+
 /// Real-looking JSON lines, some damaged: an undamaged line parses back to
-/// its event; whatever still parses folds with every invariant.
+/// its event; a line that does not parse was damaged, and the error says
+/// where in it the damage is; whatever still parses folds with every
+/// invariant.
 #[test]
 fn parse_damaged_json() {
     fuzz(
@@ -499,7 +509,25 @@ fn parse_damaged_json() {
                         }
                         parsed.push(back);
                     }
-                    Err(e) => prop_assert!(!e.to_string().is_empty()),
+                    Err(e) => {
+                        let message = e.to_string();
+                        prop_assert!(
+                            !matches!(d, Damage::None),
+                            "an undamaged line did not parse ({}): {}",
+                            message,
+                            String::from_utf8_lossy(&line)
+                        );
+                        // Within the line: columns count bytes, and a line
+                        // the damage split in two has a second line.
+                        let lines = line.split(|&b| b == b'\n').count();
+                        let position = error_position(&message);
+                        prop_assert!(
+                            position.is_some_and(|(l, c)| l >= 1 && l <= lines && c <= line.len()),
+                            "the error does not say where in the {}-byte line it broke: {:?}",
+                            line.len(),
+                            message
+                        );
+                    }
                 }
             }
             fold_checked(&parsed)?;
@@ -748,14 +776,22 @@ fn load_checked(
         }
         Err(e) => {
             prop_assert!(!e.0.is_empty(), "an error without a problem");
+            // What check-config prints: every problem, on a line of its own
+            // that starts with its key.
+            let report = e.to_string();
             for p in &e.0 {
                 prop_assert!(!p.key.trim().is_empty(), "problem without a key: {p:?}");
                 prop_assert!(
                     !p.message.trim().is_empty(),
                     "problem without a message: {p:?}"
                 );
+                prop_assert!(
+                    report.contains(&format!("\n  {}: {}\n", p.key, p.message)),
+                    "problem {:?} is not reported as `  KEY: MESSAGE`:\n{}",
+                    p,
+                    report
+                );
             }
-            prop_assert!(!e.to_string().is_empty());
         }
     }
     Ok(())
@@ -975,6 +1011,16 @@ fn toml_string(s: &str) -> String {
     out
 }
 
+/// `key = "value"` lines for the keys that have a value.
+fn write_strings<const N: usize>(t: &mut String, keys: [(&str, Option<String>); N]) {
+    for (k, v) in keys {
+        if let Some(v) = v {
+            // Writing to a String cannot fail.
+            let _ = writeln!(t, "{k} = {}", toml_string(&v));
+        }
+    }
+}
+
 /// A structured config: every table, plausible values, some bad.
 #[allow(clippy::too_many_lines)]
 fn structured_config() -> impl Strategy<Value = (String, Vec<(String, String)>)> {
@@ -1116,16 +1162,15 @@ fn structured_config() -> impl Strategy<Value = (String, Vec<(String, String)>)>
                 }
                 if let Some((i, to, ii, di)) = poll {
                     t += "[poll]\n";
-                    for (k, v) in [
-                        ("interval", i),
-                        ("timeout", to),
-                        ("images_interval", ii),
-                        ("disk_interval", di),
-                    ] {
-                        if let Some(v) = v {
-                            let _ = writeln!(t, "{k} = {}", q(&v));
-                        }
-                    }
+                    write_strings(
+                        &mut t,
+                        [
+                            ("interval", i),
+                            ("timeout", to),
+                            ("images_interval", ii),
+                            ("disk_interval", di),
+                        ],
+                    );
                 }
                 for (name, host, tls) in &daemons {
                     let _ = writeln!(t, "[[daemons]]\nname = {}\nhost = {}", q(name), q(host));
@@ -1147,16 +1192,15 @@ fn structured_config() -> impl Strategy<Value = (String, Vec<(String, String)>)>
                 }
                 if let Some((i, to, st, j, c, dc)) = prepull {
                     t += "[prepull]\n";
-                    for (k, v) in [
-                        ("interval", i),
-                        ("timeout", to),
-                        ("stall_timeout", st),
-                        ("jitter", j),
-                    ] {
-                        if let Some(v) = v {
-                            let _ = writeln!(t, "{k} = {}", q(&v));
-                        }
-                    }
+                    write_strings(
+                        &mut t,
+                        [
+                            ("interval", i),
+                            ("timeout", to),
+                            ("stall_timeout", st),
+                            ("jitter", j),
+                        ],
+                    );
                     if let Some(c) = c {
                         let _ = writeln!(t, "concurrency = {c}");
                     }

@@ -117,28 +117,6 @@ fn parses_wrk_output() {
     );
 }
 
-/// `docker rmi -f` on daemon A; a missing image is fine.
-fn rmi_a(bed: &Testbed, image: &str) {
-    let cli = bed.cli_a();
-    let _ = Command::new(&cli.program)
-        .args(&cli.args)
-        .args(["rmi", "-f", image])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status();
-}
-
-fn present_on_a(bed: &Testbed, image: &str) -> bool {
-    let cli = bed.cli_a();
-    Command::new(&cli.program)
-        .args(&cli.args)
-        .args(["image", "inspect", "--format", "{{.Id}}", image])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
-}
-
 /// On drop (also when the test fails): stops the churn thread and removes
 /// the image from daemon A.
 struct Cleanup {
@@ -152,7 +130,7 @@ impl Drop for Cleanup {
         self.stop.store(true, Ordering::SeqCst);
         // The churn thread may be in the middle of a round; let it end.
         std::thread::sleep(Duration::from_millis(600));
-        rmi_a(&self.bed, &self.image);
+        self.bed.cli_a().rmi_f(&[&self.image]);
     }
 }
 
@@ -165,8 +143,8 @@ fn metrics_under_load_while_polling_and_pulling() {
     );
     let bed = Testbed::get();
     let big = bed.var("IMAGE_BIG").to_owned();
-    let was_on_a = present_on_a(&bed, &big);
-    rmi_a(&bed, &big);
+    let was_on_a = bed.cli_a().has_image(&big);
+    bed.cli_a().rmi_f(&[&big]);
 
     let config = format!(
         "[poll]\ninterval = \"1s\"\ntimeout = \"800ms\"\n{}{}\
@@ -206,8 +184,9 @@ fn metrics_under_load_while_polling_and_pulling() {
                         running_samples.fetch_add(1, Ordering::SeqCst);
                     }
                 }
-                if present_on_a(&bed, &big) {
-                    rmi_a(&bed, &big);
+                let cli = bed.cli_a();
+                if cli.has_image(&big) {
+                    cli.rmi_f(&[&big]);
                 }
                 std::thread::sleep(Duration::from_millis(500));
             }
@@ -255,11 +234,7 @@ fn metrics_under_load_while_polling_and_pulling() {
     let took = started.elapsed();
     stop.store(true, Ordering::SeqCst);
     churn.join().expect("churn thread");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let text = common::output_text(&out);
     eprintln!("wrk output:\n{text}");
     assert!(out.status.success(), "wrk failed: {text}");
     let report = parse_wrk(&text);

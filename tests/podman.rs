@@ -7,26 +7,16 @@ mod common;
 
 use std::time::Duration;
 
-use common::{DockerCli, Dockwatch, Testbed};
-
-fn podman_cli(bed: &Testbed) -> DockerCli {
-    DockerCli {
-        program: bed.var("DOCKER_CLI").to_owned(),
-        args: vec!["-H".into(), bed.var("PODMAN_HOST").into()],
-    }
-}
+use common::{Dockwatch, Testbed};
 
 #[test]
 fn podman_counts_match_the_cli_and_a_prepull_works() {
     let bed = Testbed::get();
-    let cli = podman_cli(&bed);
+    let cli = bed.cli_at(bed.var("PODMAN_HOST"));
     let image = format!("{}/dwtest/multi:1", bed.var("REGISTRY"));
     let _ = cli.run(&["images", "-q"]); // the service answers
     // Start cold: the pre-pull must fetch.
-    let _ = std::process::Command::new(&cli.program)
-        .args(&cli.args)
-        .args(["rmi", "-f", &image])
-        .output();
+    cli.rmi_f(&[&image]);
     let config = format!(
         "[poll]\ninterval = \"3s\"\ntimeout = \"2500ms\"\n[[daemons]]\nname = \"podman\"\nhost = \"{}\"\n[prepull]\njitter = \"0s\"\n[[prepull.images]]\nimage = \"{image}\"\n",
         bed.var("PODMAN_HOST")
@@ -88,8 +78,5 @@ fn podman_counts_match_the_cli_and_a_prepull_works() {
         ) >= Some(1.0)
     });
     drop(dw);
-    let _ = std::process::Command::new(&cli.program)
-        .args(&cli.args)
-        .args(["rmi", "-f", &image])
-        .output();
+    cli.rmi_f(&[&image]);
 }

@@ -10,12 +10,12 @@ mod common;
 use std::fmt::Write as _;
 use std::process::Command;
 use std::sync::{Mutex, MutexGuard, PoisonError};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::slow_link::SlowLink;
 use common::{
     DockerCli, Dockwatch, Scrape, Store, Testbed, Thaw, assert_byte_counts_sane, http_get, kill,
-    temp_dir,
+    output_text, temp_dir,
 };
 
 static TURN: Mutex<()> = Mutex::new(());
@@ -73,24 +73,6 @@ fn subset_sums(sizes: &[u64]) -> Vec<u64> {
     sums
 }
 
-fn rmi(t: &Target, images: &[&str]) {
-    for image in images {
-        // Absent is fine: this only makes the next pull a cold one.
-        let _ = Command::new(&t.cli.program)
-            .args(&t.cli.args)
-            .args(["rmi", "-f", image])
-            .output();
-    }
-}
-
-fn present(t: &Target, image: &str) -> bool {
-    Command::new(&t.cli.program)
-        .args(&t.cli.args)
-        .args(["image", "inspect", image])
-        .output()
-        .is_ok_and(|o| o.status.success())
-}
-
 fn layer_sizes(bed: &Testbed, key: &str) -> Vec<u64> {
     bed.var(key)
         .split(',')
@@ -112,22 +94,6 @@ fn prepull_config(t: &Target, extra: &str, images: &[&str]) -> String {
 
 fn image_labels<'a>(t: &Target, image: &'a str) -> [(&'static str, &'a str); 2] {
     [("daemon", t.name), ("image", image)]
-}
-
-fn pulls(s: &Scrape, t: &Target, image: &str, result: &str) -> f64 {
-    s.get(
-        "dockwatch_image_pulls_total",
-        &[("daemon", t.name), ("image", image), ("result", result)],
-    )
-    .unwrap_or(0.0)
-}
-
-fn failures(s: &Scrape, t: &Target, image: &str, reason: &str) -> f64 {
-    s.get(
-        "dockwatch_image_pull_failures_total",
-        &[("daemon", t.name), ("image", image), ("reason", reason)],
-    )
-    .unwrap_or(0.0)
 }
 
 fn no_progress_series(s: &Scrape, t: &Target) -> bool {
@@ -162,10 +128,10 @@ fn containerd_store_counts_the_bytes_its_stream_tells() {
     let link = SlowLink::start(bed.var("REGISTRY"), SLOW_LINK_RATE);
     let mixed = format!("{}/dwtest/mixed:1", link.host());
     let sizes = layer_sizes(&bed, "IMAGE_MIXED_LAYERS");
-    rmi(&t, &[&mixed]);
+    t.cli.rmi_f(&[&mixed]);
     let dw = Dockwatch::start(&prepull_config(&t, "", &[&mixed]));
     let s = dw.wait_for("the pull", Duration::from_secs(60), |s| {
-        pulls(s, &t, &mixed, "updated") >= 1.0
+        s.pulls(t.name, &mixed, "updated") >= 1.0
     });
     assert_eq!(
         s.get(
@@ -195,7 +161,7 @@ fn containerd_store_counts_the_bytes_its_stream_tells() {
     );
     assert_byte_counts_sane(&s);
     drop(dw);
-    rmi(&t, &[&mixed]);
+    t.cli.rmi_f(&[&mixed]);
 }
 
 /// Downloaded bytes against the registry's manifest (`sizes`, the layers
@@ -228,11 +194,11 @@ fn assert_downloaded(t: &Target, got: f64, sizes: &[u64]) {
 fn cold_pull_repull_and_shared_layers_on(bed: &Testbed, t: &Target, reg: &str) {
     let m1 = format!("{reg}/dwtest/multi:1");
     let m2 = format!("{reg}/dwtest/multi:2");
-    rmi(t, &[&m2, &m1]);
+    t.cli.rmi_f(&[&m2, &m1]);
     // In order, one at a time: :1 cold, then :2 on top of its layers.
     let dw = Dockwatch::start(&prepull_config(t, "", &[&m1, &m2]));
     let s = dw.wait_for("both pulls", Duration::from_secs(60), |s| {
-        pulls(s, t, &m1, "updated") + pulls(s, t, &m2, "updated") >= 2.0
+        s.pulls(t.name, &m1, "updated") + s.pulls(t.name, &m2, "updated") >= 2.0
     });
     let sizes1 = layer_sizes(bed, "IMAGE_MULTI1_LAYERS");
     let sizes2 = layer_sizes(bed, "IMAGE_MULTI2_LAYERS");
@@ -287,7 +253,7 @@ fn cold_pull_repull_and_shared_layers_on(bed: &Testbed, t: &Target, reg: &str) {
             s.get("dockwatch_image_present", &image_labels(t, img)),
             Some(1.0)
         );
-        assert!(present(t, img), "docker image inspect {img}");
+        assert!(t.cli.has_image(img), "docker image inspect {img}");
         assert!(
             s.get(
                 "dockwatch_image_pull_last_success_timestamp_seconds",
@@ -324,7 +290,7 @@ fn cold_pull_repull_and_shared_layers_on(bed: &Testbed, t: &Target, reg: &str) {
     // A re-pull of unchanged tags is up to date.
     let dw = Dockwatch::start(&prepull_config(t, "", &[&m1, &m2]));
     let s = dw.wait_for("re-pulls", Duration::from_secs(60), |s| {
-        pulls(s, t, &m1, "up_to_date") + pulls(s, t, &m2, "up_to_date") >= 2.0
+        s.pulls(t.name, &m1, "up_to_date") + s.pulls(t.name, &m2, "up_to_date") >= 2.0
     });
     assert_eq!(
         s.get(
@@ -334,7 +300,7 @@ fn cold_pull_repull_and_shared_layers_on(bed: &Testbed, t: &Target, reg: &str) {
         Some(0.0)
     );
     drop(dw);
-    rmi(t, &[&m2, &m1]);
+    t.cli.rmi_f(&[&m2, &m1]);
 }
 
 #[test]
@@ -355,9 +321,9 @@ fn missing_image_is_not_found_and_not_ready_on(bed: &Testbed, t: &Target) {
     let nope = format!("{}/dwtest/nope:1", bed.var("REGISTRY"));
     let dw = Dockwatch::start(&prepull_config(t, "", &[&nope]));
     let s = dw.wait_for("a not_found failure", Duration::from_secs(30), |s| {
-        failures(s, t, &nope, "not_found") >= 1.0
+        s.pull_failures(t.name, &nope, "not_found") >= 1.0
     });
-    assert!(pulls(&s, t, &nope, "failed") >= 1.0);
+    assert!(s.pulls(t.name, &nope, "failed") >= 1.0);
     assert_eq!(
         s.get("dockwatch_image_present", &image_labels(t, &nope)),
         Some(0.0)
@@ -368,7 +334,7 @@ fn missing_image_is_not_found_and_not_ready_on(bed: &Testbed, t: &Target) {
     );
     // Retried with backoff, well before the 20 s interval.
     dw.wait_for("a retry", Duration::from_secs(15), |s| {
-        failures(s, t, &nope, "not_found") >= 2.0
+        s.pull_failures(t.name, &nope, "not_found") >= 2.0
     });
 }
 
@@ -378,7 +344,7 @@ fn private_registry_needs_the_right_credentials() {
     let bed = Testbed::get();
     let t = daemon_a(&bed);
     let image = format!("{}/private/app:1", bed.var("REGISTRY_AUTH"));
-    rmi(&t, &[&image]);
+    t.cli.rmi_f(&[&image]);
     let dir = temp_dir("auth");
     let wrong = dir.join("wrong.pass");
     std::fs::write(&wrong, "not-the-password\n").expect("write");
@@ -401,9 +367,9 @@ fn private_registry_needs_the_right_credentials() {
     );
     dw.wait_ready();
     let s = dw.wait_for("unauthorized", Duration::from_secs(30), |s| {
-        failures(s, &t, &image, "unauthorized") >= 1.0
+        s.pull_failures(t.name, &image, "unauthorized") >= 1.0
     });
-    assert!(!present(&t, &image));
+    assert!(!t.cli.has_image(&image));
     assert_no_secret(&dw, &s, "not-the-password");
     drop(dw);
 
@@ -418,12 +384,12 @@ fn private_registry_needs_the_right_credentials() {
     );
     dw.wait_ready();
     let s = dw.wait_for("updated", Duration::from_secs(30), |s| {
-        pulls(s, &t, &image, "updated") >= 1.0
+        s.pulls(t.name, &image, "updated") >= 1.0
     });
-    assert!(present(&t, &image));
+    assert!(t.cli.has_image(&image));
     assert_no_secret(&dw, &s, secret);
     drop(dw);
-    rmi(&t, &[&image]);
+    t.cli.rmi_f(&[&image]);
     std::fs::remove_dir_all(dir).ok();
 }
 
@@ -438,25 +404,14 @@ fn assert_no_secret(dw: &Dockwatch, s: &Scrape, secret: &str) {
     }
 }
 
-/// Waits until a pull of `image` is running and has listed its layers.
-fn wait_for_layers(dw: &Dockwatch, t: &Target, image: &str) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let (_, body) = http_get(dw.port, "/pulls").expect("/pulls");
-        let json: serde_json::Value = serde_json::from_str(&body).expect("json");
-        let layers = json["daemons"][t.name][image]["running"]["progress"]["layers"]
-            .as_array()
-            .map_or(0, Vec::len);
-        if layers > 0 {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the pull never started:\n{}",
-            dw.log()
-        );
-        std::thread::sleep(Duration::from_millis(5));
-    }
+/// Starts a cold pre-pull of the registry's big image on `t`; returns the
+/// image and dockwatch once the pull is running and has listed its layers.
+fn big_pull_running(bed: &Testbed, t: &Target) -> (String, Dockwatch) {
+    let big = format!("{}/dwtest/big:1", bed.var("REGISTRY"));
+    t.cli.rmi_f(&[&big]);
+    let dw = Dockwatch::start(&prepull_config(t, "", &[&big]));
+    dw.wait_for_layers(t.name, &big);
+    (big, dw)
 }
 
 /// Signals the registry; returns its pid.
@@ -497,13 +452,10 @@ fn frozen_registry_stalls_the_pull_on_the_containerd_store() {
 }
 
 fn frozen_registry_stalls_the_pull_on(bed: &Testbed, t: &Target) {
-    let big = format!("{}/dwtest/big:1", bed.var("REGISTRY"));
-    rmi(t, &[&big]);
-    let dw = Dockwatch::start(&prepull_config(t, "", &[&big]));
-    wait_for_layers(&dw, t, &big);
+    let (big, dw) = big_pull_running(bed, t);
     let thaw = Thaw(signal_registry(bed, "STOP"));
     let s = dw.wait_for("a stall", Duration::from_secs(30), |s| {
-        failures(s, t, &big, "stalled") >= 1.0
+        s.pull_failures(t.name, &big, "stalled") >= 1.0
     });
     drop(thaw);
     assert!(s.get("dockwatch_image_pull_stalls_total", &image_labels(t, &big)) >= Some(1.0));
@@ -513,12 +465,12 @@ fn frozen_registry_stalls_the_pull_on(bed: &Testbed, t: &Target) {
         s.text
     );
     let s = dw.wait_for("the retry to succeed", Duration::from_secs(60), |s| {
-        pulls(s, t, &big, "updated") >= 1.0
+        s.pulls(t.name, &big, "updated") >= 1.0
     });
     assert!(no_progress_series(&s, t));
-    assert!(present(t, &big));
+    assert!(t.cli.has_image(&big));
     drop(dw);
-    rmi(t, &[&big]);
+    t.cli.rmi_f(&[&big]);
 }
 
 #[test]
@@ -539,26 +491,13 @@ fn registry_killed_mid_pull_fails_and_recovers_on_the_containerd_store() {
 }
 
 fn registry_killed_mid_pull_on(bed: &Testbed, t: &Target) {
-    let big = format!("{}/dwtest/big:1", bed.var("REGISTRY"));
-    rmi(t, &[&big]);
-    let dw = Dockwatch::start(&prepull_config(t, "", &[&big]));
-    wait_for_layers(&dw, t, &big);
+    let (big, dw) = big_pull_running(bed, t);
     signal_registry(bed, "KILL");
     let revive = Revive(bed);
     let s = dw.wait_for("a failure", Duration::from_secs(60), |s| {
-        pulls(s, t, &big, "failed") >= 1.0
+        s.pulls(t.name, &big, "failed") >= 1.0
     });
-    let reasons: Vec<_> = s
-        .samples
-        .iter()
-        .filter(|(n, l, v)| {
-            n == "dockwatch_image_pull_failures_total"
-                && *v > 0.0
-                && l.get("image") == Some(&big)
-                && l.get("daemon").is_some_and(|d| d == t.name)
-        })
-        .map(|(_, l, _)| l["reason"].clone())
-        .collect();
+    let reasons: Vec<_> = s.pull_failure_reasons(t.name, &big).into_keys().collect();
     assert_eq!(reasons, ["network"], "{}", dw.log());
     let stalls = s.get("dockwatch_image_pull_stalls_total", &image_labels(t, &big));
     match t.store {
@@ -571,10 +510,10 @@ fn registry_killed_mid_pull_on(bed: &Testbed, t: &Target) {
     assert!(no_progress_series(&s, t));
     drop(revive);
     dw.wait_for("the retry to succeed", Duration::from_secs(60), |s| {
-        pulls(s, t, &big, "updated") >= 1.0
+        s.pulls(t.name, &big, "updated") >= 1.0
     });
     drop(dw);
-    rmi(t, &[&big]);
+    t.cli.rmi_f(&[&big]);
 }
 
 fn cli_pull(t: &Target, image: &str, tty: bool) -> (i32, String) {
@@ -601,12 +540,7 @@ fn cli_pull(t: &Target, image: &str, tty: bool) -> (i32, String) {
     }
     .expect("run dockwatch pull");
     std::fs::remove_dir_all(dir).ok();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.code().unwrap_or(-1), text)
+    (out.status.code().unwrap_or(-1), output_text(&out))
 }
 
 #[test]
@@ -652,7 +586,7 @@ fn pull_command_on(bed: &Testbed, t: &Target, m1: &str, layers: usize, bytes: &[
         Store::Containerd => ("downloaded", ": downloaded"),
     };
 
-    rmi(t, &[m1]);
+    t.cli.rmi_f(&[m1]);
     let (code, out) = cli_pull(t, m1, true);
     assert_eq!(code, 0, "{out}");
     assert!(
@@ -665,9 +599,9 @@ fn pull_command_on(bed: &Testbed, t: &Target, m1: &str, layers: usize, bytes: &[
         out.contains(&format!("{layers} layers downloaded")),
         "{out}"
     );
-    assert!(present(t, m1));
+    assert!(t.cli.has_image(m1));
 
-    rmi(t, &[m1]);
+    t.cli.rmi_f(&[m1]);
     let (code, out) = cli_pull(t, m1, false);
     assert_eq!(code, 0, "{out}");
     assert!(
@@ -691,5 +625,5 @@ fn pull_command_on(bed: &Testbed, t: &Target, m1: &str, layers: usize, bytes: &[
     let (code, out) = cli_pull(t, &nope, false);
     assert_eq!(code, 1, "{out}");
     assert!(out.contains("failed (not_found)"), "{out}");
-    rmi(t, &[m1]);
+    t.cli.rmi_f(&[m1]);
 }

@@ -7,28 +7,27 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{Dockwatch, OwnDaemon, Testbed, http_get, temp_dir};
-
-fn up(d: &'static str) -> impl Fn(&common::Scrape) -> bool {
-    move |s| s.get("dockwatch_daemon_up", &[("daemon", d)]) == Some(1.0)
-}
+use common::{Dockwatch, FAST_POLL, OwnDaemon, Testbed, daemon_toml, http_get, temp_dir};
 
 #[test]
 fn stopped_daemon_goes_down_and_comes_back() {
     let bed = Testbed::get();
     let mut own = OwnDaemon::start(&temp_dir("restart"));
     let dw = Dockwatch::start(&format!(
-        "[poll]\ninterval = \"1s\"\ntimeout = \"800ms\"\n{}[[daemons]]\nname = \"c\"\nhost = \"{}\"\n",
+        "{FAST_POLL}{}{}",
         bed.daemon_a("a"),
-        own.host()
+        daemon_toml("c", &own.host())
     ));
-    dw.wait_for("c up", Duration::from_secs(10), up("c"));
+    // With c's numbers there, so "no stale numbers" below means something.
+    dw.wait_for("c up, its images counted", Duration::from_secs(10), |s| {
+        s.up("c") == Some(1.0) && s.get("dockwatch_images", &[("daemon", "c")]).is_some()
+    });
 
     own.stop();
     let stopped = Instant::now();
     // Down within one timeout plus one interval (and some slack for a busy machine).
     let s = dw.wait_for("c down", Duration::from_secs(10), |s| {
-        s.get("dockwatch_daemon_up", &[("daemon", "c")]) == Some(0.0)
+        s.up("c") == Some(0.0)
     });
     eprintln!("c went down {:?} after the stop", stopped.elapsed());
     assert_eq!(
@@ -36,31 +35,19 @@ fn stopped_daemon_goes_down_and_comes_back() {
         None,
         "no stale numbers"
     );
-    let a_success = s
-        .get(
-            "dockwatch_daemon_last_success_timestamp_seconds",
-            &[("daemon", "a")],
-        )
-        .expect("a has succeeded");
+    let a_success = s.last_success("a").expect("a has succeeded");
     // While c is down, /metrics answers and a keeps updating.
     let later = dw.wait_for("a to keep polling", Duration::from_secs(10), |s| {
-        s.get(
-            "dockwatch_daemon_last_success_timestamp_seconds",
-            &[("daemon", "a")],
-        ) > Some(a_success)
+        s.last_success("a") > Some(a_success)
     });
-    assert_eq!(
-        later.get("dockwatch_daemon_up", &[("daemon", "a")]),
-        Some(1.0)
-    );
-    assert_eq!(
-        later.get("dockwatch_daemon_up", &[("daemon", "c")]),
-        Some(0.0)
-    );
+    assert_eq!(later.up("a"), Some(1.0));
+    assert_eq!(later.up("c"), Some(0.0));
     assert_eq!(http_get(dw.port, "/-/healthy").expect("healthy").0, 200);
 
     own.restart();
-    dw.wait_for("c up again", Duration::from_secs(10), up("c"));
+    dw.wait_for("c up again", Duration::from_secs(10), |s| {
+        s.up("c") == Some(1.0)
+    });
     let log = dw.log();
     assert_eq!(log.matches("daemon is down").count(), 1, "{log}");
     assert_eq!(log.matches("daemon is up").count(), 3, "{log}");

@@ -7,7 +7,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::prometheus::Prometheus;
-use common::{Dockwatch, Testbed, temp_dir};
+use common::{Dockwatch, FAST_POLL, Testbed, temp_dir, wait_until};
 
 const USER: &str = "prom";
 const PASSWORD: &str = "scrape-Secret-42";
@@ -17,7 +17,7 @@ fn secure_config(bed: &Testbed) -> String {
     // A low cost keeps the test fast; real hashes come from htpasswd -B.
     let hash = bcrypt::hash(PASSWORD, 4).expect("bcrypt");
     format!(
-        "tls_cert = \"{certs}/server-cert.pem\"\ntls_key = \"{certs}/server-key.pem\"\n[server.basic_auth_users]\n{USER} = \"{hash}\"\n[poll]\ninterval = \"1s\"\ntimeout = \"800ms\"\n{}",
+        "tls_cert = \"{certs}/server-cert.pem\"\ntls_key = \"{certs}/server-key.pem\"\n[server.basic_auth_users]\n{USER} = \"{hash}\"\n{FAST_POLL}{}",
         bed.daemon_a("a")
     )
 }
@@ -36,16 +36,13 @@ fn curl(bed: &Testbed, port: u16, path: &str, auth: Option<&str>) -> String {
 
 /// Waits for dockwatch to answer over HTTPS with credentials.
 fn wait_ready(bed: &Testbed, dw: &Dockwatch) {
-    let deadline = Instant::now() + Duration::from_secs(30);
     let auth = format!("{USER}:{PASSWORD}");
-    while curl(bed, dw.port, "/-/ready", Some(&auth)) != "200" {
-        assert!(
-            Instant::now() < deadline,
-            "not ready over HTTPS:\n{}",
-            dw.log()
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    wait_until(
+        Duration::from_secs(30),
+        Duration::from_millis(200),
+        || curl(bed, dw.port, "/-/ready", Some(&auth)) == "200",
+        || format!("not ready over HTTPS:\n{}", dw.log()),
+    );
 }
 
 #[test]
@@ -127,12 +124,20 @@ fn prometheus_scrapes_over_tls_with_basic_auth() {
         );
         std::thread::sleep(Duration::from_millis(500));
     }
-    let targets = common::http_get(port, "/api/v1/targets")
-        .map(|(_, b)| b)
-        .unwrap_or_default();
+    // The unauthenticated target is down for a 401, as Prometheus says in
+    // its lastError (anywhere else in the JSON "401" may be part of a port,
+    // a timestamp or a duration).
+    let targets = prom.api("/api/v1/targets").expect("/api/v1/targets");
+    let without = targets["activeTargets"]
+        .as_array()
+        .and_then(|ts| ts.iter().find(|t| t["labels"]["job"] == "without_auth"))
+        .unwrap_or_else(|| panic!("no without_auth target: {targets}"));
+    assert_eq!(without["health"], "down", "{without}");
     assert!(
-        targets.contains("401"),
-        "the unauthenticated scrape should fail with 401: {targets}"
+        without["lastError"]
+            .as_str()
+            .is_some_and(|e| e.contains("HTTP status 401")),
+        "the unauthenticated scrape should fail with 401: {without}"
     );
     drop(prom);
 }

@@ -11,8 +11,10 @@ mod error;
 mod transport;
 
 use std::collections::BTreeMap;
+use std::fmt;
 use std::future::Future;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt as _;
@@ -58,6 +60,48 @@ const MAX_EVENT_LINE: usize = 256 * 1024;
 /// The longest pull-stream line held in memory; real ones are under 1 KiB.
 pub const MAX_PULL_LINE: usize = 1024 * 1024;
 
+/// An Engine API version, `major.minor`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ApiVersion(pub u32, pub u32);
+
+impl ApiVersion {
+    pub fn parse(text: &str) -> Option<Self> {
+        let (major, minor) = text.trim().split_once('.')?;
+        Some(Self(major.parse().ok()?, minor.parse().ok()?))
+    }
+}
+
+impl fmt::Display for ApiVersion {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.{}", self.0, self.1)
+    }
+}
+
+/// The newest Engine API version dockwatch is tested against, on a real
+/// daemon (Docker 26.1); answers in newer shapes were never seen.
+pub const NEWEST_API: ApiVersion = ApiVersion(1, 45);
+
+/// The version to speak to a daemon, as the docker CLI negotiates it: the
+/// daemon's newest, but no newer than ours; the daemon's minimum if that is
+/// above ours (then the daemon cannot be spoken to in a version we know).
+pub fn negotiate(daemon_newest: ApiVersion, daemon_min: Option<ApiVersion>) -> ApiVersion {
+    let v = daemon_newest.min(NEWEST_API);
+    match daemon_min {
+        Some(min) if min > v => min,
+        _ => v,
+    }
+}
+
+/// The minimum a daemon names when it refuses a version as too old
+/// ("... Minimum supported API version is 1.44").
+fn minimum_in_refusal(message: &str) -> Option<ApiVersion> {
+    let (_, rest) = message.split_once("inimum supported API version is ")?;
+    ApiVersion::parse(
+        rest.split(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .next()?,
+    )
+}
+
 /// A daemon's connection, cheap to clone: every task of the daemon shares it.
 #[derive(Debug, Clone)]
 pub struct Connection(Arc<Inner>);
@@ -71,6 +115,14 @@ struct Inner {
     transport: Result<Transport, DockerError>,
     timeout: Duration,
     observer: Arc<dyn Observer>,
+    /// The negotiated API version every request is prefixed with; `None`
+    /// until negotiated, and again after the connection failed (the daemon
+    /// may come back upgraded).
+    api: RwLock<Option<ApiVersion>>,
+    /// Serialises negotiations, so concurrent first calls ping once.
+    negotiating: tokio::sync::Mutex<()>,
+    /// Whether "the daemon's minimum is above ours" was logged.
+    told_minimum: AtomicBool,
 }
 
 /// A call on its way: reports itself when it ends, or when it is dropped
@@ -118,7 +170,80 @@ impl Connection {
             transport: Transport::new(daemon),
             timeout,
             observer,
+            api: RwLock::new(None),
+            negotiating: tokio::sync::Mutex::new(()),
+            told_minimum: AtomicBool::new(false),
         }))
+    }
+
+    /// The API version requests are sent with now, once negotiated.
+    pub fn api_version(&self) -> Option<ApiVersion> {
+        *self.0.api.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn set_api_version(&self, v: Option<ApiVersion>) {
+        *self.0.api.write().unwrap_or_else(PoisonError::into_inner) = v;
+    }
+
+    /// What the daemon says of its versions (every `/version` answer): a
+    /// daemon upgraded behind the same address is spoken to in its new
+    /// version from the next call on.
+    fn learn(&self, newest: ApiVersion, min: Option<ApiVersion>) {
+        let v = negotiate(newest, min);
+        if v > NEWEST_API && !self.0.told_minimum.swap(true, Ordering::Relaxed) {
+            tracing::warn!(daemon = %self.0.name, api_version = %v, newest_tested = %NEWEST_API, "the daemon's minimum API version is above the newest dockwatch is tested against; speaking its minimum");
+        }
+        let old = self.api_version();
+        if old != Some(v) {
+            self.set_api_version(Some(v));
+            if let Some(old) = old {
+                tracing::info!(daemon = %self.0.name, from = %old, to = %v, "API version renegotiated");
+            }
+        }
+    }
+
+    /// The negotiated version, negotiating first if needed: `GET /_ping`
+    /// without a version prefix (as the docker CLI does) says the daemon's
+    /// newest in its `API-Version` header.
+    async fn negotiated(&self, t: &Transport) -> Result<ApiVersion, DockerError> {
+        if let Some(v) = self.api_version() {
+            return Ok(v);
+        }
+        let _one_at_a_time = self.0.negotiating.lock().await;
+        if let Some(v) = self.api_version() {
+            return Ok(v);
+        }
+        let newest = self
+            .timed(ApiEndpoint::Ping, self.0.timeout, async {
+                let response = t.send(hyper::Method::GET, "/_ping", &[]).await?;
+                let header = response
+                    .headers()
+                    .get("api-version")
+                    .and_then(|h| h.to_str().ok())
+                    .and_then(ApiVersion::parse);
+                transport::read_body(response, SMALL_ANSWER).await?;
+                header.ok_or_else(|| {
+                    DockerError::Decode("/_ping answered without an API-Version header".into())
+                })
+            })
+            .await?;
+        let v = negotiate(newest, None);
+        tracing::info!(daemon = %self.0.name, daemon_api_version = %newest, api_version = %v, "API version negotiated");
+        self.set_api_version(Some(v));
+        Ok(v)
+    }
+
+    /// Negotiates the API version now unless it is known. A task that is
+    /// about to make several calls at once calls this first, so that a
+    /// daemon that is down costs one failed `/_ping`, not one per call.
+    pub async fn negotiate(&self) -> Result<ApiVersion, DockerError> {
+        let t = self.transport(ApiEndpoint::Ping)?;
+        self.negotiated(t).await
+    }
+
+    /// `path` with the negotiated version's prefix.
+    async fn versioned(&self, t: &Transport, path: &str) -> Result<String, DockerError> {
+        Ok(format!("/v{}{path}", self.negotiated(t).await?))
     }
 
     pub fn name(&self) -> &str {
@@ -176,6 +301,21 @@ impl Connection {
             .unwrap_or(Err(DockerError::Timeout(timeout)))
             .map_err(|e| self.explain(e));
         pending.finish(result.as_ref().err().map(DockerError::reason));
+        match &result {
+            // Whatever answers next may be another daemon (an upgrade).
+            Err(DockerError::Connect(_) | DockerError::Tls(_) | DockerError::Timeout(_)) => {
+                self.set_api_version(None);
+            }
+            Err(DockerError::Http {
+                status: 400,
+                message,
+            }) => {
+                if let Some(min) = minimum_in_refusal(message) {
+                    self.learn(min, Some(min));
+                }
+            }
+            _ => {}
+        }
         result
     }
 
@@ -190,8 +330,9 @@ impl Connection {
         decode: impl FnOnce(&[u8]) -> Result<T, String>,
     ) -> Result<T, DockerError> {
         let t = self.transport(endpoint)?;
+        let path = self.versioned(t, path).await?;
         self.timed(endpoint, timeout, async move {
-            let response = t.send(hyper::Method::GET, path, &[]).await?;
+            let response = t.send(hyper::Method::GET, &path, &[]).await?;
             let body = transport::read_body(response, limit).await?;
             decode(&body).map_err(DockerError::Decode)
         })
@@ -204,17 +345,23 @@ impl Connection {
         move |body| serde_json::from_slice(body).map_err(|e| format!("{what}: {e}"))
     }
 
-    /// `GET /version`.
+    /// `GET /version`; what it says of the daemon's versions is learned.
     pub async fn version(&self) -> Result<Version, DockerError> {
         let t = self.0.timeout;
-        self.get(
-            ApiEndpoint::Version,
-            "/version",
-            SMALL_ANSWER,
-            t,
-            Self::json("version"),
-        )
-        .await
+        let v: Version = self
+            .get(
+                ApiEndpoint::Version,
+                "/version",
+                SMALL_ANSWER,
+                t,
+                Self::json("version"),
+            )
+            .await?;
+        if let Some(newest) = v.api_version.as_deref().and_then(ApiVersion::parse) {
+            let min = v.min_api_version.as_deref().and_then(ApiVersion::parse);
+            self.learn(newest, min);
+        }
+        Ok(v)
     }
 
     /// `GET /info`.
@@ -265,9 +412,9 @@ impl Connection {
     /// `GET /images/{name}/json`: whether the image is on the daemon. A 404
     /// is an answer (no), not a failure.
     pub async fn image_present(&self, image: &ImageRef) -> Result<bool, DockerError> {
-        let path = format!("/images/{image}/json");
         let t = self.0.timeout;
         let tr = self.transport(ApiEndpoint::ImageInspect)?;
+        let path = self.versioned(tr, &format!("/images/{image}/json")).await?;
         let found = self
             .timed(ApiEndpoint::ImageInspect, t, async move {
                 match tr.send(hyper::Method::GET, &path, &[]).await {
@@ -299,12 +446,10 @@ impl Connection {
     /// answer begins) is bounded by the call timeout; a failure of the
     /// stream later is reported too.
     pub async fn events(&self, query: &[(&str, String)]) -> Result<LineStream, DockerError> {
-        let path = format!(
-            "/events?{}",
-            serde_urlencoded::to_string(query).unwrap_or_default()
-        );
         let t = self.0.timeout;
         let tr = self.transport(ApiEndpoint::Events)?;
+        let query = serde_urlencoded::to_string(query).unwrap_or_default();
+        let path = self.versioned(tr, &format!("/events?{query}")).await?;
         let lines = self
             .timed(ApiEndpoint::Events, t, async move {
                 let response = tr.send(hyper::Method::GET, &path, &[]).await?;
@@ -335,17 +480,16 @@ impl Connection {
                 .collect();
             // The pull's own limits (stall, timeout) bound the answer, not
             // the call timeout: a registry may take a while to start.
-            let started = match this.transport(ApiEndpoint::ImagePull) {
-                Ok(tr) => {
-                    this.timed(ApiEndpoint::ImagePull, Duration::MAX, async move {
-                        let response = tr.send(hyper::Method::POST, &path, &headers).await?;
-                        Ok(transport::lines(response.into_body(), MAX_PULL_LINE))
-                    })
-                    .await
-                }
-                Err(e) => Err(e),
+            let started = async {
+                let tr = this.transport(ApiEndpoint::ImagePull)?;
+                let path = this.versioned(tr, &path).await?;
+                this.timed(ApiEndpoint::ImagePull, Duration::MAX, async move {
+                    let response = tr.send(hyper::Method::POST, &path, &headers).await?;
+                    Ok(transport::lines(response.into_body(), MAX_PULL_LINE))
+                })
+                .await
             };
-            match started {
+            match started.await {
                 Ok(lines) => this.reporting(ApiEndpoint::ImagePull, lines),
                 Err(e) => Box::pin(futures_util::stream::iter([Err(e)])) as LineStream,
             }
@@ -381,6 +525,35 @@ fn image_list_path(filters: Option<&BTreeMap<String, Vec<String>>>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn negotiates_as_the_docker_cli_does() {
+        let v = |s| ApiVersion::parse(s).expect("a version");
+        // dockerd 20.10 and Podman 4: theirs.
+        assert_eq!(negotiate(v("1.41"), Some(v("1.12"))), v("1.41"));
+        // Docker 26: ours and theirs agree.
+        assert_eq!(negotiate(v("1.45"), Some(v("1.24"))), v("1.45"));
+        // Docker 29: ours, which it still takes.
+        assert_eq!(negotiate(v("1.52"), Some(v("1.44"))), NEWEST_API);
+        // A daemon whose minimum is above ours: its minimum.
+        assert_eq!(negotiate(v("1.60"), Some(v("1.50"))), v("1.50"));
+        assert_eq!(negotiate(v("1.52"), None), NEWEST_API);
+        assert!(v("1.9") < v("1.41"));
+        assert_eq!(ApiVersion::parse("1"), None);
+        assert_eq!(ApiVersion::parse("x.y"), None);
+        assert_eq!(v(" 1.45 ").to_string(), "1.45");
+    }
+
+    #[test]
+    fn a_refusal_names_the_minimum() {
+        assert_eq!(
+            minimum_in_refusal(
+                "client version 1.41 is too old. Minimum supported API version is 1.44, please upgrade your client to a newer version"
+            ),
+            Some(ApiVersion(1, 44))
+        );
+        assert_eq!(minimum_in_refusal("page not found"), None);
+    }
 
     #[test]
     fn filters_go_in_the_query_as_url_encoded_json() {

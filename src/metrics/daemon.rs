@@ -47,6 +47,7 @@ impl Collector for SnapshotCollector {
                             ("version", i.version.as_str()),
                             ("api_version", i.api_version.as_str()),
                             ("min_api_version", i.min_api_version.as_str()),
+                            ("negotiated_api_version", i.negotiated_api_version.as_str()),
                             ("os", i.os.as_str()),
                             ("arch", i.arch.as_str()),
                             ("storage_driver", i.storage_driver.as_str()),

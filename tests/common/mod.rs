@@ -7,9 +7,11 @@ use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
+
+use serde_json::Value;
 
 pub mod prometheus;
 pub mod slow_link;
@@ -92,6 +94,77 @@ pub fn remove_daemon_dir(dir: &Path) {
     let _ = std::fs::remove_dir_all(dir);
 }
 
+/// Waits until `cond` holds, checking every `every`; fails the test with
+/// `fail()` once `timeout` has passed.
+pub fn wait_until(
+    timeout: Duration,
+    every: Duration,
+    mut cond: impl FnMut() -> bool,
+    fail: impl Fn() -> String,
+) {
+    let deadline = Instant::now() + timeout;
+    while !cond() {
+        assert!(Instant::now() < deadline, "{}", fail());
+        std::thread::sleep(every);
+    }
+}
+
+/// Waits up to `within` for `child` to exit; `None` if it still runs (it is
+/// left running).
+pub fn wait_exit(child: &mut Child, within: Duration) -> Option<ExitStatus> {
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(status) = child.try_wait().expect("wait for child") {
+            return Some(status);
+        }
+        if Instant::now() > deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Kills and reaps a child; for `Drop`, so nothing is asserted.
+pub fn reap(child: &mut Child) {
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+/// What a finished command printed: stdout, then stderr.
+pub fn output_text(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// Fails the test unless the command succeeded, with what it printed.
+pub fn assert_success(out: &Output, what: &str) {
+    assert!(
+        out.status.success(),
+        "{what} failed ({}):\n{}",
+        out.status,
+        output_text(out)
+    );
+}
+
+/// The `[poll]` table of the tests that want quick polls.
+pub const FAST_POLL: &str = "[poll]\ninterval = \"1s\"\ntimeout = \"800ms\"\n";
+
+/// TOML for one daemon at `host`.
+pub fn daemon_toml(name: &str, host: &str) -> String {
+    format!("[[daemons]]\nname = \"{name}\"\nhost = \"{host}\"\n")
+}
+
+/// TOML for one daemon at `host` over mutual TLS.
+pub fn tls_daemon_toml(name: &str, host: &str, ca: &str, cert: &str, key: &str) -> String {
+    format!(
+        "{}[daemons.tls]\nca = \"{ca}\"\ncert = \"{cert}\"\nkey = \"{key}\"\n",
+        daemon_toml(name, host)
+    )
+}
+
 /// The variables `tests/testbed.sh up` wrote.
 #[derive(Debug, Clone)]
 pub struct Testbed {
@@ -127,26 +200,17 @@ impl Testbed {
 
     /// TOML for the unix-socket daemon A.
     pub fn daemon_a(&self, name: &str) -> String {
-        format!(
-            "[[daemons]]\nname = \"{name}\"\nhost = \"{}\"\n",
-            self.var("DOCKER_A")
-        )
+        daemon_toml(name, self.var("DOCKER_A"))
     }
 
     /// TOML for the mutual-TLS daemon B with the given CA, cert and key.
     pub fn daemon_b_with(&self, name: &str, ca: &str, cert: &str, key: &str) -> String {
-        format!(
-            "[[daemons]]\nname = \"{name}\"\nhost = \"{}\"\n[daemons.tls]\nca = \"{ca}\"\ncert = \"{cert}\"\nkey = \"{key}\"\n",
-            self.var("DOCKER_B")
-        )
+        tls_daemon_toml(name, self.var("DOCKER_B"), ca, cert, key)
     }
 
     /// TOML for daemon C: Docker 26 on the containerd image store.
     pub fn daemon_c(&self, name: &str) -> String {
-        format!(
-            "[[daemons]]\nname = \"{name}\"\nhost = \"{}\"\n",
-            self.var("DOCKER_C")
-        )
+        daemon_toml(name, self.var("DOCKER_C"))
     }
 
     pub fn daemon_b(&self, name: &str) -> String {
@@ -166,19 +230,33 @@ impl Testbed {
             .find_map(|l| l.strip_prefix("REGISTRY_PID=")?.trim().parse().ok())
     }
 
-    /// The docker CLI aimed at daemon A.
-    pub fn cli_a(&self) -> DockerCli {
+    /// The docker CLI aimed at the daemon (or Podman service) at `host`.
+    pub fn cli_at(&self, host: &str) -> DockerCli {
         DockerCli {
             program: self.var("DOCKER_CLI").to_owned(),
-            args: vec!["-H".into(), self.var("DOCKER_A").into()],
+            args: vec!["-H".into(), host.into()],
         }
+    }
+
+    /// The docker CLI aimed at daemon A.
+    pub fn cli_a(&self) -> DockerCli {
+        self.cli_at(self.var("DOCKER_A"))
     }
 
     /// Docker 26's own CLI aimed at daemon C.
     pub fn cli_c(&self) -> DockerCli {
-        DockerCli {
-            program: self.var("DOCKER_C_CLI").to_owned(),
-            args: vec!["-H".into(), self.var("DOCKER_C").into()],
+        self.cli_for(Store::Containerd, self.var("DOCKER_C"))
+    }
+
+    /// The CLI that goes with a daemon's store, aimed at `host`: the bed's
+    /// docker CLI for dockerd 20.10, Docker 26's own for Docker 26.
+    pub fn cli_for(&self, store: Store, host: &str) -> DockerCli {
+        match store {
+            Store::Classic => self.cli_at(host),
+            Store::Containerd => DockerCli {
+                program: self.var("DOCKER_C_CLI").to_owned(),
+                args: vec!["-H".into(), host.into()],
+            },
         }
     }
 
@@ -206,18 +284,41 @@ pub struct DockerCli {
 }
 
 impl DockerCli {
+    /// Runs the CLI and returns its stdout; fails the test unless it succeeded.
     pub fn run(&self, args: &[&str]) -> String {
-        let out = Command::new(&self.program)
-            .args(&self.args)
-            .args(args)
-            .output()
-            .unwrap_or_else(|e| panic!("cannot run {}: {e}", self.program));
+        let out = self.try_run(args);
         assert!(
             out.status.success(),
             "docker {args:?} failed: {}",
             String::from_utf8_lossy(&out.stderr)
         );
         String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Runs the CLI without asserting success (for cleanup, probes, and
+    /// commands whose failure is the point).
+    pub fn try_run(&self, args: &[&str]) -> Output {
+        Command::new(&self.program)
+            .args(&self.args)
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run {}: {e}", self.program))
+    }
+
+    /// `docker rmi -f` of each image; an absent image is fine (this only
+    /// makes the next pull a cold one, or cleans up).
+    pub fn rmi_f(&self, images: &[&str]) {
+        for image in images {
+            let _ = self.try_run(&["rmi", "-f", image]);
+        }
+    }
+
+    /// Whether `docker image inspect IMAGE` finds it.
+    pub fn has_image(&self, image: &str) -> bool {
+        self.try_run(&["image", "inspect", "--format", "{{.Id}}", image])
+            .status
+            .success()
     }
 
     /// Distinct image ids `docker images` lists for these extra flags.
@@ -438,24 +539,70 @@ impl Dockwatch {
     }
 
     pub fn wait_ready(&self) {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Ok((200, _)) = http_get(self.port, "/-/ready") {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "dockwatch not ready within 30 s; log:\n{}",
-                self.log()
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        wait_until(
+            Duration::from_secs(30),
+            Duration::from_millis(100),
+            || matches!(http_get(self.port, "/-/ready"), Ok((200, _))),
+            || format!("dockwatch not ready within 30 s; log:\n{}", self.log()),
+        );
     }
 
     pub fn scrape(&self) -> Scrape {
-        let (status, body) = http_get(self.port, "/metrics").expect("scrape /metrics");
-        assert_eq!(status, 200, "/metrics answered {status}: {body}");
-        Scrape::parse(&body)
+        scrape(self.port)
+    }
+
+    /// `/pulls` as JSON; `None` if it does not answer 200.
+    pub fn pulls(&self) -> Option<Value> {
+        let (status, body) = http_get(self.port, "/pulls").ok()?;
+        (status == 200).then(|| serde_json::from_str(&body).expect("/pulls is JSON"))
+    }
+
+    /// Polls `/pulls` (every 5 ms, so short phases are seen) until `cond`
+    /// holds for the entry of `image` on `daemon`; returns that entry. Fails
+    /// with "`what` within `timeout`" and the log.
+    pub fn wait_for_pull(
+        &self,
+        daemon: &str,
+        image: &str,
+        what: &str,
+        timeout: Duration,
+        cond: impl Fn(&Value) -> bool,
+    ) -> Value {
+        let mut found = Value::Null;
+        wait_until(
+            timeout,
+            Duration::from_millis(5),
+            || {
+                let Some(json) = self.pulls() else {
+                    return false;
+                };
+                let entry = &json["daemons"][daemon][image];
+                let done = cond(entry);
+                if done {
+                    found = entry.clone();
+                }
+                done
+            },
+            || format!("{what} within {timeout:?}:\n{}", self.log()),
+        );
+        found
+    }
+
+    /// Waits (up to 60 s) until a pre-pull of `image` on `daemon` runs and
+    /// has listed its layers.
+    pub fn wait_for_layers(&self, daemon: &str, image: &str) {
+        self.wait_for_pull(
+            daemon,
+            image,
+            "the pull never started",
+            Duration::from_secs(60),
+            |entry| !running_layers(entry).is_empty(),
+        );
+    }
+
+    /// Waits up to `within` for dockwatch to exit.
+    pub fn wait_exit(&mut self, within: Duration) -> Option<ExitStatus> {
+        wait_exit(&mut self.child, within)
     }
 
     /// Waits until `cond` holds on a scrape; returns that scrape.
@@ -488,10 +635,60 @@ impl Dockwatch {
 
 impl Drop for Dockwatch {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        reap(&mut self.child);
         let _ = std::fs::remove_dir_all(&self.dir);
     }
+}
+
+/// GET `/metrics` on 127.0.0.1:`port`; fails the test unless it answers 200.
+pub fn scrape(port: u16) -> Scrape {
+    let (status, body) = http_get(port, "/metrics").expect("scrape /metrics");
+    assert_eq!(status, 200, "/metrics answered {status}: {body}");
+    Scrape::parse(&body)
+}
+
+/// Scrapes of `/metrics` that keep count and the worst latency, for tests
+/// that hammer it while something goes wrong.
+#[derive(Debug, Default)]
+pub struct TimedScrapes {
+    pub worst: Duration,
+    pub count: u32,
+}
+
+impl TimedScrapes {
+    /// GET `/metrics`; fails the test unless it answers 200, saying `when()`.
+    pub fn scrape(&mut self, port: u16, when: impl Fn() -> String) -> Scrape {
+        let t = Instant::now();
+        let (status, body) = http_get(port, "/metrics").expect("scrape /metrics");
+        self.worst = self.worst.max(t.elapsed());
+        self.count += 1;
+        assert_eq!(status, 200, "/metrics answered {status} {}: {body}", when());
+        Scrape::parse(&body)
+    }
+}
+
+/// The words of one field of `/proc/PID/status` (`VmRSS`, `Threads`, `Uid`,
+/// ...); `None` if the process or the field is not there.
+pub fn proc_status(pid: u32, field: &str) -> Option<Vec<String>> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let prefix = format!("{field}:");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(&prefix))
+        .map(|v| v.split_whitespace().map(str::to_owned).collect())
+}
+
+/// The statuses of the layers of the running pull in a `/pulls` entry
+/// (empty when no pull runs or it has not listed its layers yet).
+pub fn running_layers(entry: &Value) -> Vec<String> {
+    entry["running"]["progress"]["layers"]
+        .as_array()
+        .map(|ls| {
+            ls.iter()
+                .map(|l| l["status"].as_str().unwrap_or_default().to_owned())
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// A parsed exposition.
@@ -561,6 +758,66 @@ impl Scrape {
         labels: &[(&str, &str)],
     ) -> Option<BTreeMap<String, String>> {
         self.find(name, labels).map(|(_, l, _)| l.clone())
+    }
+
+    /// The sum of every series with `name` whose labels include `labels`
+    /// (0 if there is none).
+    pub fn sum(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
+        self.samples
+            .iter()
+            .filter(|(n, l, _)| {
+                n == name
+                    && labels
+                        .iter()
+                        .all(|(k, v)| l.get(*k).is_some_and(|x| x == v))
+            })
+            .map(|(_, _, v)| v)
+            .sum()
+    }
+
+    /// `dockwatch_daemon_up` of `daemon`.
+    pub fn up(&self, daemon: &str) -> Option<f64> {
+        self.get("dockwatch_daemon_up", &[("daemon", daemon)])
+    }
+
+    /// `dockwatch_daemon_last_success_timestamp_seconds` of `daemon`.
+    pub fn last_success(&self, daemon: &str) -> Option<f64> {
+        self.get(
+            "dockwatch_daemon_last_success_timestamp_seconds",
+            &[("daemon", daemon)],
+        )
+    }
+
+    /// Pre-pulls of `image` on `daemon` that ended with `result` (0 if none).
+    pub fn pulls(&self, daemon: &str, image: &str, result: &str) -> f64 {
+        self.get(
+            "dockwatch_image_pulls_total",
+            &[("daemon", daemon), ("image", image), ("result", result)],
+        )
+        .unwrap_or(0.0)
+    }
+
+    /// Failed pre-pulls of `image` on `daemon` for `reason` (0 if none).
+    pub fn pull_failures(&self, daemon: &str, image: &str, reason: &str) -> f64 {
+        self.get(
+            "dockwatch_image_pull_failures_total",
+            &[("daemon", daemon), ("image", image), ("reason", reason)],
+        )
+        .unwrap_or(0.0)
+    }
+
+    /// The failure reasons counted (above 0) for `image` on `daemon`.
+    pub fn pull_failure_reasons(&self, daemon: &str, image: &str) -> BTreeMap<String, f64> {
+        self.samples
+            .iter()
+            .filter(|(n, l, v)| {
+                n == "dockwatch_image_pull_failures_total"
+                    && l.get("daemon").is_some_and(|d| d == daemon)
+                    && l.get("image").is_some_and(|i| i == image)
+                    && *v > 0.0
+            })
+            .map(|(_, l, v)| (l["reason"].clone(), *v))
+            .collect()
     }
 }
 
@@ -666,15 +923,17 @@ impl OwnDaemon {
             .spawn()
             .expect("spawn dockerd (is docker.io installed? tests/run.sh installs it)");
         self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while !self.pings() {
-            assert!(
-                Instant::now() < deadline,
-                "own dockerd did not answer /_ping within 60 s; log:\n{}",
-                std::fs::read_to_string(self.dir.join("dockerd.log")).unwrap_or_default()
-            );
-            std::thread::sleep(Duration::from_millis(200));
-        }
+        wait_until(
+            Duration::from_secs(60),
+            Duration::from_millis(200),
+            || self.pings(),
+            || {
+                format!(
+                    "own dockerd did not answer /_ping within 60 s; log:\n{}",
+                    std::fs::read_to_string(self.dir.join("dockerd.log")).unwrap_or_default()
+                )
+            },
+        );
     }
 
     fn pings(&self) -> bool {
@@ -692,6 +951,36 @@ impl OwnDaemon {
             terminate(child);
         }
     }
+}
+
+/// A dockerd of the test's own in `scratch/d`, with a tiny image `image`
+/// imported, and the docker CLI aimed at it. Bind them in this order
+/// (`let (dir, own, cli) = ...`) so the daemon stops before its directory goes.
+pub fn own_daemon_with_image(
+    bed: &Testbed,
+    tag: &str,
+    image: &str,
+) -> (Scratch, OwnDaemon, DockerCli) {
+    own_daemon_with_image_on(bed, Store::Classic, tag, image)
+}
+
+/// The same on either image store: dockerd 20.10 (classic) or Docker 26 on
+/// the containerd store, with the CLI that goes with it.
+pub fn own_daemon_with_image_on(
+    bed: &Testbed,
+    store: Store,
+    tag: &str,
+    image: &str,
+) -> (Scratch, OwnDaemon, DockerCli) {
+    let dir = Scratch::new(tag);
+    std::fs::create_dir_all(dir.0.join("d")).expect("daemon dir");
+    let own = match store {
+        Store::Classic => OwnDaemon::start(&dir.0.join("d")),
+        Store::Containerd => OwnDaemon::start_containerd_store(&dir.0.join("d"), bed),
+    };
+    let cli = bed.cli_for(store, &own.host());
+    cli.import_tiny(&dir.0, image);
+    (dir, own, cli)
 }
 
 impl Drop for OwnDaemon {

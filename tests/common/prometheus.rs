@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use super::{free_port, http_get};
+use super::{free_port, http_get, reap, wait_until};
 
 /// A Prometheus on 127.0.0.1, killed (and its directory removed) when dropped.
 #[derive(Debug)]
@@ -61,16 +61,13 @@ impl Prometheus {
         lines[lines.len().saturating_sub(40)..].join("\n")
     }
 
-    pub fn wait_until(&self, what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {
-        let deadline = Instant::now() + timeout;
-        while !cond() {
-            assert!(
-                Instant::now() < deadline,
+    pub fn wait_until(&self, what: &str, timeout: Duration, cond: impl FnMut() -> bool) {
+        wait_until(timeout, Duration::from_millis(250), cond, || {
+            format!(
                 "timed out after {timeout:?} waiting for {what}; Prometheus log:\n{}",
                 self.log()
-            );
-            std::thread::sleep(Duration::from_millis(250));
-        }
+            )
+        });
     }
 
     /// GET an API path; the parsed JSON on status success, else the error text.
@@ -92,8 +89,7 @@ impl Prometheus {
 
 impl Drop for Prometheus {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        reap(&mut self.child);
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
