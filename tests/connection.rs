@@ -3,8 +3,11 @@
 //! equals `dockwatch_api_request_duration_seconds_count` per endpoint, over
 //! a window with polls, image listings with a filter group, a pull, the
 //! events stream and `/system/df`; and every request but the negotiating
-//! `/_ping` carries the negotiated `/v1.41` prefix. And the repository's own config.toml
-//! watches `$DOCKER_HOST`, as `cargo run --release` there does.
+//! `/_ping` carries the negotiated prefix: `/v1.41` on dockerd 20.10,
+//! `/v1.45` on Docker 26 (containerd image store), also when a dockerd
+//! 20.10 is replaced by a Docker 26 on the same socket while dockwatch
+//! watches it. And the repository's own config.toml watches `$DOCKER_HOST`,
+//! as `cargo run --release` there does.
 // Counts are whole numbers, exact in f64.
 #![allow(
     clippy::float_cmp,
@@ -19,7 +22,17 @@ use std::collections::BTreeMap;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{Dockwatch, OwnDaemon, Scrape, Testbed, temp_dir};
+use common::{Dockwatch, OwnDaemon, Scrape, Store, Testbed, temp_dir};
+
+/// The API version dockwatch speaks to a daemon of this store: dockerd
+/// 20.10's newest (1.41), Docker 26's (1.45, also the newest dockwatch is
+/// tested against).
+fn negotiated(store: Store) -> &'static str {
+    match store {
+        Store::Classic => "1.41",
+        Store::Containerd => "1.45",
+    }
+}
 
 /// The `endpoint` label dockwatch gives a request dockerd logged.
 fn endpoint_of(method: &str, path: &str) -> Option<&'static str> {
@@ -45,28 +58,36 @@ fn endpoint_of(method: &str, path: &str) -> Option<&'static str> {
     })
 }
 
-/// Requests per endpoint in dockerd's log after byte `from`.
-fn logged(log: &str, from: usize) -> BTreeMap<String, u64> {
+/// Requests per endpoint in dockerd's log after byte `from`; every one but
+/// a `/_ping` must carry the `/v{api}/` prefix.
+fn logged(log: &str, from: usize, api: &str) -> BTreeMap<String, u64> {
+    let prefix = format!("/v{api}/");
     let mut out = BTreeMap::new();
     for line in log[from..].lines() {
         let Some(call) = line.split("msg=\"Calling ").nth(1) else {
             continue;
         };
-        let mut words = call.trim_end_matches('"').split_whitespace();
+        // The message ends at its closing quote: Docker 26 logs more fields
+        // after it (`spanID=... traceID=...`), 20.10 none.
+        let mut words = call
+            .split('"')
+            .next()
+            .unwrap_or_default()
+            .split_whitespace();
         let (Some(method), Some(path)) = (words.next(), words.next()) else {
             continue;
         };
         let endpoint = endpoint_of(method, path).unwrap_or_else(|| {
             panic!("dockerd got a request dockwatch has no endpoint for: {line}")
         });
-        // dockerd 20.10 speaks 1.41 at most: every request carries it, but
-        // the one that asks which version to speak (as the docker CLI does).
+        // Every request carries the negotiated version, but the one that
+        // asks which version to speak (as the docker CLI does).
         if endpoint == "ping" {
             assert_eq!(path, "/_ping", "{line}");
         } else {
             assert!(
-                path.starts_with("/v1.41/"),
-                "a request without the negotiated prefix: {line}"
+                path.starts_with(&prefix),
+                "a request without the negotiated prefix {prefix}: {line}"
             );
         }
         *out.entry(endpoint.to_owned()).or_default() += 1;
@@ -88,9 +109,22 @@ fn counted(s: &Scrape) -> BTreeMap<String, u64> {
 
 #[test]
 fn dockerd_request_log_equals_the_per_endpoint_counts() {
+    request_log_equals_the_per_endpoint_counts_on(Store::Classic);
+}
+
+/// The same on Docker 26 with the containerd image store: every request
+/// (the pull and the image inspect after it included) says /v1.45.
+#[test]
+fn containerd_store_request_log_equals_the_per_endpoint_counts() {
+    request_log_equals_the_per_endpoint_counts_on(Store::Containerd);
+}
+
+#[allow(clippy::too_many_lines)] // one window: start, wait, compare in a quiet moment
+fn request_log_equals_the_per_endpoint_counts_on(store: Store) {
     let bed = Testbed::get();
+    let api = negotiated(store);
     let dir = temp_dir("own-debug");
-    let own = OwnDaemon::start_with(&dir, &["--debug"]);
+    let own = OwnDaemon::start_on(&dir, store, &bed, &["--debug"]);
     let log_path = dir.join("dockerd.log");
     let read_log = || std::fs::read_to_string(&log_path).unwrap_or_default();
     let image = format!("{}/dwtest/multi:1", bed.var("REGISTRY"));
@@ -145,26 +179,27 @@ image = "{image}"
     let info = s
         .labels_of("dockwatch_daemon_info", &[("daemon", "own")])
         .expect("daemon_info");
-    assert_eq!(info["api_version"], "1.41");
-    assert_eq!(info["negotiated_api_version"], "1.41");
+    assert_eq!(info["api_version"], api, "{store:?}: {info:?}");
+    assert_eq!(info["negotiated_api_version"], api, "{store:?}: {info:?}");
 
     // Compare in a quiet moment: two scrapes that agree, with the log read
     // between them. A request in flight shows in neither scrape or in both.
     let deadline = Instant::now() + Duration::from_secs(30);
     let (before, log, after) = loop {
         let before = counted(&dw.scrape());
-        let log = logged(&read_log(), from);
+        let log = logged(&read_log(), from, api);
         let after = counted(&dw.scrape());
         if before == after && log == before {
             break (before, log, after);
         }
         assert!(
             Instant::now() < deadline,
-            "dockerd's request log and dockwatch's counts never agreed in a quiet moment:\n\
+            "{store:?}: dockerd's request log and dockwatch's counts never agreed in a quiet moment:\n\
              dockerd logged {log:?}\ndockwatch counted {before:?} then {after:?}"
         );
         std::thread::sleep(Duration::from_millis(150));
     };
+    eprintln!("compared: {store:?}: dockerd logged {log:?}, dockwatch counted {before:?}");
     assert_eq!(log, before);
     assert_eq!(log, after);
     for endpoint in [

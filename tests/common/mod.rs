@@ -832,11 +832,13 @@ pub struct OwnDaemon {
     /// `DOCKER_C_ROOT`), for a Docker 26 on the containerd image store;
     /// `None` for the system's dockerd 20.10.
     pub modern_root: Option<PathBuf>,
+    /// Where it listens: `dir/docker.sock` unless started on another path.
+    pub socket: PathBuf,
 }
 
 impl OwnDaemon {
     pub fn socket(&self) -> PathBuf {
-        self.dir.join("docker.sock")
+        self.socket.clone()
     }
 
     pub fn host(&self) -> String {
@@ -849,25 +851,51 @@ impl OwnDaemon {
 
     /// Starts one with more dockerd flags.
     pub fn start_with(dir: &Path, extra_args: &[&str]) -> Self {
-        let mut d = Self {
-            dir: dir.to_owned(),
-            child: None,
-            extra_args: extra_args.iter().map(|&a| a.to_owned()).collect(),
-            modern_root: None,
-        };
-        d.restart();
-        d
+        Self::launch(dir, None, extra_args, &dir.join("docker.sock"))
     }
 
     /// Starts one like the bed's daemon C: Debian 13's Docker 26 from
     /// `DOCKER_C_ROOT` (its containerd and shim first on PATH, the system's
     /// runc), on the containerd image store.
     pub fn start_containerd_store(dir: &Path, bed: &Testbed) -> Self {
+        Self::start_on(dir, Store::Containerd, bed, &[])
+    }
+
+    /// Starts one on either store (dockerd 20.10 on the classic one, Docker
+    /// 26 on the containerd one) with more dockerd flags.
+    pub fn start_on(dir: &Path, store: Store, bed: &Testbed, extra_args: &[&str]) -> Self {
+        Self::start_on_socket(dir, store, bed, extra_args, &dir.join("docker.sock"))
+    }
+
+    /// The same, listening on `socket` rather than in its own folder: say,
+    /// where another daemon of the test listened before (an upgrade in
+    /// place). Its data, exec root, pidfile and log stay in `dir`.
+    pub fn start_on_socket(
+        dir: &Path,
+        store: Store,
+        bed: &Testbed,
+        extra_args: &[&str],
+        socket: &Path,
+    ) -> Self {
+        let modern_root = match store {
+            Store::Classic => None,
+            Store::Containerd => Some(PathBuf::from(bed.var("DOCKER_C_ROOT"))),
+        };
+        Self::launch(dir, modern_root, extra_args, socket)
+    }
+
+    fn launch(
+        dir: &Path,
+        modern_root: Option<PathBuf>,
+        extra_args: &[&str],
+        socket: &Path,
+    ) -> Self {
         let mut d = Self {
             dir: dir.to_owned(),
             child: None,
-            extra_args: Vec::new(),
-            modern_root: Some(PathBuf::from(bed.var("DOCKER_C_ROOT"))),
+            extra_args: extra_args.iter().map(|&a| a.to_owned()).collect(),
+            modern_root,
+            socket: socket.to_owned(),
         };
         d.restart();
         d
@@ -974,10 +1002,7 @@ pub fn own_daemon_with_image_on(
 ) -> (Scratch, OwnDaemon, DockerCli) {
     let dir = Scratch::new(tag);
     std::fs::create_dir_all(dir.0.join("d")).expect("daemon dir");
-    let own = match store {
-        Store::Classic => OwnDaemon::start(&dir.0.join("d")),
-        Store::Containerd => OwnDaemon::start_containerd_store(&dir.0.join("d"), bed),
-    };
+    let own = OwnDaemon::start_on(&dir.0.join("d"), store, bed, &[]);
     let cli = bed.cli_for(store, &own.host());
     cli.import_tiny(&dir.0, image);
     (dir, own, cli)
