@@ -22,7 +22,9 @@ use std::collections::BTreeMap;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{Dockwatch, OwnDaemon, Scrape, Store, Testbed, temp_dir};
+use common::{
+    Dockwatch, FAST_POLL, OwnDaemon, Scrape, Scratch, Store, Testbed, daemon_toml, temp_dir,
+};
 
 /// The API version dockwatch speaks to a daemon of this store: dockerd
 /// 20.10's newest (1.41), Docker 26's (1.45, also the newest dockwatch is
@@ -229,6 +231,103 @@ image = "{image}"
     drop(dw);
     drop(own);
     std::fs::remove_dir_all(&dir).ok();
+}
+
+/// The labels of every `dockwatch_daemon_info` series of daemon `up`.
+fn infos(s: &Scrape) -> Vec<BTreeMap<String, String>> {
+    s.samples
+        .iter()
+        .filter(|(n, l, _)| {
+            n == "dockwatch_daemon_info" && l.get("daemon").is_some_and(|d| d == "up")
+        })
+        .map(|(_, l, _)| l.clone())
+        .collect()
+}
+
+/// A daemon upgraded while dockwatch watches it: a dockerd 20.10 of the
+/// test's own on a socket, spoken to in 1.41; stopped; a Docker 26 on the
+/// containerd store (its own data root) started on the same socket path.
+/// The failed connection made dockwatch forget the old version, so it asks
+/// the new daemon again (`/_ping`) and speaks 1.45 to it: the new daemon's
+/// debug log has no request in any other version. (The old daemon often
+/// answers one call of the poll in which it goes away; that answer must
+/// not bring 1.41 back.)
+#[test]
+fn a_daemon_upgraded_in_place_is_renegotiated() {
+    let bed = Testbed::get();
+    let dir = Scratch::new("upgrade");
+    let (old_dir, new_dir) = (dir.0.join("old"), dir.0.join("new"));
+    for d in [&old_dir, &new_dir] {
+        std::fs::create_dir_all(d).expect("daemon dir");
+    }
+    let mut old = OwnDaemon::start_on(&old_dir, Store::Classic, &bed, &["--debug"]);
+    let socket = old.socket();
+    let dw = Dockwatch::start(&format!("{FAST_POLL}{}", daemon_toml("up", &old.host())));
+    let s = dw.wait_for("dockerd 20.10 negotiated", Duration::from_secs(15), |s| {
+        infos(s)
+            .first()
+            .is_some_and(|i| i["negotiated_api_version"] == "1.41")
+    });
+    let before = infos(&s);
+    assert_eq!(before.len(), 1, "{before:?}");
+    assert!(before[0]["version"].starts_with("20.10."), "{before:?}");
+    assert_eq!(before[0]["api_version"], "1.41", "{before:?}");
+    let old_log = std::fs::read_to_string(old_dir.join("dockerd.log")).unwrap_or_default();
+    let old_calls = logged(&old_log, 0, "1.41");
+    assert!(old_calls.get("version") >= Some(&1), "{old_calls:?}");
+
+    // The upgrade: the old daemon goes, dockwatch sees it down (a failed
+    // connection), the new one comes on the same path.
+    old.stop();
+    dw.wait_for("the old daemon down", Duration::from_secs(15), |s| {
+        s.get("dockwatch_daemon_up", &[("daemon", "up")]) == Some(0.0)
+    });
+    let new = OwnDaemon::start_on_socket(&new_dir, Store::Containerd, &bed, &["--debug"], &socket);
+    assert_eq!(new.host(), old.host());
+    // Within a few polls (1 s apart).
+    let s = dw.wait_for("Docker 26 renegotiated", Duration::from_secs(15), |s| {
+        s.get("dockwatch_daemon_up", &[("daemon", "up")]) == Some(1.0)
+            && infos(s).first().is_some_and(|i| {
+                i["negotiated_api_version"] == "1.45" && i["api_version"] == "1.45"
+            })
+    });
+    let after = infos(&s);
+    eprintln!("compared: upgrade in place: daemon_info before {before:?}, after {after:?}");
+    assert_eq!(
+        after.len(),
+        1,
+        "one daemon_info series, the new one: {after:?}"
+    );
+    assert!(after[0]["version"].starts_with("26.1."), "{after:?}");
+    assert_eq!(after[0]["storage_driver"], "overlayfs", "{after:?}");
+
+    // What the new daemon was sent: /_ping (the test's own waits and
+    // dockwatch's negotiation), all else in /v1.45 (`logged` checks each).
+    let new_log = std::fs::read_to_string(new_dir.join("dockerd.log")).unwrap_or_default();
+    let new_calls = logged(&new_log, 0, "1.45");
+    eprintln!(
+        "compared: upgrade in place: the old daemon logged {old_calls:?}, the new one {new_calls:?}"
+    );
+    for endpoint in ["ping", "version", "info", "container_list"] {
+        assert!(
+            new_calls.get(endpoint) >= Some(&1),
+            "the new daemon got no {endpoint} call: {new_calls:?}"
+        );
+    }
+    assert!(
+        !new_log.contains("/v1.41/"),
+        "the old version was spoken to the new daemon"
+    );
+    // Asked, not relearned from a /version sent in the old version.
+    let log = dw.log();
+    assert!(
+        log.lines()
+            .any(|l| l.contains("API version negotiated") && l.contains("daemon_api_version=1.45")),
+        "{log}"
+    );
+    drop(dw);
+    drop(new);
+    drop(old);
 }
 
 /// `cargo run --release` in the repository reads ./config.toml; with
