@@ -17,12 +17,13 @@ pub enum ApiEndpoint {
     ImageInspect,
     ImagePull,
     ContainerList,
+    ContainerInspect,
     SystemDf,
     Events,
 }
 
 impl ApiEndpoint {
-    pub const ALL: [Self; 9] = [
+    pub const ALL: [Self; 10] = [
         Self::Ping,
         Self::Version,
         Self::Info,
@@ -30,6 +31,7 @@ impl ApiEndpoint {
         Self::ImageInspect,
         Self::ImagePull,
         Self::ContainerList,
+        Self::ContainerInspect,
         Self::SystemDf,
         Self::Events,
     ];
@@ -43,6 +45,7 @@ impl ApiEndpoint {
             Self::ImageInspect => "image_inspect",
             Self::ImagePull => "image_pull",
             Self::ContainerList => "container_list",
+            Self::ContainerInspect => "container_inspect",
             Self::SystemDf => "system_df",
             Self::Events => "events",
         }
@@ -235,6 +238,61 @@ impl ContainerState {
     }
 }
 
+/// A running container's health: the `status` label's values. `None` is a
+/// container without a healthcheck.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum HealthStatus {
+    Healthy,
+    Unhealthy,
+    Starting,
+    None,
+}
+
+impl HealthStatus {
+    pub const ALL: [Self; 4] = [Self::Healthy, Self::Unhealthy, Self::Starting, Self::None];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Healthy => "healthy",
+            Self::Unhealthy => "unhealthy",
+            Self::Starting => "starting",
+            Self::None => "none",
+        }
+    }
+
+    /// The status the Engine API names (the `Health.Status` of API 1.52 and
+    /// the `health` filter's values); `None` for anything else.
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "healthy" => Self::Healthy,
+            "unhealthy" => Self::Unhealthy,
+            "starting" => Self::Starting,
+            "none" => Self::None,
+            _ => return None,
+        })
+    }
+
+    /// The health dockerd writes at the end of a running container's
+    /// `Status` text (`Up 5 minutes (healthy)`, `Up 2 seconds (health:
+    /// starting)`, `Up 1 hour (unhealthy)`); no such suffix is `None`.
+    pub fn from_status_text(status: &str) -> Self {
+        let Some(inner) = status
+            .trim_end()
+            .strip_suffix(')')
+            .and_then(|s| s.rsplit_once('('))
+            .map(|(_, inner)| inner)
+        else {
+            return Self::None;
+        };
+        match inner {
+            "healthy" => Self::Healthy,
+            "unhealthy" => Self::Unhealthy,
+            "health: starting" => Self::Starting,
+            _ => Self::None,
+        }
+    }
+}
+
 /// The `/system/df` object types of the `type` label.
 pub const DISK_TYPES: [&str; 4] = ["images", "containers", "volumes", "build_cache"];
 
@@ -301,7 +359,8 @@ label_value_from_as_str!(
     FailReason,
     LayerOutcome,
     ExitClass,
-    ContainerState
+    ContainerState,
+    HealthStatus
 );
 
 #[cfg(test)]
@@ -316,6 +375,7 @@ mod tests {
             .chain(ErrorReason::ALL.iter().map(|r| r.as_str()))
             .chain(FailReason::ALL.iter().map(|r| r.as_str()))
             .chain(ContainerState::ALL.iter().map(|s| s.as_str()))
+            .chain(HealthStatus::ALL.iter().map(|s| s.as_str()))
             .collect();
         for v in &all {
             assert!(
@@ -339,5 +399,28 @@ mod tests {
             Some(ContainerState::Running)
         );
         assert_eq!(ContainerState::parse(""), None);
+    }
+
+    #[test]
+    fn health_from_the_status_text() {
+        for (text, want) in [
+            ("Up 5 minutes (healthy)", HealthStatus::Healthy),
+            ("Up 2 minutes (unhealthy)", HealthStatus::Unhealthy),
+            ("Up 4 seconds (health: starting)", HealthStatus::Starting),
+            ("Up About a minute", HealthStatus::None),
+            // Paused and restarting containers do not say their health.
+            ("Up 4 seconds (Paused)", HealthStatus::None),
+            ("Restarting (1) 2 seconds ago", HealthStatus::None),
+            ("Exited (0) 32 seconds ago", HealthStatus::None),
+            ("", HealthStatus::None),
+            ("(", HealthStatus::None),
+            (")", HealthStatus::None),
+        ] {
+            assert_eq!(HealthStatus::from_status_text(text), want, "{text:?}");
+        }
+        for s in HealthStatus::ALL {
+            assert_eq!(HealthStatus::parse(s.as_str()), Some(s));
+        }
+        assert_eq!(HealthStatus::parse("sick"), None);
     }
 }

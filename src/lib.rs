@@ -16,6 +16,7 @@ pub mod events;
 pub mod files;
 pub mod labels;
 pub mod metrics;
+pub mod outdated;
 pub mod poller;
 pub mod progress;
 pub mod puller;
@@ -101,6 +102,7 @@ impl Watchers {
                 images_interval: config.poll.images_interval(),
                 image_events,
                 filters: Arc::clone(&filters),
+                images: config.images_for(&daemon.name),
                 state: Arc::clone(&shared.state),
             };
             tasks.spawn(poller.run(stop_rx.clone()));

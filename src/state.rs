@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
 
 use crate::df::DiskUsage;
-use crate::labels::{ContainerState, FailReason, PullResult};
+use crate::labels::{ContainerState, FailReason, HealthStatus, PullResult};
 use crate::progress::{Layer, Progress, Totals};
 
 /// What one poll of one daemon found. Immutable once published.
@@ -69,6 +69,18 @@ pub struct PollData {
     pub filters: Vec<(String, ImageCount)>,
     /// Indexed by `ContainerState as usize`.
     pub containers: [u64; ContainerState::ALL.len()],
+    pub signals: ContainerSignals,
+}
+
+/// What a poll tells of the running containers beyond their number.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ContainerSignals {
+    /// Running containers by health, indexed by `HealthStatus as usize`.
+    pub health: [u64; HealthStatus::ALL.len()],
+    /// Running containers whose tag now names another image.
+    pub outdated: u64,
+    /// The same, per configured pre-pull image (its label), in config order.
+    pub outdated_by_image: Vec<(String, u64)>,
 }
 
 #[derive(Debug, Default)]

@@ -6,6 +6,7 @@
 //! families read state and know no HTTP.
 
 mod api;
+mod containers;
 mod daemon;
 mod disk;
 mod events;
@@ -40,6 +41,7 @@ pub struct Metrics {
     api: api::ApiFamilies,
     pulls: pulls::PullFamilies,
     events: events::EventFamilies,
+    restarts: containers::RestartFamily,
     reload_ok: Gauge,
     reload_time: Gauge<f64, AtomicU64>,
     /// Bumped after every change made through these methods.
@@ -102,6 +104,10 @@ impl Metrics {
             board: Arc::clone(&board),
         }));
         let events = events::EventFamilies::register(dw);
+        dw.register_collector(Box::new(containers::ContainerCollector {
+            state: Arc::clone(&state),
+        }));
+        let restarts = containers::RestartFamily::register(dw);
 
         let reload_ok = Gauge::default();
         dw.register(
@@ -121,6 +127,7 @@ impl Metrics {
             api,
             pulls,
             events,
+            restarts,
             reload_ok,
             reload_time,
             version: AtomicU64::new(0),
@@ -185,6 +192,7 @@ impl Metrics {
     pub fn forget_daemon(&self, daemon: &str) {
         self.api.forget(daemon);
         self.events.forget(daemon);
+        self.restarts.forget(daemon);
         self.changed();
     }
 
@@ -201,6 +209,18 @@ impl Metrics {
     /// Creates a daemon's exit counters at zero.
     pub fn init_exits(&self, daemon: &str) {
         self.events.init_exits(daemon);
+        self.changed();
+    }
+
+    /// Counts a container started again after it died.
+    pub fn count_restart(&self, daemon: &str) {
+        self.restarts.count(daemon);
+        self.changed();
+    }
+
+    /// Creates a daemon's restart counter at zero.
+    pub fn init_restarts(&self, daemon: &str) {
+        self.restarts.init(daemon);
         self.changed();
     }
 
@@ -261,7 +281,7 @@ impl Observer for Metrics {
 mod tests {
     use super::*;
     use crate::labels::{ContainerState, PullResult};
-    use crate::state::{DaemonInfo, DaemonSnapshot, ImageCount, PollData};
+    use crate::state::{ContainerSignals, DaemonInfo, DaemonSnapshot, ImageCount, PollData};
 
     /// A fixed state: one healthy daemon with filters, one that went down.
     fn fixed_state() -> Arc<State> {
@@ -303,6 +323,15 @@ mod tests {
                         },
                     )],
                     containers,
+                    signals: ContainerSignals {
+                        // Healthy, unhealthy, starting, none: the 2 running.
+                        health: [1, 1, 0, 0],
+                        outdated: 1,
+                        outdated_by_image: vec![
+                            ("127.0.0.1:5000/dwtest/multi:1".into(), 1),
+                            ("127.0.0.1:5000/dwtest/big:1".into(), 0),
+                        ],
+                    },
                 }),
                 // A group the daemon refused in this poll.
                 failed_filters: vec!["gone-base".into()],
@@ -428,6 +457,8 @@ mod tests {
             Some(Duration::from_millis(2)),
             None,
         );
+        m.init_restarts("local");
+        m.count_restart("local");
         // One series per family: a family's series come out in hash order.
         m.observe_api(
             "build-01",
