@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 pub mod prometheus;
+pub mod variant;
 
 /// Sends a signal with kill(1) (no libc in the test dependencies); fails
 /// the test if it cannot be sent.
