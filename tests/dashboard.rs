@@ -189,7 +189,16 @@ fn dashboard_is_consistent_with_its_provisioning() {
         .filter(|p| p["type"] == "row")
         .map(|p| p["title"].as_str().expect("row title"))
         .collect();
-    assert_eq!(rows, ["Daemon health", "Images", "Containers", "Pre-pulls"]);
+    assert_eq!(
+        rows,
+        [
+            "Daemon health",
+            "Images",
+            "Containers",
+            "Pre-pulls",
+            "Running containers"
+        ]
+    );
 
     let mut ids = BTreeSet::new();
     let mut problems = Vec::new();
@@ -688,6 +697,15 @@ const MAY_BE_EMPTY: &[(&str, &str)] = &[
         "alert:ContainersOOMKilled",
         "no container is OOM-killed here",
     ),
+    (
+        "alert:ContainersOutdated",
+        "no tag moves under a running container here",
+    ),
+    (
+        "alert:ContainersUnhealthy",
+        "the bed's containers have no healthcheck",
+    ),
+    ("alert:ContainerRestartLoop", "no container restarts here"),
     ("alert:DiskReclaimableLarge", "the test bed holds a few MB"),
     ("alert:DiskUsageFailing", "/system/df works on both daemons"),
     (
