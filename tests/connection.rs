@@ -2,7 +2,8 @@
 //! logged receiving (`--debug` logs each request as `Calling METHOD /path`)
 //! equals `dockwatch_api_request_duration_seconds_count` per endpoint, over
 //! a window with polls, image listings with a filter group, a pull, the
-//! events stream and `/system/df`; and every request but the negotiating
+//! events stream, `/system/df` and the inspect of a container listed by its
+//! image ID; and every request but the negotiating
 //! `/_ping` carries the negotiated `/v1.41` prefix. And the repository's own config.toml
 //! watches `$DOCKER_HOST`, as `cargo run --release` there does.
 // Counts are whole numbers, exact in f64.
@@ -16,10 +17,11 @@
 mod common;
 
 use std::collections::BTreeMap;
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{Dockwatch, OwnDaemon, Scrape, Testbed, temp_dir};
+use common::{DockerCli, Dockwatch, OwnDaemon, Scrape, Testbed, temp_dir};
 
 /// The `endpoint` label dockwatch gives a request dockerd logged.
 fn endpoint_of(method: &str, path: &str) -> Option<&'static str> {
@@ -41,6 +43,7 @@ fn endpoint_of(method: &str, path: &str) -> Option<&'static str> {
         ("GET", "/system/df") => "system_df",
         ("GET", "/events") => "events",
         ("GET", p) if p.starts_with("/images/") && p.ends_with("/json") => "image_inspect",
+        ("GET", p) if p.starts_with("/containers/") && p.ends_with("/json") => "container_inspect",
         _ => return None,
     })
 }
@@ -86,6 +89,23 @@ fn counted(s: &Scrape) -> BTreeMap<String, u64> {
         .collect()
 }
 
+/// Runs a container created from an image ID: dockerd lists it by that ID,
+/// so dockwatch inspects it once to learn it was not created from a tag.
+fn run_by_image_id(cli: &DockerCli, dir: &Path) {
+    cli.import_tiny(dir, "dwtest/conn:1");
+    let id = cli.image_id("dwtest/conn:1").expect("the imported image");
+    cli.run(&[
+        "run",
+        "-d",
+        "--network",
+        "none",
+        &id,
+        "/bin/busybox",
+        "sleep",
+        "600",
+    ]);
+}
+
 #[test]
 fn dockerd_request_log_equals_the_per_endpoint_counts() {
     let bed = Testbed::get();
@@ -94,6 +114,7 @@ fn dockerd_request_log_equals_the_per_endpoint_counts() {
     let log_path = dir.join("dockerd.log");
     let read_log = || std::fs::read_to_string(&log_path).unwrap_or_default();
     let image = format!("{}/dwtest/multi:1", bed.var("REGISTRY"));
+    run_by_image_id(&bed.cli_at(&own.host()), &dir);
     // Everything before dockwatch starts (the daemon's start, the test's
     // pings) is not dockwatch's.
     let from = read_log().len();
@@ -133,6 +154,7 @@ image = "{image}"
                 && c.get("version").copied().unwrap_or(0) >= 3
                 && c.get("events").copied().unwrap_or(0) >= 1
                 && c.get("image_inspect").copied().unwrap_or(0) >= 1
+                && c.get("container_inspect").copied().unwrap_or(0) >= 1
         },
     );
     assert_eq!(
@@ -175,6 +197,7 @@ image = "{image}"
         "image_list",
         "image_pull",
         "image_inspect",
+        "container_inspect",
         "system_df",
         "events",
     ] {

@@ -147,6 +147,15 @@ fn yaml_value(text: &str, key: &str) -> Option<String> {
     })
 }
 
+/// The dashboard's rows, top to bottom.
+const ROWS: [&str; 5] = [
+    "Daemon health",
+    "Images",
+    "Containers",
+    "Pre-pulls",
+    "Running containers",
+];
+
 #[test]
 fn dashboard_is_consistent_with_its_provisioning() {
     let dash = dashboard();
@@ -189,16 +198,7 @@ fn dashboard_is_consistent_with_its_provisioning() {
         .filter(|p| p["type"] == "row")
         .map(|p| p["title"].as_str().expect("row title"))
         .collect();
-    assert_eq!(
-        rows,
-        [
-            "Daemon health",
-            "Images",
-            "Containers",
-            "Pre-pulls",
-            "Running containers"
-        ]
-    );
+    assert_eq!(rows, ROWS);
 
     let mut ids = BTreeSet::new();
     let mut problems = Vec::new();

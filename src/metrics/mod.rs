@@ -106,6 +106,7 @@ impl Metrics {
         let events = events::EventFamilies::register(dw);
         dw.register_collector(Box::new(containers::ContainerCollector {
             state: Arc::clone(&state),
+            board: Arc::clone(&board),
         }));
         let restarts = containers::RestartFamily::register(dw);
 
