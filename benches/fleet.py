@@ -497,6 +497,8 @@ def main() -> int:
     ap.add_argument("--poll-interval", default="3s", help="poll interval while timing polls (default 3s)")
     ap.add_argument("--interval", default="15s",
                     help="poll interval of the instance under load and measured for memory (default 15s, as shipped)")
+    ap.add_argument("--cost-window", type=int, default=180,
+                    help="seconds of dockerd CPU per mode of image listing (default 180)")
     ap.add_argument("--pull-runs", type=int, default=7, help="cold pulls per tool (default 7; 0 skips)")
     ap.add_argument("--pull-image", default="", help="image for the cold pull (default: 256 MiB built by pull_vs_docker.sh)")
     ap.add_argument("--no-micro", action="store_true", help="skip cargo bench --bench micro")
@@ -510,6 +512,7 @@ def main() -> int:
         args.prepull, args.prepull_mib = 4, 2
         args.wrk_seconds, args.wrk_rounds, args.connections = 2, 1, 20
         args.poll_window, args.poll_interval, args.interval = 4, "1s", "2s"
+        args.cost_window = 3
         args.pull_runs, args.pull_image, args.no_micro = 1, args.pull_image or "big", True
     if not 0 <= args.dangling < args.images:
         die("--dangling must be less than --images (containers need tagged images)")
@@ -610,7 +613,8 @@ def bench(args, work: Path, cleanups: list) -> str:
     cfg = work / "poll.toml"
     interval = args.poll_interval
     write_config(cfg, free_port(), [("a", env["DOCKER_A"], None)], groups,
-                 {"interval": interval, "timeout": "2s" if interval != "1s" else "900ms", "disk_interval": "0"}, [], 1)
+                 {"interval": interval, "timeout": "2s" if interval != "1s" else "900ms", "disk_interval": "0",
+                  "images_interval": interval}, [], 1)
     dw = Dockwatch(binary, cfg, work / "poll.log")
     cleanups.append(dw.stop)
     dw.wait_ready()
@@ -637,12 +641,34 @@ def bench(args, work: Path, cleanups: list) -> str:
     poll_seconds = metric_sum(s1, "dockwatch_daemon_poll_duration_seconds", daemon="a")
     dw.stop()
 
+    # ---------------------------------------------------------- 2c. what dockwatch costs dockerd per hour
+    # At the shipped interval: image lists on every poll (images_interval =
+    # interval, the old default) next to lists on change (the defaults: while
+    # the event stream is followed, a list after image events and every 10 m).
+    cost = {}
+    for mode, extra in (("every poll", {"images_interval": args.interval}), ("on change", {})):
+        write_config(cfg, free_port(), [("a", env["DOCKER_A"], None)], groups,
+                     {"interval": args.interval, "timeout": "4s" if args.interval != "2s" else "1s",
+                      "disk_interval": "0", **extra}, [], 1)
+        dw = Dockwatch(binary, cfg, work / f"cost-{mode.replace(' ', '-')}.log")
+        cleanups.append(dw.stop)
+        dw.wait_ready()
+        # The first poll and the listing when the event stream connects.
+        time.sleep(2 if args.smoke else 10)
+        c0, t_0 = cpu_seconds(dockerd_a), time.monotonic()
+        log(f"dockerd A CPU with image lists {mode}, {args.cost_window} s at interval {args.interval}")
+        time.sleep(args.cost_window)
+        spent = max(cpu_seconds(dockerd_a) - c0 - idle_rate * (time.monotonic() - t_0), 0.0)
+        cost[mode] = spent / (time.monotonic() - t_0) * 3600
+        dw.stop()
+
     # ---------------------------------------------------------- 3. memory, with pre-pulls
     for image in prepull:
         a("rmi", "-f", image, check=False)
     cfg = work / "fleet.toml"
     write_config(cfg, free_port(), [("a", env["DOCKER_A"], None), ("b", env["DOCKER_B"], tls)], groups,
-                 {"interval": args.interval, "timeout": "4s" if args.interval != "2s" else "1s"}, prepull,
+                 {"interval": args.interval, "timeout": "4s" if args.interval != "2s" else "1s",
+                  "images_interval": args.interval}, prepull,
                  args.concurrency)
     dw = Dockwatch(binary, cfg, work / "fleet.log")
     cleanups.append(dw.stop)
@@ -810,6 +836,11 @@ def bench(args, work: Path, cleanups: list) -> str:
         (f"   API calls per poll, A ({truth['a_images']} images, {truth['a_containers']} containers)",
          f"{calls['a'][0]:.2f}", f"B ({truth['b_images']} images, {truth['b_containers']} containers): {calls['b'][0]:.2f}",
          "", f"5 + {len(groups)} filters, both", yes(calls['a'][0] == calls['b'][0] == 5 + len(groups))),
+        (f"   dockerd CPU dockwatch causes per hour at {args.interval}, A: lists on change (CPU-s/h, % of a core)",
+         f"{cost['on change']:.1f} ({cost['on change'] / 36:.2f} %)",
+         f"lists every poll {cost['every poll']:.1f} ({cost['every poll'] / 36:.2f} %)",
+         f"{cost['on change'] / cost['every poll']:.3f}" if cost['every poll'] else "n/a", "< 0.5 %",
+         yes(cost['on change'] / 36 < 0.5)),
         ("3. RSS idle (MiB)", f"{mib(rss_idle):.1f}", "", "", "< 20", yes(mib(rss_idle) < 20)),
         (f"   RSS during {args.concurrency} concurrent pulls, peak (MiB)", f"{mib(rss_pull_peak):.1f}",
          f"VmHWM {mib(hwm):.1f}", "", "< 40", yes(mib(max(rss_pull_peak, hwm)) < 40)),

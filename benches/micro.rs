@@ -184,6 +184,7 @@ fn default_scale_metrics() -> Metrics {
                     signals: signals(scale, if daemon == DAEMONS[0] { &images } else { &[] }),
                 }),
                 failed_filters: Vec::new(),
+                down_reason: None,
             },
         );
         metrics.init_exits(daemon);

@@ -5,7 +5,7 @@
 use std::path::Path;
 
 use crate::config::{self, Config, ConfigError, ConfigFile, Endpoint, Problem, Source};
-use crate::{credentials, tls};
+use crate::{credentials, file_sd, tls};
 
 /// Every problem with the files and variables `config` names, each under
 /// its key. Empty means all of them can be read and used now. It takes the
@@ -38,7 +38,64 @@ pub fn files(config: &ConfigFile) -> Vec<Problem> {
             problems.push(Problem::new(format!("registries[{i}].{field}"), e));
         }
     }
+    discovery(config, &mut problems);
     problems
+}
+
+/// The `[[discovery]]` sources: their TLS files, and every file they list
+/// now read and its targets turned into daemons, none named like a
+/// `[[daemons]]` entry or like another discovered one.
+fn discovery(config: &ConfigFile, problems: &mut Vec<Problem>) {
+    let mut names: std::collections::BTreeMap<String, String> = config
+        .daemons
+        .iter()
+        .enumerate()
+        .map(|(j, d)| (d.name.clone(), format!("daemons[{j}]")))
+        .collect();
+    for (i, source) in config.discovery.iter().enumerate() {
+        let key = format!("discovery[{i}]");
+        if let Some(t) = &source.tls {
+            for (field, e) in tls::check_files(t) {
+                problems.push(Problem::new(format!("{key}.tls.{field}"), e));
+            }
+        }
+        let paths = match file_sd::expand(&source.files) {
+            Ok(p) => p,
+            Err(e) => {
+                problems.push(Problem::new(format!("{key}.files"), e));
+                continue;
+            }
+        };
+        for path in paths {
+            let targets = match file_sd::read(&path) {
+                Ok(t) => t,
+                Err(e) => {
+                    problems.push(Problem::new(format!("{key}.files"), e));
+                    continue;
+                }
+            };
+            for target in targets {
+                match file_sd::daemon(&target, source) {
+                    Err(e) => problems.push(Problem::new(
+                        format!("{key}.files"),
+                        format!("{}: {e}", path.display()),
+                    )),
+                    Ok(d) => {
+                        let here = format!("{} in {}", target.url, path.display());
+                        if let Some(other) = names.insert(d.name.clone(), here.clone()) {
+                            problems.push(Problem::new(
+                                format!("{key}.files"),
+                                format!(
+                                    "the daemon name {:?} of {here} is also the name of {other}: names must be unique",
+                                    d.name
+                                ),
+                            ));
+                        }
+                    }
+                }
+            }
+        }
+    }
 }
 
 /// Loads the configuration ([`config::load`]) and checks its files.

@@ -18,6 +18,8 @@ use serde::{Deserialize, Deserializer};
 
 /// The config file read when `--config` is not given, if it exists.
 pub const DEFAULT_CONFIG_FILE: &str = "config.toml";
+/// The default `[poll] images_interval`.
+pub const DEFAULT_IMAGES_INTERVAL: Duration = Duration::from_secs(600);
 /// Where dockerd listens by default.
 pub const DEFAULT_DOCKER_HOST: &str = "unix:///var/run/docker.sock";
 
@@ -38,6 +40,33 @@ pub struct Config<D = DaemonConfig, I = PrepullImage> {
     pub image_filters: Vec<ImageFilterConfig>,
     pub prepull: PrepullConfig<I>,
     pub registries: Vec<RegistryConfig>,
+    /// More daemons, from Prometheus `file_sd` files.
+    pub discovery: Vec<DiscoveryConfig>,
+}
+
+/// A `[[discovery]]` source: daemons listed in Prometheus `file_sd` files
+/// (JSON or YAML), re-read every `refresh` and when a file changes.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct DiscoveryConfig {
+    /// Paths; the file name may be a glob (`*.json`).
+    pub files: Vec<String>,
+    #[serde(default = "default_refresh", deserialize_with = "de_duration")]
+    pub refresh: Duration,
+    /// Mutual TLS for every `tcp://` target these files list.
+    #[serde(default)]
+    pub tls: Option<TlsConfig>,
+}
+
+fn default_refresh() -> Duration {
+    Duration::from_secs(30)
+}
+
+impl DiscoveryConfig {
+    /// The `source` label: the patterns as written.
+    pub fn source(&self) -> String {
+        self.files.join(",")
+    }
 }
 
 /// The configuration as written: host URLs and image references still text.
@@ -52,6 +81,7 @@ impl<D, I> Default for Config<D, I> {
             image_filters: Vec::new(),
             prepull: PrepullConfig::default(),
             registries: Vec::new(),
+            discovery: Vec::new(),
         }
     }
 }
@@ -110,8 +140,11 @@ impl Default for PollConfig {
 }
 
 impl PollConfig {
+    /// The safety re-listing of images while the event stream is followed:
+    /// 10 minutes, or `interval` if that is longer.
     pub fn images_interval(&self) -> Duration {
-        self.images_interval.unwrap_or(self.interval)
+        self.images_interval
+            .unwrap_or(DEFAULT_IMAGES_INTERVAL.max(self.interval))
     }
 }
 
@@ -604,6 +637,7 @@ impl From<Config> for ConfigFile {
                     .collect(),
             },
             registries: c.registries,
+            discovery: c.discovery,
         }
     }
 }
@@ -619,6 +653,7 @@ impl ConfigFile {
         let names: BTreeSet<&str> = self.daemons.iter().map(|d| d.name.as_str()).collect();
         let images = self.prepull_images(&names, &mut problems);
         self.validate_registries(&mut problems);
+        self.validate_discovery(&mut problems);
         if !problems.is_empty() {
             return Err(problems);
         }
@@ -628,6 +663,7 @@ impl ConfigFile {
             image_filters,
             prepull,
             registries,
+            discovery,
             ..
         } = self;
         Ok(Config {
@@ -645,7 +681,34 @@ impl ConfigFile {
                 images,
             },
             registries,
+            discovery,
         })
+    }
+
+    fn validate_discovery(&self, problems: &mut Vec<Problem>) {
+        for (i, d) in self.discovery.iter().enumerate() {
+            let key = format!("discovery[{i}]");
+            if d.files.is_empty() {
+                problems.push(Problem::new(
+                    format!("{key}.files"),
+                    "must name at least one file, like [\"/etc/dockwatch/daemons/*.json\"]",
+                ));
+            }
+            for (j, f) in d.files.iter().enumerate() {
+                if let Err(e) = glob::Pattern::new(f) {
+                    problems.push(Problem::new(
+                        format!("{key}.files[{j}]"),
+                        format!("{f:?} is not a valid path pattern: {e}"),
+                    ));
+                }
+            }
+            if d.refresh.is_zero() {
+                problems.push(Problem::new(
+                    format!("{key}.refresh"),
+                    "must be greater than 0",
+                ));
+            }
+        }
     }
 
     fn validate_poll(&self, problems: &mut Vec<Problem>) {

@@ -52,9 +52,15 @@ struct Df {
     containers: Option<Vec<DfContainer>>,
     volumes: Option<Vec<DfVolume>>,
     build_cache: Option<Vec<DfBuildCache>>,
+    // The Engine API 1.52 names; the plural spelling some documents use is
+    // taken too.
+    #[serde(alias = "ImagesUsage")]
     image_usage: Option<Summary>,
+    #[serde(alias = "ContainersUsage")]
     container_usage: Option<Summary>,
+    #[serde(alias = "VolumesUsage")]
     volume_usage: Option<Summary>,
+    #[serde(alias = "BuildCachesUsage")]
     build_cache_usage: Option<Summary>,
 }
 
@@ -262,6 +268,37 @@ mod tests {
                 reclaimable: 5
             }
         );
+    }
+
+    fn fixture(name: &str) -> Vec<u8> {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/streams")
+            .join(name);
+        std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+    }
+
+    /// Docker 29 (API 1.52) sends only the summaries; a negative size (the
+    /// containerd store's "reclaimable" can be) is exported as 0, never as
+    /// a wrapped-around u64.
+    #[test]
+    fn api_1_52_summaries() {
+        let d = parse(&fixture("api-1.52-system-df.json")).expect("parses");
+        assert_eq!(
+            d.by_type().map(|(t, u)| (t, u.size, u.reclaimable)),
+            [
+                ("images", 3_012_345, 1_504_231),
+                ("containers", 12_288, 8192),
+                ("volumes", 4096, 4096),
+                ("build_cache", 2048, 2048),
+            ]
+        );
+        assert_eq!(d.images_unused, 3);
+        let n = parse(&fixture("api-1.52-system-df-negative.json")).expect("parses");
+        assert_eq!((n.images.size, n.images.reclaimable), (1_048_576, 0));
+        assert_eq!((n.build_cache.size, n.build_cache.reclaimable), (0, 0));
+        assert_eq!(n.images_unused, 1);
+        let plural = br#"{"ImagesUsage":{"TotalSize":7,"Reclaimable":3}}"#;
+        assert_eq!(parse(plural).expect("parses").images.size, 7);
     }
 
     #[test]

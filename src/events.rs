@@ -129,12 +129,39 @@ const RESUME_OVERLAP_NANOS: i64 = 1_000_000_000;
 /// How many recent events are remembered to skip replays.
 const RECENT: usize = 4096;
 
+/// What the events task tells the poller: an image changed (list images
+/// again soon), and whether the stream is following the daemon now (then
+/// the image figures are kept fresh by events, and the full listing can run
+/// rarely).
+#[derive(Debug, Default)]
+pub struct ImageEvents {
+    changed: Notify,
+    following: std::sync::atomic::AtomicBool,
+}
+
+impl ImageEvents {
+    /// Waits for the next image event.
+    pub async fn changed(&self) {
+        self.changed.notified().await;
+    }
+
+    /// True while the event stream is connected and read.
+    pub fn following(&self) -> bool {
+        self.following.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    fn set_following(&self, on: bool) {
+        self.following
+            .store(on, std::sync::atomic::Ordering::Release);
+    }
+}
+
 /// One daemon's event listener.
 #[derive(Debug, Clone)]
 pub struct EventWatcher {
     pub connection: Connection,
     pub metrics: Arc<Metrics>,
-    pub image_events: Arc<Notify>,
+    pub image_events: Arc<ImageEvents>,
 }
 
 /// What the listener remembers across reconnects.
@@ -181,6 +208,7 @@ impl EventWatcher {
                 _ = shutdown.changed() => return,
                 r = self.listen(&mut seen) => r,
             };
+            self.image_events.set_following(false);
             match ended {
                 Ok(counted) => {
                     if counted > 0 {
@@ -222,6 +250,10 @@ impl EventWatcher {
             query.push(("since", since_of(seen.last - RESUME_OVERLAP_NANOS)));
         }
         let mut stream = self.connection.events(&query).await?;
+        // From here on every image change comes as an event (a resume
+        // replays what happened while the stream was down).
+        self.image_events.set_following(true);
+        self.image_events.changed.notify_one();
         let mut counted = 0;
         while let Some(line) = stream.next().await {
             let line = line?;
@@ -267,7 +299,7 @@ impl EventWatcher {
         self.metrics
             .count_event(self.connection.name(), typ, action);
         if typ == "image" {
-            self.image_events.notify_one();
+            self.image_events.changed.notify_one();
             return true;
         }
         match action {
@@ -345,6 +377,60 @@ mod tests {
         assert_eq!(daemon_time("junk"), None);
     }
 
+    /// Counts every line of a recorded stream; returns the exposition.
+    fn count_stream(name: &str) -> String {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/streams")
+            .join(name);
+        count_lines(&std::fs::read_to_string(&path).expect("fixture"))
+    }
+
+    /// Counts every line of `text` (one event each); returns the exposition.
+    fn count_lines(text: &str) -> String {
+        let state = Arc::new(crate::state::State::default());
+        let board = Arc::new(crate::state::PullBoard::default());
+        let metrics = Arc::new(Metrics::new(state, board, false));
+        let daemon = crate::config::DaemonConfig {
+            name: "d".into(),
+            host: crate::config::Host::parse("unix:///nonexistent.sock").expect("a host"),
+            tls: None,
+        };
+        let watcher = EventWatcher {
+            connection: Connection::new(
+                &daemon,
+                Duration::from_secs(1),
+                Arc::new(crate::docker::Unobserved),
+            ),
+            metrics: Arc::clone(&metrics),
+            image_events: Arc::new(ImageEvents::default()),
+        };
+        let mut seen = Seen::default();
+        for line in text.lines() {
+            let event: Event = serde_json::from_str(line).expect("an event");
+            watcher.count(&event, &mut seen);
+        }
+        metrics.encode()
+    }
+
+    /// Docker 29 (API 1.52) events have no legacy `status`, `id` or `from`:
+    /// type, action and actor are all that is read.
+    #[test]
+    fn api_1_52_events_count() {
+        let text = count_stream("api-1.52-events.jsonl");
+        for line in [
+            "dockwatch_events_total{daemon=\"d\",type=\"container\",action=\"start\"} 1",
+            "dockwatch_events_total{daemon=\"d\",type=\"container\",action=\"health_status\"} 1",
+            "dockwatch_events_total{daemon=\"d\",type=\"container\",action=\"die\"} 2",
+            "dockwatch_events_total{daemon=\"d\",type=\"image\",action=\"pull\"} 1",
+            "dockwatch_events_total{daemon=\"d\",type=\"image\",action=\"untag\"} 1",
+            "dockwatch_container_exits_total{daemon=\"d\",code_class=\"oom\"} 1",
+            "dockwatch_container_exits_total{daemon=\"d\",code_class=\"zero\"} 1",
+        ] {
+            assert!(text.contains(&format!("{line}\n")), "{line} in:\n{text}");
+        }
+        assert!(!text.contains("network"), "{text}");
+    }
+
     #[test]
     fn since_has_nanoseconds() {
         assert_eq!(since_of(1_700_000_000_000_000_123), "1700000000.000000123");
@@ -373,38 +459,22 @@ mod tests {
         assert!(d.order.len() <= 2 * MAX_DIED);
     }
 
-    /// Restarts from a real dockerd stream: create, start, then a restart
-    /// policy's die/start pairs; a `docker restart` (kill, die, stop, start,
-    /// restart); a first start; a removed container that is not counted
-    /// when a new one of the same id could never start.
+    /// Restarts from the sequences dockerd sent on the test bed: create,
+    /// start, then a restart policy's die/start pairs; a `docker restart`
+    /// (kill, die, stop, start, restart); and a removed container, whose
+    /// death is forgotten (no id starts again after `destroy`).
     #[test]
     fn restarts_are_starts_after_a_death() {
-        let state = Arc::new(crate::state::State::default());
-        let board = Arc::new(crate::state::PullBoard::default());
-        let metrics = Arc::new(Metrics::new(state, board, false));
-        let daemon = crate::config::DaemonConfig {
-            name: "d".into(),
-            host: crate::config::Host::parse("unix:///nonexistent.sock").expect("a host"),
-            tls: None,
-        };
-        let watcher = EventWatcher {
-            connection: Connection::new(
-                &daemon,
-                Duration::from_secs(1),
-                Arc::new(crate::docker::Unobserved),
-            ),
-            metrics: Arc::clone(&metrics),
-            image_events: Arc::new(Notify::new()),
-        };
-        let mut seen = Seen::default();
+        use std::fmt::Write as _;
+        let mut text = String::new();
         let mut t = 0;
         let mut feed = |id: &str, action: &str| {
             t += 1;
-            let event: Event = serde_json::from_str(&format!(
+            // Writing to a String cannot fail.
+            let _ = writeln!(
+                text,
                 r#"{{"Type":"container","Action":"{action}","Actor":{{"ID":"{id}","Attributes":{{"exitCode":"1"}}}},"timeNano":{t}}}"#
-            ))
-            .expect("an event");
-            watcher.count(&event, &mut seen);
+            );
         };
         for a in ["create", "start", "die", "start", "die", "start", "die"] {
             feed("loop", a);
@@ -415,7 +485,7 @@ mod tests {
         for a in ["create", "start", "die", "destroy", "start"] {
             feed("gone", a);
         }
-        let text = metrics.encode();
+        let text = count_lines(&text);
         assert!(
             text.contains("dockwatch_container_restarts_total{daemon=\"d\"} 3\n"),
             "{text}"

@@ -3,16 +3,18 @@
 //! [`run`] wires it together: one connection per daemon, shared by that
 //! daemon's tasks (poller, events, disk, puller), which publish into
 //! [`state::State`], the pull board and the counters; the HTTP server only
-//! reads them. The modules are listed from the bottom up: each uses only
-//! modules listed before it.
+//! reads them. No module imports another in a circle: `tests/layers.py`
+//! prints them in an order where each uses only the ones after it.
 
 pub mod checks;
 pub mod config;
 pub mod credentials;
 pub mod df;
+pub mod discovery;
 pub mod disk;
 pub mod docker;
 pub mod events;
+pub mod file_sd;
 pub mod files;
 pub mod labels;
 pub mod metrics;
@@ -66,116 +68,231 @@ struct Shared {
     metrics: Arc<Metrics>,
 }
 
-/// The tasks that watch the configured daemons: one generation per
-/// configuration, replaced whole on reload.
+/// One watched daemon's tasks (events, poller, disk, puller), all on its
+/// one connection.
 #[derive(Debug)]
-struct Watchers {
+struct Running {
+    daemon: config::DaemonConfig,
+    /// Its pre-pull images, as labels.
+    images: Vec<String>,
     stop: watch::Sender<bool>,
     tasks: JoinSet<()>,
 }
 
-impl Watchers {
-    fn start(config: &Config, shared: &Shared) -> Self {
+impl Running {
+    fn start(daemon: &config::DaemonConfig, config: &Config, shared: &Shared) -> Self {
         let (stop, stop_rx) = watch::channel(false);
         let mut tasks = JoinSet::new();
-        let filters: Arc<[ImageFilterConfig]> = config.image_filters.clone().into();
-        let registries: Arc<[RegistryConfig]> = config.registries.clone().into();
-        let prepulls = prepull_lists(config);
+        if matches!(daemon.host.endpoint, Endpoint::Tcp(_)) && daemon.tls.is_none() {
+            tracing::warn!(daemon = %daemon.name, host = %daemon.host, "talking to this daemon over plain TCP: anyone who can reach that port is root on its host; add a [daemons.tls] table for mutual TLS");
+        }
         let observer: Arc<dyn docker::Observer> = shared.metrics.clone();
-        for daemon in &config.daemons {
-            if matches!(daemon.host.endpoint, Endpoint::Tcp(_)) && daemon.tls.is_none() {
-                tracing::warn!(daemon = %daemon.name, host = %daemon.host, "talking to this daemon over plain TCP: anyone who can reach that port is root on its host; add a [daemons.tls] table for mutual TLS");
-            }
-            // The one connection every task of this daemon goes through.
-            let connection = Connection::new(daemon, config.poll.timeout, Arc::clone(&observer));
-            let image_events = Arc::new(tokio::sync::Notify::new());
-            let events = events::EventWatcher {
+        let connection = Connection::new(daemon, config.poll.timeout, observer);
+        let image_events = Arc::new(events::ImageEvents::default());
+        let events = events::EventWatcher {
+            connection: connection.clone(),
+            metrics: Arc::clone(&shared.metrics),
+            image_events: Arc::clone(&image_events),
+        };
+        tasks.spawn(events.run(stop_rx.clone()));
+        let filters: Arc<[ImageFilterConfig]> = config.image_filters.clone().into();
+        let images = config.images_for(&daemon.name);
+        let labels = labels_of(&images);
+        let poller = Poller {
+            daemon: daemon.clone(),
+            connection: connection.clone(),
+            interval: config.poll.interval,
+            images_interval: config.poll.images_interval(),
+            image_events,
+            filters,
+            images: images.clone(),
+            state: Arc::clone(&shared.state),
+        };
+        tasks.spawn(poller.run(stop_rx.clone()));
+        if !config.poll.disk_interval.is_zero() {
+            let disk = disk::DiskWatcher {
                 connection: connection.clone(),
-                metrics: Arc::clone(&shared.metrics),
-                image_events: Arc::clone(&image_events),
-            };
-            tasks.spawn(events.run(stop_rx.clone()));
-            let poller = Poller {
-                daemon: daemon.clone(),
-                connection: connection.clone(),
-                interval: config.poll.interval,
-                images_interval: config.poll.images_interval(),
-                image_events,
-                filters: Arc::clone(&filters),
-                images: config.images_for(&daemon.name),
+                interval: config.poll.disk_interval,
                 state: Arc::clone(&shared.state),
             };
-            tasks.spawn(poller.run(stop_rx.clone()));
-            if !config.poll.disk_interval.is_zero() {
-                let disk = disk::DiskWatcher {
-                    connection: connection.clone(),
-                    interval: config.poll.disk_interval,
-                    state: Arc::clone(&shared.state),
-                };
-                tasks.spawn(disk.run(stop_rx.clone()));
+            tasks.spawn(disk.run(stop_rx.clone()));
+        }
+        if !images.is_empty() {
+            let registries: Arc<[RegistryConfig]> = config.registries.clone().into();
+            let prepuller = Puller {
+                connection,
+                images,
+                prepull: config.prepull.clone(),
+                registries,
+                board: Arc::clone(&shared.board),
+                metrics: Arc::clone(&shared.metrics),
+            };
+            tasks.spawn(prepuller.run(stop_rx));
+        }
+        Self {
+            daemon: daemon.clone(),
+            images: labels,
+            stop,
+            tasks,
+        }
+    }
+}
+
+/// Stops every task of `daemons` at once, waiting up to [`SHUTDOWN_GRACE`].
+async fn stop_all(daemons: Vec<Running>) {
+    let mut all = JoinSet::new();
+    for mut r in daemons {
+        r.stop.send_replace(true);
+        all.spawn(async move {
+            let drained = tokio::time::timeout(SHUTDOWN_GRACE, async {
+                while r.tasks.join_next().await.is_some() {}
+            })
+            .await;
+            if drained.is_err() {
+                tracing::warn!(daemon = %r.daemon.name, "some tasks did not stop in time; dropping them");
+                r.tasks.abort_all();
             }
-            if let Some((_, images)) = prepulls.iter().find(|(d, _)| *d == daemon.name) {
-                let prepuller = Puller {
-                    connection,
-                    images: images.clone(),
-                    prepull: config.prepull.clone(),
-                    registries: Arc::clone(&registries),
-                    board: Arc::clone(&shared.board),
-                    metrics: Arc::clone(&shared.metrics),
-                };
-                tasks.spawn(prepuller.run(stop_rx.clone()));
+        });
+    }
+    while all.join_next().await.is_some() {}
+}
+
+/// The daemons watched now: the configured ones and the discovered ones,
+/// each with its own tasks, so one that comes or goes touches no other.
+#[derive(Debug, Default)]
+struct Fleet {
+    running: std::collections::BTreeMap<String, Running>,
+    /// Each discovery source's last list.
+    discovered: std::collections::BTreeMap<usize, Vec<config::DaemonConfig>>,
+}
+
+impl Fleet {
+    /// The daemons to watch: the configured ones, then the discovered ones
+    /// whose names are not taken (check-config reports a clash as an error;
+    /// at run time the configured daemon wins and the clash is logged).
+    fn wanted(&self, config: &Config) -> Vec<config::DaemonConfig> {
+        let mut names: std::collections::BTreeSet<String> =
+            config.daemons.iter().map(|d| d.name.clone()).collect();
+        let mut out = config.daemons.clone();
+        for (source, daemons) in &self.discovered {
+            for d in daemons {
+                if names.insert(d.name.clone()) {
+                    out.push(d.clone());
+                } else {
+                    tracing::warn!(daemon = %d.name, host = %d.host, source = *source, "a discovered daemon has the name of another daemon; left out");
+                }
             }
+        }
+        out
+    }
+
+    /// Brings the running daemons to what `config` and the discovered lists
+    /// want: new ones start, gone ones stop and their series go, changed
+    /// ones restart; `restart_all` restarts every daemon (a reload that
+    /// changed more than the daemon list).
+    async fn apply(&mut self, config: &Config, shared: &Shared, restart_all: bool) {
+        let wanted = self.wanted(config);
+        let mut stopping = Vec::new();
+        let names: Vec<&str> = wanted.iter().map(|d| d.name.as_str()).collect();
+        let old_images: Vec<(String, Vec<String>)> = self
+            .running
+            .iter()
+            .map(|(n, r)| (n.clone(), r.images.clone()))
+            .collect();
+        let gone: Vec<String> = self
+            .running
+            .iter()
+            .filter(|(name, r)| {
+                restart_all || !wanted.iter().any(|w| w.name == **name && w == &r.daemon)
+            })
+            .map(|(name, _)| name.clone())
+            .collect();
+        for name in &gone {
+            if let Some(r) = self.running.remove(name) {
+                stopping.push(r);
+            }
+        }
+        stop_all(stopping).await;
+        shared.state.retain(&names);
+        for name in &gone {
+            if !names.contains(&name.as_str()) {
+                shared.metrics.forget_daemon(name);
+            }
+        }
+        let new_images: Vec<(String, Vec<String>)> = wanted
+            .iter()
+            .map(|d| (d.name.clone(), labels_of(&config.images_for(&d.name))))
+            .filter(|(_, imgs)| !imgs.is_empty())
+            .collect();
+        for (daemon, images) in old_images {
+            let kept = new_images.iter().find(|(d, _)| *d == daemon);
+            for image in images {
+                if !kept.is_some_and(|(_, imgs)| imgs.contains(&image)) {
+                    shared.metrics.forget_image(&daemon, &image);
+                }
+            }
+        }
+        shared.board.reset(new_images);
+        for d in &wanted {
+            if !self.running.contains_key(&d.name) {
+                self.running
+                    .insert(d.name.clone(), Running::start(d, config, shared));
+            }
+        }
+    }
+
+    async fn stop(&mut self) {
+        stop_all(std::mem::take(&mut self.running).into_values().collect()).await;
+    }
+}
+
+fn labels_of(images: &[ImageRef]) -> Vec<String> {
+    images.iter().map(ToString::to_string).collect()
+}
+
+/// The discovery tasks of a configuration.
+#[derive(Debug)]
+struct Sources {
+    stop: watch::Sender<bool>,
+    tasks: JoinSet<()>,
+}
+
+impl Sources {
+    fn start(
+        config: &Config,
+        shared: &Shared,
+        updates: &tokio::sync::mpsc::UnboundedSender<discovery::Update>,
+    ) -> Self {
+        let (stop, stop_rx) = watch::channel(false);
+        let mut tasks = JoinSet::new();
+        for (index, source) in config.discovery.iter().enumerate() {
+            let task = discovery::Discovery {
+                index,
+                config: source.clone(),
+                metrics: Arc::clone(&shared.metrics),
+                updates: updates.clone(),
+            };
+            tasks.spawn(task.run(stop_rx.clone()));
         }
         Self { stop, tasks }
     }
 
-    /// Stops every task, waiting up to [`SHUTDOWN_GRACE`].
     async fn stop(mut self) {
         self.stop.send_replace(true);
-        let drained = tokio::time::timeout(SHUTDOWN_GRACE, async {
+        let _ = tokio::time::timeout(SHUTDOWN_GRACE, async {
             while self.tasks.join_next().await.is_some() {}
         })
         .await;
-        if drained.is_err() {
-            tracing::warn!("some tasks did not stop in time; dropping them");
-            self.tasks.abort_all();
-        }
+        self.tasks.abort_all();
     }
-}
-
-/// Each daemon's configured pre-pull images, as labels.
-fn image_labels(config: &Config) -> Vec<(String, Vec<String>)> {
-    prepull_lists(config)
-        .into_iter()
-        .map(|(d, imgs)| (d, imgs.iter().map(ToString::to_string).collect()))
-        .collect()
-}
-
-/// Brings the shared state from `old` to `new`: what belongs to daemons and
-/// images that are gone is dropped, so their series disappear.
-fn reconcile(shared: &Shared, old: &Config, new: &Config) {
-    let names: Vec<&str> = new.daemons.iter().map(|d| d.name.as_str()).collect();
-    shared.state.retain(&names);
-    let new_images = image_labels(new);
-    for (daemon, images) in image_labels(old) {
-        let kept = new_images.iter().find(|(d, _)| *d == daemon);
-        for image in images {
-            if !kept.is_some_and(|(_, imgs)| imgs.contains(&image)) {
-                shared.metrics.forget_image(&daemon, &image);
-            }
-        }
-    }
-    for d in &old.daemons {
-        if !names.contains(&d.name.as_str()) {
-            shared.metrics.forget_daemon(&d.name);
-        }
-    }
-    shared.board.reset(new_images);
 }
 
 /// Runs dockwatch until `shutdown` completes, then stops every task. Each
 /// message on `reload` re-reads the configuration with `load`: a good one
 /// replaces the watchers, a bad one is logged and the old one kept.
+// One loop over shutdown, discovery updates and reloads; splitting it
+// would only scatter the state they share.
+#[allow(clippy::too_many_lines)]
 pub async fn run(
     config: Config,
     load: impl Fn() -> Result<Config, config::ConfigError> + Send,
@@ -184,7 +301,7 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), RunError> {
     let state = Arc::new(State::new(config.daemons.iter().map(|d| d.name.as_str())));
-    let board = Arc::new(PullBoard::new(image_labels(&config)));
+    let board = Arc::new(PullBoard::default());
     let metrics = Arc::new(Metrics::new(Arc::clone(&state), Arc::clone(&board), true));
     let shared = Shared {
         state,
@@ -235,11 +352,18 @@ pub async fn run(
     ));
 
     let mut current = config;
-    let mut watchers = Watchers::start(&current, &shared);
+    let mut fleet = Fleet::default();
+    fleet.apply(&current, &shared, false).await;
+    let (updates_tx, mut updates) = tokio::sync::mpsc::unbounded_channel();
+    let mut sources = Sources::start(&current, &shared, &updates_tx);
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
         tokio::select! {
             () = &mut shutdown => break,
+            Some(update) = updates.recv() => {
+                fleet.discovered.insert(update.source, update.daemons);
+                fleet.apply(&current, &shared, false).await;
+            }
             Some(()) = reload.recv() => {
                 match load() {
                     Ok(new) => {
@@ -247,10 +371,17 @@ pub async fn run(
                             tracing::warn!("[server] changes take effect at the next restart");
                         }
                         systemd::reloading();
-                        watchers.stop().await;
-                        reconcile(&shared, &current, &new);
-                        watchers = Watchers::start(&new, &shared);
-                        tracing::info!(daemons = new.daemons.len(), images = new.prepull.images.len(), "configuration reloaded");
+                        // Everything but the daemon list: every daemon restarts.
+                        let strip = |c: &Config| Config { daemons: Vec::new(), discovery: Vec::new(), ..c.clone() };
+                        let restart_all = strip(&new) != strip(&current);
+                        if new.discovery != current.discovery {
+                            sources.stop().await;
+                            fleet.discovered.clear();
+                            shared.metrics.forget_discovery();
+                            sources = Sources::start(&new, &shared, &updates_tx);
+                        }
+                        fleet.apply(&new, &shared, restart_all).await;
+                        tracing::info!(daemons = fleet.running.len(), images = new.prepull.images.len(), "configuration reloaded");
                         current = new;
                         shared.metrics.config_loaded(true);
                         systemd::ready();
@@ -266,7 +397,8 @@ pub async fn run(
     tracing::info!("shutting down");
     systemd::stopping();
     stop_tx.send_replace(true);
-    watchers.stop().await;
+    sources.stop().await;
+    fleet.stop().await;
     let drained = tokio::time::timeout(SHUTDOWN_GRACE, async {
         while services.join_next().await.is_some() {}
     })
@@ -275,15 +407,4 @@ pub async fn run(
         services.abort_all();
     }
     Ok(())
-}
-
-/// Each daemon's pre-pull images, in config order; daemons with none are
-/// left out.
-fn prepull_lists(config: &Config) -> Vec<(String, Vec<ImageRef>)> {
-    config
-        .daemons
-        .iter()
-        .map(|d| (d.name.clone(), config.images_for(&d.name)))
-        .filter(|(_, images)| !images.is_empty())
-        .collect()
 }

@@ -17,12 +17,13 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use tokio::sync::{Notify, watch};
+use tokio::sync::watch;
 use tokio::time::MissedTickBehavior;
 
 use crate::config::{DaemonConfig, ImageFilterConfig};
 use crate::docker::answers::{ContainerSummary, ImageSummary};
 use crate::docker::{Connection, DockerError, TaggedImage};
+use crate::events::ImageEvents;
 use crate::labels::{ContainerState, HealthStatus};
 use crate::outdated::{Running, Tags, tag_key};
 use crate::reference::ImageRef;
@@ -34,7 +35,9 @@ pub struct Poller {
     pub daemon: DaemonConfig,
     pub connection: Connection,
     pub interval: Duration,
-    /// The full image listing runs this often, or soon after an image event.
+    /// While the event stream is followed, the full image listing runs
+    /// this often, and soon after an image event; while it is not, every
+    /// `interval`.
     pub images_interval: Duration,
     pub filters: Arc<[ImageFilterConfig]>,
     /// The pre-pull images configured for this daemon: their outdated
@@ -42,7 +45,7 @@ pub struct Poller {
     pub images: Vec<ImageRef>,
     pub state: Arc<State>,
     /// Signalled by the events task on every image event.
-    pub image_events: Arc<Notify>,
+    pub image_events: Arc<ImageEvents>,
 }
 
 /// Running containers whose list entry shows their image ID rather than a
@@ -150,7 +153,7 @@ impl Poller {
                 biased;
                 _ = shutdown.changed() => return,
                 _ = ticker.tick() => false,
-                () = self.image_events.notified() => true,
+                () = self.image_events.changed() => true,
             };
             if images_only {
                 tokio::select! {
@@ -211,6 +214,7 @@ impl Poller {
                         signals,
                     }),
                     failed_filters: images.failed_filters.into_iter().map(|(f, _)| f).collect(),
+                    down_reason: None,
                 }
             }
             Err(e) => {
@@ -227,6 +231,7 @@ impl Poller {
                     info: mem.info.clone(),
                     data: None,
                     failed_filters: Vec::new(),
+                    down_reason: Some(e.reason()),
                 }
             }
         }
@@ -238,11 +243,16 @@ impl Poller {
         // `at` is when the last listing started, on a tick; rounding to the
         // nearest tick keeps a listing that took a while from pushing the
         // next one a whole interval later.
+        let every = if self.image_events.following() {
+            self.images_interval
+        } else {
+            self.interval
+        };
         let images_due = images_only
             || mem
                 .images
                 .as_ref()
-                .is_none_or(|(_, at)| at.elapsed() + self.interval / 2 >= self.images_interval);
+                .is_none_or(|(_, at)| at.elapsed() + self.interval / 2 >= every);
         let images_started = Instant::now();
         let c = &self.connection;
         c.negotiate().await?;
@@ -485,6 +495,25 @@ mod tests {
         assert_eq!(container_health(&e), HealthStatus::None);
         let e = entry(r#"{"State":"running","Health":{"Status":"bogus"}}"#);
         assert_eq!(container_health(&e), HealthStatus::None);
+    }
+
+    /// The API 1.52 list (tests/streams/api-1.52-containers.json): health
+    /// from the `Health` objects of the running containers.
+    #[test]
+    fn api_1_52_health_objects() {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/streams/api-1.52-containers.json"
+        );
+        let list: Vec<ContainerSummary> =
+            serde_json::from_slice(&std::fs::read(path).expect("fixture")).expect("a list");
+        let running: Vec<HealthStatus> = list
+            .iter()
+            .filter(|c| c.state.as_deref() == Some("running"))
+            .map(container_health)
+            .collect();
+        assert_eq!(running, [HealthStatus::Healthy, HealthStatus::Unhealthy]);
+        assert!(list.iter().all(|c| listed_reference(c).is_some()));
     }
 
     #[test]

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
 
 use crate::df::DiskUsage;
-use crate::labels::{ContainerState, FailReason, HealthStatus, PullResult};
+use crate::labels::{ContainerState, ErrorReason, FailReason, HealthStatus, PullResult};
 use crate::progress::{Layer, Progress, Totals};
 
 /// What one poll of one daemon found. Immutable once published.
@@ -25,6 +25,8 @@ pub struct DaemonSnapshot {
     pub data: Option<PollData>,
     /// Filter groups whose own query failed in an otherwise good poll.
     pub failed_filters: Vec<String>,
+    /// Why the last poll failed, when it did.
+    pub down_reason: Option<ErrorReason>,
 }
 
 impl DaemonSnapshot {
@@ -165,6 +167,12 @@ impl State {
     pub fn get(&self, daemon: &str) -> Option<Arc<DaemonSnapshot>> {
         let map = self.daemons.read().unwrap_or_else(PoisonError::into_inner);
         map.get(daemon).and_then(|e| e.snapshot.clone())
+    }
+
+    /// Whether `daemon` is one dockwatch watches (configured or discovered).
+    pub fn knows(&self, daemon: &str) -> bool {
+        let map = self.daemons.read().unwrap_or_else(PoisonError::into_inner);
+        map.contains_key(daemon)
     }
 
     /// True once every daemon finished its first poll, good or bad.

@@ -349,7 +349,14 @@ fn serve(conn: TcpStream, stats: &Stats) -> std::io::Result<()> {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .push(format!("{} {}?{}", req.method, req.path, req.query));
-        match (req.method.as_str(), req.path.as_str()) {
+        // As dockerd: a /vX.Y prefix names the version the client speaks.
+        let path = match req.path.strip_prefix("/v") {
+            Some(rest) if rest.starts_with(|c: char| c.is_ascii_digit()) => {
+                &rest[rest.find('/').unwrap_or(rest.len())..]
+            }
+            _ => req.path.as_str(),
+        };
+        match (req.method.as_str(), path) {
             ("GET" | "HEAD", "/_ping") => {
                 write!(
                     w,

@@ -123,6 +123,22 @@ mod tests {
         }
     }
 
+    /// Docker 29 (API 1.52): an untagged image has `RepoTags: []`, no
+    /// `VirtualSize`; containers carry a `Health` object.
+    #[test]
+    fn api_1_52_lists_decode() {
+        let images: Vec<ImageSummary> =
+            serde_json::from_slice(&fixture("api-1.52-images.json")).expect("images");
+        assert_eq!(
+            images.iter().map(|i| i.size).collect::<Vec<_>>(),
+            [1_991_531, 1_991_520]
+        );
+        let containers: Vec<ContainerSummary> =
+            serde_json::from_slice(&fixture("api-1.52-containers.json")).expect("containers");
+        let states: Vec<_> = containers.iter().map(|c| c.state.as_deref()).collect();
+        assert_eq!(states, [Some("running"), Some("exited"), Some("running")]);
+    }
+
     #[test]
     fn dockerd_version_is_docker() {
         let v: Version = serde_json::from_str(

@@ -8,12 +8,15 @@
 mod api;
 mod containers;
 mod daemon;
+mod discovery;
 mod disk;
 mod events;
 mod family;
+mod probe;
 mod process;
 mod pulls;
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
@@ -42,6 +45,7 @@ pub struct Metrics {
     pulls: pulls::PullFamilies,
     events: events::EventFamilies,
     restarts: containers::RestartFamily,
+    discovery: discovery::DiscoveryFamilies,
     reload_ok: Gauge,
     reload_time: Gauge<f64, AtomicU64>,
     /// Bumped after every change made through these methods.
@@ -49,7 +53,22 @@ pub struct Metrics {
     state: Arc<State>,
     board: Arc<PullBoard>,
     cache: Mutex<Option<CachedBody>>,
+    probes: Mutex<Option<CachedProbes>>,
 }
+
+/// The last split of the exposition by daemon, for `/probe`.
+#[derive(Debug)]
+struct CachedProbes {
+    key: [u64; 3],
+    made: Instant,
+    by_daemon: HashMap<String, Bytes>,
+}
+
+/// How old the split `/probe` answers from may be: at most one split a
+/// second, however many daemons are probed and however often they change
+/// (a poll publishes every few seconds per daemon; with a thousand daemons
+/// something changes all the time).
+const PROBE_REFRESH: Duration = Duration::from_secs(1);
 
 /// The last body `/metrics` sent, and what it was made from.
 #[derive(Debug)]
@@ -109,6 +128,7 @@ impl Metrics {
             board: Arc::clone(&board),
         }));
         let restarts = containers::RestartFamily::register(dw);
+        let discovery = discovery::DiscoveryFamilies::register(dw);
 
         let reload_ok = Gauge::default();
         dw.register(
@@ -129,12 +149,14 @@ impl Metrics {
             pulls,
             events,
             restarts,
+            discovery,
             reload_ok,
             reload_time,
             version: AtomicU64::new(0),
             state,
             board,
             cache: Mutex::new(None),
+            probes: Mutex::new(None),
         }
     }
 
@@ -170,6 +192,31 @@ impl Metrics {
         body
     }
 
+    /// The series of one daemon (every family with a `daemon` label), as
+    /// of at most [`PROBE_REFRESH`] ago; empty for a daemon with none yet.
+    pub fn probe(&self, daemon: &str) -> Bytes {
+        let mut cache = self.probes.lock().unwrap_or_else(PoisonError::into_inner);
+        let key = [
+            self.version.load(Ordering::Acquire),
+            self.state.version(),
+            self.board.version(),
+        ];
+        let fresh = cache
+            .as_ref()
+            .is_some_and(|c| c.key == key || c.made.elapsed() < PROBE_REFRESH);
+        if !fresh {
+            *cache = Some(CachedProbes {
+                key,
+                made: Instant::now(),
+                by_daemon: probe::split(&self.encode()),
+            });
+        }
+        cache
+            .as_ref()
+            .and_then(|c| c.by_daemon.get(daemon).cloned())
+            .unwrap_or_default()
+    }
+
     /// Records a (re)load of the configuration.
     pub fn config_loaded(&self, ok: bool) {
         self.reload_ok.set(i64::from(ok));
@@ -179,6 +226,22 @@ impl Metrics {
                 .map_or(0.0, |d| d.as_secs_f64());
             self.reload_time.set(now);
         }
+        self.changed();
+    }
+
+    /// What a discovery source read: how many daemons, and whether every
+    /// file could be read.
+    pub fn discovery_read(&self, source: &str, targets: usize, all_read: bool) {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0.0, |d| d.as_secs_f64());
+        self.discovery.read(source, targets, all_read, now);
+        self.changed();
+    }
+
+    /// Drops the discovery series (before a reload starts the sources anew).
+    pub fn forget_discovery(&self) {
+        self.discovery.clear();
         self.changed();
     }
 
@@ -336,6 +399,7 @@ mod tests {
                 }),
                 // A group the daemon refused in this poll.
                 failed_filters: vec!["gone-base".into()],
+                down_reason: None,
             },
         );
         state.publish(
@@ -346,6 +410,7 @@ mod tests {
                 info: Some(info),
                 data: None,
                 failed_filters: vec![],
+                down_reason: None,
             },
         );
         // The last /system/df worked on local, failed on build-01.

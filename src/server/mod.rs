@@ -48,6 +48,7 @@ pub fn router(
     let router = Router::new()
         .route("/", get(landing::page))
         .route("/metrics", get(metrics_handler))
+        .route("/probe", get(probe_handler))
         .route("/pulls", get(pulls::handler))
         .route("/-/healthy", get(|| async { "OK\n" }))
         .route("/-/ready", get(ready))
@@ -59,6 +60,49 @@ pub fn router(
             reload,
         });
     auth::protect(router, users)
+}
+
+/// `/probe?target=NAME`.
+#[derive(Debug, serde::Deserialize)]
+struct ProbeQuery {
+    target: Option<String>,
+}
+
+/// One daemon's series, from memory (the multi-target exporter pattern:
+/// Prometheus spreads daemons over replicas with `hashmod`). Only daemons
+/// dockwatch watches are answered: nothing is ever dialed for a probe.
+async fn probe_handler(
+    AxumState(app): AxumState<App>,
+    query: Result<axum::extract::Query<ProbeQuery>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let Some(target) = query
+        .ok()
+        .and_then(|q| q.0.target)
+        .filter(|t| !t.is_empty())
+    else {
+        return (
+            StatusCode::BAD_REQUEST,
+            "/probe needs ?target=DAEMON: the name of a configured or discovered daemon\n",
+        )
+            .into_response();
+    };
+    if !app.state.knows(&target) {
+        return (
+            StatusCode::NOT_FOUND,
+            format!(
+                "unknown target {target:?}: /probe answers only for the daemons dockwatch is configured with or discovered (see /)\n"
+            ),
+        )
+            .into_response();
+    }
+    (
+        [(
+            header::CONTENT_TYPE,
+            prometheus_client::encoding::prometheus_text::CONTENT_TYPE,
+        )],
+        app.metrics.probe(&target),
+    )
+        .into_response()
 }
 
 async fn metrics_handler(AxumState(app): AxumState<App>) -> Response {
