@@ -81,7 +81,7 @@ fn cli_health(cli: &DockerCli) -> Vec<Option<f64>> {
         .iter()
         .map(|h| cli.running_with_health(h))
         .collect();
-    let none = cli.running() - known.iter().sum::<u64>();
+    let none = cli.running().saturating_sub(known.iter().sum::<u64>());
     known
         .into_iter()
         .chain([none])
