@@ -98,7 +98,10 @@ fn discovery(config: &ConfigFile, problems: &mut Vec<Problem>) {
     }
 }
 
-/// Loads the configuration ([`config::load`]) and checks its files.
+/// Loads the configuration (from `path`, or `./config.toml` if present, the
+/// process environment and the docker CLI's variables), converts it, and
+/// checks the files it names: the one loader of `check-config`, start-up
+/// and reload.
 pub fn load(path: Option<&Path>) -> Result<(Config, Source), ConfigError> {
     load_with_env(path, &|k| std::env::var(k).ok())
 }

@@ -418,24 +418,6 @@ impl fmt::Display for Source {
     }
 }
 
-/// Loads and validates the configuration from `path` (or `./config.toml` if
-/// present), the process environment, and the docker CLI's variables.
-pub fn load(path: Option<&Path>) -> Result<(Config, Source), ConfigError> {
-    load_with_env(path, &|k| std::env::var(k).ok())
-}
-
-/// [`load`] with an injectable environment lookup for the docker CLI's
-/// variables (the `DOCKWATCH_*` overrides still come from the process).
-pub fn load_with_env(
-    path: Option<&Path>,
-    env: &dyn Fn(&str) -> Option<String>,
-) -> Result<(Config, Source), ConfigError> {
-    let (file, source) = read_with_env(path, env)?;
-    file.into_config()
-        .map(|config| (config, source))
-        .map_err(ConfigError)
-}
-
 /// Reads the configuration as written, with the default daemon added when
 /// none is configured; nothing is checked beyond its syntax and types.
 pub fn read_with_env(

@@ -88,12 +88,18 @@ impl ImageRef {
             (None, Some(_)) => None,
             (None, None) => Some("latest".to_owned()),
         };
-        Ok(Self {
+        let r = Self {
             name: name.to_owned(),
             registry,
             tag,
             digest,
-        })
+        };
+        // The bound holds for the reference as dockwatch writes it too
+        // (with the `:latest` it adds), so that form parses again.
+        if r.to_string().len() > 512 {
+            return Err(bad("too long"));
+        }
+        Ok(r)
     }
 
     /// What the Engine API's `tag` parameter gets: the digest if there is
@@ -141,6 +147,15 @@ pub fn registry_host(server: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn what_parses_writes_back_to_what_parses() {
+        let long = "a".repeat(512);
+        assert!(ImageRef::parse(&long).is_err(), "512 + :latest");
+        let fits = "a".repeat(505);
+        let r = ImageRef::parse(&fits).expect("505 + :latest = 512");
+        assert_eq!(ImageRef::parse(&r.to_string()), Ok(r));
+    }
 
     #[test]
     fn bare_names_mean_latest() {

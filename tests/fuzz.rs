@@ -1,7 +1,7 @@
 //! Property-based fuzzing (proptest) of the two inputs dockwatch takes from
 //! outside: the `POST /images/create` stream (parsed by `PullEvent::parse`
 //! and folded by `Progress::apply`) and the configuration file
-//! (`config::load`).
+//! (`checks::load`, what `check-config` runs).
 //!
 //! Every property runs `DW_FUZZ_CASES` cases (default 200: a few seconds in
 //! the normal `cargo test`). The long run, a million cases of each property:
@@ -768,7 +768,7 @@ fn load_checked(
             .find(|(name, _)| name == k)
             .map(|(_, v)| v.replace(SCRATCH, &scratch.dir.display().to_string()))
     };
-    let result = config::load_with_env(Some(path), &lookup);
+    let result = dockwatch::checks::load_with_env(Some(path), &lookup);
     match result {
         Ok((c, _)) => {
             prop_assert!(c.validate().is_empty());

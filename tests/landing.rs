@@ -3,9 +3,7 @@
 
 mod common;
 
-use std::process::Command;
-
-use common::{Dockwatch, Testbed, Thaw, kill, temp_dir};
+use common::{Dockwatch, Testbed, Thaw, kill};
 
 #[test]
 fn landing_page_shows_a_running_pull_in_chromium() {
@@ -23,37 +21,12 @@ fn landing_page_shows_a_running_pull_in_chromium() {
     kill(pid, "STOP");
     let thaw = Thaw(pid);
 
-    let profile = temp_dir("chromium");
-    let out = Command::new("chromium")
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-quic",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--enable-logging=stderr",
-            "--v=0",
-            "--virtual-time-budget=5000",
-            "--dump-dom",
-        ])
-        .arg(format!("--user-data-dir={}", profile.display()))
-        .arg(format!("http://127.0.0.1:{}/", dw.port))
-        .output()
-        .expect("chromium (Debian package chromium; tests/run.sh installs it)");
-    std::fs::remove_dir_all(&profile).ok();
-    drop(thaw);
-    let dom = String::from_utf8_lossy(&out.stdout);
-    let log = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "chromium failed:\n{log}");
-    let console: Vec<&str> = log.lines().filter(|l| l.contains("CONSOLE")).collect();
-    assert!(
-        console.is_empty(),
-        "console messages on the landing page:\n{}",
-        console.join("\n")
+    let dom = common::chromium(
+        &["--dump-dom"],
+        &format!("http://127.0.0.1:{}/", dw.port),
+        5000,
     );
+    drop(thaw);
     assert!(dom.contains(&big), "the image is not shown:\n{dom}");
     // The dump holds the page's script too, whose source has the word
     // "pulling": look for the element the script draws.

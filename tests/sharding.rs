@@ -16,19 +16,18 @@ use serde_json::Value;
 use common::prometheus::Prometheus;
 use common::{Dockwatch, Testbed, http_get, temp_dir};
 
-/// The daemons of the test, as (name, host URL, `daemon` label): the bed's
-/// three engines, Podman named by its socket's path (no label), and dockerd
-/// A again under three more names (so the hash has names to spread).
+/// The daemons of the test, as (name, host URL, `daemon` label): dockerd A
+/// and B, A again named by its socket's path (no label), and A under three
+/// more names (so the hash has names to spread).
 fn daemons(bed: &Testbed) -> Vec<(String, String, bool)> {
     let a = bed.var("DOCKER_A");
-    let p = bed.var("PODMAN_HOST");
     vec![
         ("a".into(), a.into(), true),
         ("a-2".into(), a.into(), true),
         ("a-3".into(), a.into(), true),
         ("build-04".into(), a.into(), true),
         ("b".into(), bed.var("DOCKER_B").into(), true),
-        (p.trim_start_matches("unix://").into(), p.into(), false),
+        (a.trim_start_matches("unix://").into(), a.into(), false),
     ]
 }
 
@@ -102,14 +101,23 @@ fn every_daemon_arrives_once_through_the_shards() {
 
     let names: Vec<String> = daemons(&bed).into_iter().map(|(n, _, _)| n).collect();
     let mut last = Value::Null;
-    prom.wait_until("every daemon up, once", Duration::from_secs(60), || {
-        let Ok(v) = prom.api("/api/v1/query?query=dockwatch_daemon_up") else {
-            return false;
-        };
-        last = v.clone();
-        let rows = v["result"].as_array().cloned().unwrap_or_default();
-        rows.len() == names.len() && rows.iter().all(|r| r["value"][1] == "1")
-    });
+    let deadline = std::time::Instant::now() + Duration::from_secs(90);
+    loop {
+        if let Ok(v) = prom.api("/api/v1/query?query=dockwatch_daemon_up") {
+            last = v;
+        }
+        let rows = last["result"].as_array().cloned().unwrap_or_default();
+        if rows.len() == names.len() && rows.iter().all(|r| r["value"][1] == "1") {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "every daemon up, once: never seen; last answer {last}\ntargets: {:?}\nreplica log:\n{}",
+            prom.api("/api/v1/targets?state=active"),
+            replicas[0].log(),
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
     let rows = last["result"].as_array().cloned().unwrap_or_default();
     let mut seen: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for r in &rows {

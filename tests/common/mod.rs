@@ -820,3 +820,41 @@ impl Drop for OwnDaemon {
         remove_daemon_dir(&self.dir);
     }
 }
+
+/// Loads `url` in a real headless Chromium (Debian's package) with `args`
+/// (say, `--dump-dom`), `budget_ms` of virtual time for its scripts; fails
+/// on any console message. Returns what it printed (the DOM for
+/// `--dump-dom`).
+#[allow(dead_code)] // not every test binary draws pages
+pub fn chromium(args: &[&str], url: &str, budget_ms: u32) -> String {
+    let profile = temp_dir("chromium");
+    let out = Command::new("chromium")
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--enable-logging=stderr",
+            "--v=0",
+        ])
+        .arg(format!("--virtual-time-budget={budget_ms}"))
+        .args(args)
+        .arg(format!("--user-data-dir={}", profile.display()))
+        .arg(url)
+        .output()
+        .expect("chromium (Debian package chromium; tests/run.sh installs it)");
+    std::fs::remove_dir_all(&profile).ok();
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "chromium failed:\n{log}");
+    let console: Vec<&str> = log.lines().filter(|l| l.contains("CONSOLE")).collect();
+    assert!(
+        console.is_empty(),
+        "console messages on {url}:\n{}",
+        console.join("\n")
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
