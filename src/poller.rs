@@ -371,7 +371,9 @@ impl Poller {
             let (Some(id), Some(image_id)) = (r.id.as_deref(), r.image_id.as_deref()) else {
                 continue;
             };
-            let reference = match (listed_reference(r), references.remove(id)) {
+            // `references` is only replaced at the end: a poll that fails
+            // half-way forgets nothing.
+            let reference = match (listed_reference(r), references.get(id).cloned()) {
                 (Some(listed), _) => Some(listed.to_owned()),
                 (None, Some(remembered)) => remembered,
                 (None, None) if inspects < MAX_INSPECTS_PER_POLL => {
