@@ -7,6 +7,7 @@
 //! metrics module: it is handed the observer.
 
 pub mod answers;
+mod distribution;
 mod error;
 mod transport;
 
@@ -19,6 +20,7 @@ use std::time::{Duration, Instant};
 
 use futures_util::StreamExt as _;
 
+pub use distribution::{LocalImage, RegistryDescriptor, endpoint_missing};
 pub use error::DockerError;
 pub use transport::LineStream;
 

@@ -12,6 +12,7 @@ mod events;
 mod family;
 mod process;
 mod pulls;
+mod registry;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -24,7 +25,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
 use crate::docker::Observer;
-use crate::labels::{ApiEndpoint, ErrorReason, ExitClass};
+use crate::labels::{ApiEndpoint, CheckFailure, CheckResult, ErrorReason, ExitClass};
 use crate::state::{FinishedPull, PullBoard, State};
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
@@ -39,6 +40,7 @@ pub struct Metrics {
     registry: Registry,
     api: api::ApiFamilies,
     pulls: pulls::PullFamilies,
+    checks: registry::CheckFamilies,
     events: events::EventFamilies,
     reload_ok: Gauge,
     reload_time: Gauge<f64, AtomicU64>,
@@ -101,6 +103,10 @@ impl Metrics {
         dw.register_collector(Box::new(pulls::PullCollector {
             board: Arc::clone(&board),
         }));
+        let checks = registry::CheckFamilies::register(dw);
+        dw.register_collector(Box::new(registry::CheckCollector {
+            board: Arc::clone(&board),
+        }));
         let events = events::EventFamilies::register(dw);
 
         let reload_ok = Gauge::default();
@@ -120,6 +126,7 @@ impl Metrics {
             registry,
             api,
             pulls,
+            checks,
             events,
             reload_ok,
             reload_time,
@@ -177,6 +184,7 @@ impl Metrics {
     /// Drops every series of a pre-pull image that is no longer configured.
     pub fn forget_image(&self, daemon: &str, image: &str) {
         self.pulls.forget(daemon, image);
+        self.checks.forget(daemon, image);
         self.changed();
     }
 
@@ -208,6 +216,30 @@ impl Metrics {
     /// its first pull.
     pub fn init_image(&self, daemon: &str, image: &str) {
         self.pulls.init_image(daemon, image);
+        self.changed();
+    }
+
+    /// Drops an image's registry-check series (checks were turned off).
+    pub fn forget_checks(&self, daemon: &str, image: &str) {
+        self.checks.forget(daemon, image);
+        self.changed();
+    }
+
+    /// Creates a configured image's registry-check counters at zero.
+    pub fn init_checks(&self, daemon: &str, image: &str) {
+        self.checks.init_image(daemon, image);
+        self.changed();
+    }
+
+    /// Counts one registry check.
+    pub fn record_check(
+        &self,
+        daemon: &str,
+        image: &str,
+        result: CheckResult,
+        reason: Option<CheckFailure>,
+    ) {
+        self.checks.record(daemon, image, result, reason);
         self.changed();
     }
 
@@ -389,7 +421,26 @@ mod tests {
                 },
                 layers: Vec::new(),
             });
+            // Its last registry check found the tag where it was pulled from.
+            p.check = Some(crate::state::RegistryCheck {
+                checked: 1_700_000_060.0,
+                result: Some(CheckResult::Same),
+                registry_digest: Some("sha256:14374738e0d7".into()),
+                local_digests: vec!["sha256:14374738e0d7".into()],
+                update_available: Some(false),
+                ..Default::default()
+            });
         });
+        // The tag of the running one moved in the registry.
+        board.update("local", running, |p| {
+            p.check = Some(crate::state::RegistryCheck {
+                checked: 1_700_000_070.0,
+                result: Some(CheckResult::Differs),
+                update_available: Some(true),
+                ..Default::default()
+            });
+        });
+        board.set_window_open("local", true);
         board
     }
 
@@ -422,6 +473,15 @@ mod tests {
                 m.record_pull("local", "127.0.0.1:5000/dwtest/multi:1", p);
             }
         });
+        let multi = "127.0.0.1:5000/dwtest/multi:1";
+        m.init_checks("local", multi);
+        m.record_check("local", multi, CheckResult::Same, None);
+        m.record_check(
+            "local",
+            multi,
+            CheckResult::Failed,
+            Some(CheckFailure::RateLimited),
+        );
         m.observe_api(
             "local",
             ApiEndpoint::Version,
