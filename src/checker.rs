@@ -44,7 +44,8 @@ fn unix_now() -> f64 {
 fn check_failure(e: DockerError) -> (CheckFailure, String) {
     if endpoint_missing(&e) {
         let message = format!(
-            "the engine has no /distribution endpoint ({e}); Podman and Engines older than API 1.30 cannot ask a registry without pulling"
+            "the engine has no /distribution endpoint ({}); Podman and Engines older than API 1.30 cannot ask a registry without pulling",
+            e.to_string().trim()
         );
         return (CheckFailure::Unsupported, message);
     }
@@ -90,6 +91,8 @@ struct Found {
 impl Checker {
     /// Checks each image every `check_interval`, one at a time, the first
     /// time after a random delay of up to `jitter` (as the first pulls).
+    /// An engine without `/distribution` is told so once and not asked
+    /// again (until a reload or restart), so it costs no failing calls.
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
         let daemon = self.connection.name().to_owned();
         let images: Vec<ImageRef> = self
@@ -107,25 +110,24 @@ impl Checker {
             .iter()
             .map(|_| start + crate::puller::random_below(self.prepull.jitter.min(interval)))
             .collect();
-        let mut told_unsupported = false;
+        let mut unsupported = false;
         loop {
             let now = Instant::now();
             for (i, image) in images.iter().enumerate() {
-                if due[i] > now || *shutdown.borrow() {
+                if due[i] > now || *shutdown.borrow() || unsupported {
                     continue;
                 }
                 if let Some(until) = self.gate.closed_until(&image.registry, now) {
                     due[i] = until;
                     continue;
                 }
-                let reason = self.check_one(image).await;
-                if reason == Some(CheckFailure::Unsupported) && !told_unsupported {
-                    told_unsupported = true;
-                    tracing::warn!(daemon = %daemon, "this engine cannot ask a registry for a tag's digest (no /distribution endpoint): registry checks fail as unsupported; set [prepull] check_interval = \"0\" to turn them off");
+                if self.check_one(image).await == Some(CheckFailure::Unsupported) {
+                    unsupported = true;
+                    tracing::warn!(daemon = %daemon, "this engine cannot ask a registry for a tag's digest (no /distribution endpoint): registry checks of this daemon stop; its images get no dockwatch_image_update_available");
                 }
                 due[i] = Instant::now() + interval;
             }
-            let next = due.iter().min().copied();
+            let next = due.iter().min().copied().filter(|_| !unsupported);
             tokio::select! {
                 biased;
                 _ = shutdown.changed() => return,
@@ -172,6 +174,8 @@ impl Checker {
                 .record_check(daemon, &label, result, found.reason);
         }
         match (found.result, found.reason) {
+            // Said once by `run`.
+            (Some(CheckResult::Failed), Some(CheckFailure::Unsupported)) => {}
             (Some(CheckResult::Failed), Some(reason)) => {
                 tracing::warn!(daemon = %daemon, image = %label, reason = reason.as_str(), error = found.message.as_deref().unwrap_or(""), "registry check failed");
             }

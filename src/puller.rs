@@ -318,8 +318,8 @@ pub struct Puller {
     /// The agent's rate-limited registry hosts, shared with every puller
     /// and checker.
     pub gate: Arc<RegistryGate>,
-    /// Told when a pull changed a local image whose registry check said
-    /// it differed, so the check is redone at once.
+    /// Told when a pull changed a local image (or brought one a check had
+    /// nothing to compare with), so its registry check is redone at once.
     pub recheck: Arc<Notify>,
 }
 
@@ -517,10 +517,13 @@ impl Puller {
             }
             p.last = Some(finished);
             // The local image is new: what the last check compared is gone.
-            let stale = updated
-                && p.check
-                    .as_ref()
-                    .is_some_and(|c| c.update_available.is_some());
+            // A check that had nothing to compare (the image was not there
+            // yet) has something now. Either way, check again at once.
+            let never_compared = p
+                .check
+                .as_ref()
+                .is_none_or(|c| c.update_available.is_none());
+            let stale = ok && (updated || never_compared);
             if stale {
                 if let Some(c) = &mut p.check {
                     c.update_available = None;
