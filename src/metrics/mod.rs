@@ -474,6 +474,8 @@ mod tests {
             }
         });
         let multi = "127.0.0.1:5000/dwtest/multi:1";
+        // As the puller and checker start: every series at 0 first.
+        m.init_image("local", multi);
         m.init_checks("local", multi);
         m.record_check("local", multi, CheckResult::Same, None);
         m.record_check(
