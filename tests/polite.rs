@@ -674,3 +674,82 @@ fn a_pull_under_way_outlives_its_window() {
         "MEASURE window [{window}] UTC closed at {closed_at:.1}; the pull of multi:1 ran {started:.1}..{finished:.1} and ended updated; multi:2 (due) did not start in the 5 s after"
     );
 }
+
+#[test]
+fn a_429_to_a_registry_check_holds_the_next_check_too() {
+    let _turn = turn();
+    let bed = Testbed::get();
+    let front = Front::start(bed.var("REGISTRY"));
+    let m1 = format!("{}/dwtest/multi:1", front.host());
+    let _remove = Remove {
+        bed: &bed,
+        images: vec![m1.clone()],
+    };
+    // On A through the front, so the image has a digest from that
+    // repository to compare.
+    bed.cli_a().run(&["pull", "-q", &m1]);
+    front.arm(Some(6), Some("retry-after: 6s, allowed: 100/minute"));
+    let armed = unix_now();
+    // A window that is closed now: no scheduled pull asks the registry;
+    // checks run at any time, every second.
+    let now = jiff::Timestamp::now();
+    let at = |m: i64| now.checked_add(minutes(m)).expect("in range");
+    let closed = format!("{}-{}", hhmm(at(120), "UTC"), hhmm(at(180), "UTC"));
+    let config = format!(
+        "[poll]\ninterval = \"2s\"\ntimeout = \"1500ms\"\ndisk_interval = \"0\"\n{}[prepull]\ninterval = \"32s\"\njitter = \"0s\"\ncheck_interval = \"1s\"\nwindows = [\"{closed}\"]\n[[prepull.images]]\nimage = \"{m1}\"\n",
+        bed.daemon_a("a")
+    );
+    let dw = Dockwatch::start(&config);
+    let failures = |s: &Scrape, reason: &str| {
+        s.get(
+            "dockwatch_image_registry_check_failures_total",
+            &[("daemon", "a"), ("image", &m1), ("reason", reason)],
+        )
+        .unwrap_or(0.0)
+    };
+    dw.wait_for("a rate_limited check", Duration::from_secs(30), |s| {
+        failures(s, "rate_limited") >= 1.0
+    });
+    std::thread::sleep(Duration::from_secs(3));
+    front.control("/_front/disarm");
+    let s = dw.wait_for("a check that compared", Duration::from_secs(30), |s| {
+        s.get(
+            "dockwatch_image_update_available",
+            &[("daemon", "a"), ("image", &m1)],
+        ) == Some(0.0)
+    });
+    let seen = front.requests();
+    let manifests: Vec<&Seen> = seen
+        .iter()
+        .filter(|r| r.t > armed && r.path.contains("/manifests/"))
+        .collect();
+    let last_429 = manifests
+        .iter()
+        .filter(|r| r.limited)
+        .map(|r| r.t)
+        .fold(f64::NAN, f64::max);
+    let next = manifests
+        .iter()
+        .filter(|r| r.t > last_429)
+        .map(|r| r.t)
+        .fold(f64::NAN, f64::min);
+    eprintln!(
+        "MEASURE check 429 with retry-after 6 s: {} refused, next check {:.2} s after the last 429 (check_interval 1 s)",
+        manifests.iter().filter(|r| r.limited).count(),
+        next - last_429
+    );
+    assert!(
+        next - last_429 >= 6.0,
+        "{:.2} s: {manifests:#?}",
+        next - last_429
+    );
+    assert_eq!(
+        failures(&s, "rate_limited"),
+        1.0,
+        "one check refused, then held"
+    );
+    assert_eq!(
+        s.sum("dockwatch_image_pulls_total", &[("daemon", "a")]),
+        0.0
+    );
+}
