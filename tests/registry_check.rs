@@ -178,6 +178,24 @@ fn check_failures(s: &Scrape, daemon: &str, image: &str, reason: &str) -> f64 {
     .unwrap_or(0.0)
 }
 
+/// `promtool check metrics` of a scrape: its complaints, empty if none.
+fn promtool_check(text: &str) -> String {
+    let mut promtool = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("promtool (Debian package prometheus; tests/run.sh installs it)");
+    {
+        use std::io::Write;
+        let mut stdin = promtool.stdin.take().expect("stdin");
+        stdin.write_all(text.as_bytes()).expect("feed promtool");
+    }
+    let out = promtool.wait_with_output().expect("promtool");
+    common::output_text(&out)
+}
+
 /// The `check` object of `/pulls` for `image` on `daemon`.
 fn pulls_check(dw: &Dockwatch, daemon: &str, image: &str) -> Value {
     dw.pulls().expect("/pulls")["daemons"][daemon][image]["check"].clone()
@@ -421,6 +439,19 @@ fn moved_tags_are_seen_without_pulling_on_both_image_stores() {
         let check = pulls_check(&dw, d, &img);
         assert_eq!(check["reason"], "not_found", "{d}: {check}");
     }
+    // The exposition with every new family in it is clean.
+    for family in [
+        "dockwatch_image_update_available",
+        "dockwatch_image_registry_checks_total",
+        "dockwatch_image_registry_check_failures_total",
+        "dockwatch_prepull_window_open",
+    ] {
+        assert!(
+            s.text.contains(&format!("\n{family}{{")),
+            "{family} missing"
+        );
+    }
+    assert_eq!(promtool_check(&s.text), "", "promtool check metrics");
     // Every check was one call of each kind, each counted.
     let calls = s.sum(
         "dockwatch_api_request_duration_seconds_count",
