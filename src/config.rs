@@ -24,21 +24,22 @@ pub const DEFAULT_IMAGES_INTERVAL: Duration = Duration::from_secs(600);
 pub const DEFAULT_DOCKER_HOST: &str = "unix:///var/run/docker.sock";
 
 use crate::reference::{ImageRef, registry_host};
+use crate::window::Window;
 
-/// The configuration. `D` and `I` are the daemon and pre-pull image entries:
-/// typed in [`Config`], as written in [`ConfigFile`].
+/// The configuration. `D`, `I` and `W` are the daemon, pre-pull image and
+/// pre-pull window entries: typed in [`Config`], as written in [`ConfigFile`].
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
 #[serde(
     deny_unknown_fields,
     default,
-    bound(deserialize = "D: Deserialize<'de>, I: Deserialize<'de>")
+    bound(deserialize = "D: Deserialize<'de>, I: Deserialize<'de>, W: Deserialize<'de>")
 )]
-pub struct Config<D = DaemonConfig, I = PrepullImage> {
+pub struct Config<D = DaemonConfig, I = PrepullImage, W = Window> {
     pub server: ServerConfig,
     pub poll: PollConfig,
     pub daemons: Vec<D>,
     pub image_filters: Vec<ImageFilterConfig>,
-    pub prepull: PrepullConfig<I>,
+    pub prepull: PrepullConfig<I, W>,
     pub registries: Vec<RegistryConfig>,
     /// More daemons, from Prometheus `file_sd` files.
     pub discovery: Vec<DiscoveryConfig>,
@@ -69,10 +70,11 @@ impl DiscoveryConfig {
     }
 }
 
-/// The configuration as written: host URLs and image references still text.
-pub type ConfigFile = Config<DaemonEntry, ImageEntry>;
+/// The configuration as written: host URLs, image references and windows
+/// still text.
+pub type ConfigFile = Config<DaemonEntry, ImageEntry, String>;
 
-impl<D, I> Default for Config<D, I> {
+impl<D, I, W> Default for Config<D, I, W> {
     fn default() -> Self {
         Self {
             server: ServerConfig::default(),
@@ -152,9 +154,9 @@ impl PollConfig {
 #[serde(
     deny_unknown_fields,
     default,
-    bound(deserialize = "I: Deserialize<'de>")
+    bound(deserialize = "I: Deserialize<'de>, W: Deserialize<'de>")
 )]
-pub struct PrepullConfig<I = PrepullImage> {
+pub struct PrepullConfig<I = PrepullImage, W = Window> {
     #[serde(deserialize_with = "de_duration")]
     pub interval: Duration,
     /// A whole pull.
@@ -170,10 +172,16 @@ pub struct PrepullConfig<I = PrepullImage> {
     pub jitter: Duration,
     /// A docker CLI config.json whose `auths` are used too.
     pub docker_config: Option<PathBuf>,
+    /// How often to ask the registry (through the daemon) whether each
+    /// image's tag moved; 0 turns the checks off.
+    #[serde(deserialize_with = "de_duration")]
+    pub check_interval: Duration,
+    /// Scheduled pulls start only inside one of these; none means any time.
+    pub windows: Vec<W>,
     pub images: Vec<I>,
 }
 
-impl<I> Default for PrepullConfig<I> {
+impl<I, W> Default for PrepullConfig<I, W> {
     fn default() -> Self {
         Self {
             interval: Duration::from_secs(3600),
@@ -182,6 +190,8 @@ impl<I> Default for PrepullConfig<I> {
             concurrency: 1,
             jitter: Duration::from_secs(30),
             docker_config: None,
+            check_interval: Duration::from_secs(600),
+            windows: Vec::new(),
             images: Vec::new(),
         }
     }
@@ -608,6 +618,8 @@ impl From<Config> for ConfigFile {
                 concurrency: c.prepull.concurrency,
                 jitter: c.prepull.jitter,
                 docker_config: c.prepull.docker_config,
+                check_interval: c.prepull.check_interval,
+                windows: c.prepull.windows.iter().map(ToString::to_string).collect(),
                 images: c
                     .prepull
                     .images
@@ -634,6 +646,7 @@ impl ConfigFile {
         self.validate_filters(&mut problems);
         let names: BTreeSet<&str> = self.daemons.iter().map(|d| d.name.as_str()).collect();
         let images = self.prepull_images(&names, &mut problems);
+        let windows = self.prepull_windows(&mut problems);
         self.validate_registries(&mut problems);
         self.validate_discovery(&mut problems);
         if !problems.is_empty() {
@@ -660,6 +673,8 @@ impl ConfigFile {
                 concurrency: prepull.concurrency,
                 jitter: prepull.jitter,
                 docker_config: prepull.docker_config,
+                check_interval: prepull.check_interval,
+                windows,
                 images,
             },
             registries,
@@ -841,6 +856,12 @@ impl ConfigFile {
                 ),
             ));
         }
+        if !p.check_interval.is_zero() && p.check_interval < Duration::from_secs(1) {
+            problems.push(Problem::new(
+                "prepull.check_interval",
+                "must be 0 (off) or at least 1s",
+            ));
+        }
         if !(1..=16).contains(&p.concurrency) {
             problems.push(Problem::new("prepull.concurrency", "must be from 1 to 16"));
         }
@@ -876,6 +897,22 @@ impl ConfigFile {
                     format!("{key}.daemons"),
                     "an empty list pulls nowhere; leave it out to mean every daemon",
                 ));
+            }
+        }
+        out
+    }
+
+    /// The pre-pull windows parsed; problems for the rest.
+    fn prepull_windows(&self, problems: &mut Vec<Problem>) -> Vec<Window> {
+        let mut out: Vec<Window> = Vec::new();
+        for (i, text) in self.prepull.windows.iter().enumerate() {
+            let key = format!("prepull.windows[{i}]");
+            match Window::parse(text) {
+                Err(e) => problems.push(Problem::new(key, e)),
+                Ok(w) if out.contains(&w) => {
+                    problems.push(Problem::new(key, format!("{w} is listed twice")));
+                }
+                Ok(w) => out.push(w),
             }
         }
         out
@@ -1136,6 +1173,27 @@ mod tests {
             ),
             ("[prepull]\nbogus = 1", "prepull"),
             (
+                "[prepull]\ncheck_interval = \"soon\"",
+                "prepull.check_interval",
+            ),
+            (
+                "[prepull]\ncheck_interval = \"10ms\"",
+                "prepull.check_interval",
+            ),
+            (
+                "[prepull]\nwindows = [\"02:00-05:00\", \"25:00-01:00\"]",
+                "prepull.windows[1]",
+            ),
+            (
+                "[prepull]\nwindows = [\"02:00-05:00 Nowhere/City\"]",
+                "prepull.windows[0]",
+            ),
+            (
+                "[prepull]\nwindows = [\"02:00-05:00\", \"02:00-05:00\"]",
+                "prepull.windows[1]",
+            ),
+            ("[prepull]\nwindows = \"02:00-05:00\"", "prepull.windows"),
+            (
                 "[[registries]]\nserver = \"r.example\"",
                 "registries[0].username",
             ),
@@ -1155,6 +1213,22 @@ mod tests {
                 "config {text:?}: expected a problem under {key:?}, got {problems:?}"
             );
         }
+    }
+
+    #[test]
+    fn prepull_checks_and_windows() {
+        let c = from_toml("").expect("valid");
+        assert_eq!(c.prepull.check_interval, Duration::from_secs(600));
+        assert!(c.prepull.windows.is_empty());
+        let c = from_toml(
+            "[prepull]\ncheck_interval = \"0\"\nwindows = [\"02:00-05:00\", \"22:00-01:00 Europe/Berlin\"]",
+        )
+        .expect("valid");
+        assert!(c.prepull.check_interval.is_zero());
+        let windows: Vec<String> = c.prepull.windows.iter().map(ToString::to_string).collect();
+        assert_eq!(windows, ["02:00-05:00", "22:00-01:00 Europe/Berlin"]);
+        // The typed config goes back to what was written, and validates.
+        assert!(c.validate().is_empty());
     }
 
     #[test]

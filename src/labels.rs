@@ -20,10 +20,13 @@ pub enum ApiEndpoint {
     ContainerInspect,
     SystemDf,
     Events,
+    /// `GET /distribution/{name}/json`: the registry's descriptor of a tag,
+    /// asked through the daemon.
+    Distribution,
 }
 
 impl ApiEndpoint {
-    pub const ALL: [Self; 10] = [
+    pub const ALL: [Self; 11] = [
         Self::Ping,
         Self::Version,
         Self::Info,
@@ -34,6 +37,7 @@ impl ApiEndpoint {
         Self::ContainerInspect,
         Self::SystemDf,
         Self::Events,
+        Self::Distribution,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -48,6 +52,7 @@ impl ApiEndpoint {
             Self::ContainerInspect => "container_inspect",
             Self::SystemDf => "system_df",
             Self::Events => "events",
+            Self::Distribution => "distribution",
         }
     }
 }
@@ -110,6 +115,10 @@ impl PullResult {
 pub enum FailReason {
     NotFound,
     Unauthorized,
+    /// The registry answered 429 (too many requests).
+    RateLimited,
+    /// The daemon's disk filled up ("no space left on device").
+    DiskFull,
     Timeout,
     Stalled,
     Tls,
@@ -120,9 +129,11 @@ pub enum FailReason {
 }
 
 impl FailReason {
-    pub const ALL: [Self; 9] = [
+    pub const ALL: [Self; 11] = [
         Self::NotFound,
         Self::Unauthorized,
+        Self::RateLimited,
+        Self::DiskFull,
         Self::Timeout,
         Self::Stalled,
         Self::Tls,
@@ -136,6 +147,8 @@ impl FailReason {
         match self {
             Self::NotFound => "not_found",
             Self::Unauthorized => "unauthorized",
+            Self::RateLimited => "rate_limited",
+            Self::DiskFull => "disk_full",
             Self::Timeout => "timeout",
             Self::Stalled => "stalled",
             Self::Tls => "tls",
@@ -143,6 +156,93 @@ impl FailReason {
             Self::Registry => "registry",
             Self::Daemon => "daemon",
             Self::Canceled => "canceled",
+        }
+    }
+}
+
+/// What a registry check found: the `result` label's values of the checks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum CheckResult {
+    /// The registry's digest of the tag is one the local image was pulled by.
+    Same,
+    /// The tag now points at something the local image was not pulled by.
+    Differs,
+    Failed,
+}
+
+impl CheckResult {
+    pub const ALL: [Self; 3] = [Self::Same, Self::Differs, Self::Failed];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Same => "same",
+            Self::Differs => "differs",
+            Self::Failed => "failed",
+        }
+    }
+}
+
+/// Why a registry check failed: the `reason` label's values of the check
+/// failures. Classified as pull failures are, plus `unsupported`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum CheckFailure {
+    NotFound,
+    Unauthorized,
+    RateLimited,
+    Timeout,
+    Tls,
+    Network,
+    Registry,
+    Daemon,
+    /// The engine has no `/distribution` endpoint (Podman, or an Engine
+    /// older than API 1.30).
+    Unsupported,
+}
+
+impl CheckFailure {
+    pub const ALL: [Self; 9] = [
+        Self::NotFound,
+        Self::Unauthorized,
+        Self::RateLimited,
+        Self::Timeout,
+        Self::Tls,
+        Self::Network,
+        Self::Registry,
+        Self::Daemon,
+        Self::Unsupported,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::NotFound => "not_found",
+            Self::Unauthorized => "unauthorized",
+            Self::RateLimited => "rate_limited",
+            Self::Timeout => "timeout",
+            Self::Tls => "tls",
+            Self::Network => "network",
+            Self::Registry => "registry",
+            Self::Daemon => "daemon",
+            Self::Unsupported => "unsupported",
+        }
+    }
+}
+
+/// A pull's failure reason as a check's: the reasons a one-request check
+/// cannot have (a stall, a full disk, shutdown) read as the daemon's.
+impl From<FailReason> for CheckFailure {
+    fn from(r: FailReason) -> Self {
+        match r {
+            FailReason::NotFound => Self::NotFound,
+            FailReason::Unauthorized => Self::Unauthorized,
+            FailReason::RateLimited => Self::RateLimited,
+            FailReason::Timeout => Self::Timeout,
+            FailReason::Tls => Self::Tls,
+            FailReason::Network => Self::Network,
+            FailReason::Registry => Self::Registry,
+            FailReason::DiskFull
+            | FailReason::Stalled
+            | FailReason::Daemon
+            | FailReason::Canceled => Self::Daemon,
         }
     }
 }
@@ -357,6 +457,8 @@ label_value_from_as_str!(
     ErrorReason,
     PullResult,
     FailReason,
+    CheckResult,
+    CheckFailure,
     LayerOutcome,
     ExitClass,
     ContainerState,
@@ -374,6 +476,8 @@ mod tests {
             .map(|e| e.as_str())
             .chain(ErrorReason::ALL.iter().map(|r| r.as_str()))
             .chain(FailReason::ALL.iter().map(|r| r.as_str()))
+            .chain(CheckResult::ALL.iter().map(|r| r.as_str()))
+            .chain(CheckFailure::ALL.iter().map(|r| r.as_str()))
             .chain(ContainerState::ALL.iter().map(|s| s.as_str()))
             .chain(HealthStatus::ALL.iter().map(|s| s.as_str()))
             .collect();

@@ -1,11 +1,12 @@
 //! dockwatch: watches Docker Engine daemons and tells Prometheus what it sees.
 //!
 //! [`run`] wires it together: one connection per daemon, shared by that
-//! daemon's tasks (poller, events, disk, puller), which publish into
+//! daemon's tasks (poller, events, disk, puller, checker), which publish into
 //! [`state::State`], the pull board and the counters; the HTTP server only
 //! reads them. No module imports another in a circle: `tests/layers.py`
 //! prints them in an order where each uses only the ones after it.
 
+pub mod checker;
 pub mod checks;
 pub mod config;
 pub mod credentials;
@@ -22,11 +23,13 @@ pub mod outdated;
 pub mod poller;
 pub mod progress;
 pub mod puller;
+pub mod ratelimit;
 pub mod reference;
 pub mod server;
 pub mod state;
 pub mod systemd;
 pub mod tls;
+pub mod window;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -37,11 +40,13 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
+use crate::checker::Checker;
 use crate::config::{Config, Endpoint, ImageFilterConfig, RegistryConfig};
 use crate::docker::Connection;
 use crate::metrics::Metrics;
 use crate::poller::Poller;
 use crate::puller::Puller;
+use crate::ratelimit::RegistryGate;
 use crate::reference::ImageRef;
 use crate::state::{PullBoard, State};
 
@@ -66,6 +71,8 @@ struct Shared {
     state: Arc<State>,
     board: Arc<PullBoard>,
     metrics: Arc<Metrics>,
+    /// Rate-limited registry hosts, for every daemon's pulls and checks.
+    gate: Arc<RegistryGate>,
 }
 
 /// One watched daemon's tasks (events, poller, disk, puller), all on its
@@ -119,6 +126,20 @@ impl Running {
         }
         if !images.is_empty() {
             let registries: Arc<[RegistryConfig]> = config.registries.clone().into();
+            let recheck = Arc::new(tokio::sync::Notify::new());
+            if !config.prepull.check_interval.is_zero() {
+                let checker = Checker {
+                    connection: connection.clone(),
+                    images: images.clone(),
+                    prepull: config.prepull.clone(),
+                    registries: Arc::clone(&registries),
+                    board: Arc::clone(&shared.board),
+                    metrics: Arc::clone(&shared.metrics),
+                    gate: Arc::clone(&shared.gate),
+                    recheck: Arc::clone(&recheck),
+                };
+                tasks.spawn(checker.run(stop_rx.clone()));
+            }
             let prepuller = Puller {
                 connection,
                 images,
@@ -126,6 +147,8 @@ impl Running {
                 registries,
                 board: Arc::clone(&shared.board),
                 metrics: Arc::clone(&shared.metrics),
+                gate: Arc::clone(&shared.gate),
+                recheck,
             };
             tasks.spawn(prepuller.run(stop_rx));
         }
@@ -232,6 +255,18 @@ impl Fleet {
                 }
             }
         }
+        // With checks turned off, what the last ones said would go stale.
+        if config.prepull.check_interval.is_zero() {
+            for (daemon, images) in &new_images {
+                for image in images {
+                    shared.metrics.forget_checks(daemon, image);
+                    shared.board.update(daemon, image, |p| {
+                        p.check = None;
+                        p.recheck = false;
+                    });
+                }
+            }
+        }
         shared.board.reset(new_images);
         for d in &wanted {
             if !self.running.contains_key(&d.name) {
@@ -307,6 +342,7 @@ pub async fn run(
         state,
         board,
         metrics,
+        gate: Arc::new(RegistryGate::default()),
     };
     let addr = config.server.listen;
     let tls = match (&config.server.tls_cert, &config.server.tls_key) {

@@ -7,7 +7,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
 
 use crate::df::DiskUsage;
-use crate::labels::{ContainerState, ErrorReason, FailReason, HealthStatus, PullResult};
+use crate::labels::{
+    CheckFailure, CheckResult, ContainerState, ErrorReason, FailReason, HealthStatus, PullResult,
+};
 use crate::progress::{Layer, Progress, Totals};
 
 /// What one poll of one daemon found. Immutable once published.
@@ -207,6 +209,31 @@ pub struct FinishedPull {
     pub layers: Vec<Layer>,
 }
 
+/// The last registry check of an image: the registry's digest of the tag
+/// (asked through the daemon) against the digests the local image was
+/// pulled by.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RegistryCheck {
+    /// Unix time of the check.
+    pub checked: f64,
+    /// `None` when there was nothing to compare: the image is not on the
+    /// daemon, or was not pulled from a registry (built or loaded there).
+    pub result: Option<CheckResult>,
+    pub reason: Option<CheckFailure>,
+    /// Why it failed, or why there was nothing to compare.
+    pub message: Option<String>,
+    /// What the tag points at in the registry (an index for a
+    /// multi-platform image), as of the last check that reached it.
+    pub registry_digest: Option<String>,
+    pub media_type: Option<String>,
+    /// The digests the local image was pulled by from that repository.
+    pub local_digests: Vec<String>,
+    /// From the last check that compared; kept through failed checks, and
+    /// `None` while unknown: never compared, or a pull has changed the local
+    /// image since (the check is then redone at once).
+    pub update_available: Option<bool>,
+}
+
 /// Everything known about one configured image on one daemon.
 #[derive(Debug, Clone, Default)]
 pub struct ImagePulls {
@@ -216,6 +243,10 @@ pub struct ImagePulls {
     pub present: Option<bool>,
     /// Unix time of the end of the last pull that ended well.
     pub last_success: Option<f64>,
+    /// The last registry check; `None` before the first (or with checks off).
+    pub check: Option<RegistryCheck>,
+    /// A pull changed the local image after the last check: check again.
+    pub recheck: bool,
 }
 
 /// Daemon -> configured image -> its pulls. Written by the pullers, read by
@@ -223,6 +254,9 @@ pub struct ImagePulls {
 #[derive(Debug, Default)]
 pub struct PullBoard {
     daemons: RwLock<BTreeMap<String, BTreeMap<String, ImagePulls>>>,
+    /// Per daemon with pre-pulls: whether a pre-pull window is open (true
+    /// when none are configured), as its puller last saw.
+    windows: RwLock<BTreeMap<String, bool>>,
     /// Bumped by every change, so `/metrics` can reuse its last body.
     version: AtomicU64,
 }
@@ -244,6 +278,7 @@ impl PullBoard {
                     })
                     .collect(),
             ),
+            windows: RwLock::default(),
             version: AtomicU64::new(0),
         }
     }
@@ -256,6 +291,10 @@ impl PullBoard {
     /// Keeps exactly these daemons and images, with what is known of those
     /// that stay.
     pub fn reset(&self, images: Vec<(String, Vec<String>)>) {
+        {
+            let mut windows = self.windows.write().unwrap_or_else(PoisonError::into_inner);
+            windows.retain(|d, _| images.iter().any(|(k, _)| k == d));
+        }
         let mut map = self.daemons.write().unwrap_or_else(PoisonError::into_inner);
         let mut old = std::mem::take(&mut *map);
         for (daemon, imgs) in images {
@@ -281,6 +320,20 @@ impl PullBoard {
         // sees the change.
         self.version.fetch_add(1, Ordering::AcqRel);
         r
+    }
+
+    /// Whether a pre-pull window is open for `daemon`'s puller now.
+    pub fn set_window_open(&self, daemon: &str, open: bool) {
+        let mut windows = self.windows.write().unwrap_or_else(PoisonError::into_inner);
+        if windows.insert(daemon.to_owned(), open) != Some(open) {
+            self.version.fetch_add(1, Ordering::AcqRel);
+        }
+    }
+
+    /// Each daemon with a running puller: whether a pre-pull window is open.
+    pub fn windows(&self) -> Vec<(String, bool)> {
+        let windows = self.windows.read().unwrap_or_else(PoisonError::into_inner);
+        windows.iter().map(|(d, o)| (d.clone(), *o)).collect()
     }
 
     /// Reads the whole board under the lock.

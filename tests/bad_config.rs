@@ -231,6 +231,36 @@ fn cases() -> Vec<Case> {
             "prepull.stall_timeout",
         ),
         case(
+            "check interval below a second",
+            "[prepull]\ncheck_interval = \"500ms\"\n",
+            "prepull.check_interval",
+        ),
+        case(
+            "check interval not a duration",
+            "[prepull]\ncheck_interval = \"often\"\n",
+            "prepull.check_interval",
+        ),
+        case(
+            "a window with an hour 24",
+            "[prepull]\nwindows = [\"22:00-24:00\"]\n",
+            "prepull.windows[0]",
+        ),
+        case(
+            "a window in an unknown zone",
+            "[prepull]\nwindows = [\"02:00-05:00\", \"02:00-05:00 Europe/Atlantis\"]\n",
+            "prepull.windows[1]",
+        ),
+        case(
+            "an empty window",
+            "[prepull]\nwindows = [\"03:00-03:00\"]\n",
+            "prepull.windows[0]",
+        ),
+        case(
+            "windows is a string",
+            "[prepull]\nwindows = \"02:00-05:00\"\n",
+            "prepull.windows",
+        ),
+        case(
             "timeout not below interval",
             "[poll]\ninterval = \"5s\"\ntimeout = \"5s\"\n",
             "poll.timeout",

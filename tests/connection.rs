@@ -2,8 +2,8 @@
 //! logged receiving (`--debug` logs each request as `Calling METHOD /path`)
 //! equals `dockwatch_api_request_duration_seconds_count` per endpoint, over
 //! a window with polls, image listings with a filter group, a pull, the
-//! events stream, `/system/df` and the inspect of a container listed by its
-//! image ID; and every request but the negotiating
+//! registry checks, the events stream, `/system/df` and the inspect of a
+//! container listed by its image ID; and every request but the negotiating
 //! `/_ping` carries the negotiated `/v1.41` prefix. And the repository's own config.toml
 //! watches `$DOCKER_HOST`, as `cargo run --release` there does.
 // Counts are whole numbers, exact in f64.
@@ -44,6 +44,7 @@ fn endpoint_of(method: &str, path: &str) -> Option<&'static str> {
         ("GET", "/events") => "events",
         ("GET", p) if p.starts_with("/images/") && p.ends_with("/json") => "image_inspect",
         ("GET", p) if p.starts_with("/containers/") && p.ends_with("/json") => "container_inspect",
+        ("GET", p) if p.starts_with("/distribution/") && p.ends_with("/json") => "distribution",
         _ => return None,
     })
 }

@@ -8,6 +8,7 @@
 
 pub mod answers;
 mod containers;
+mod distribution;
 mod error;
 mod transport;
 
@@ -21,6 +22,7 @@ use std::time::{Duration, Instant};
 use futures_util::StreamExt as _;
 
 pub use containers::TaggedImage;
+pub use distribution::{LocalImage, RegistryDescriptor, endpoint_missing};
 pub use error::DockerError;
 pub use transport::LineStream;
 

@@ -15,6 +15,7 @@ mod family;
 mod probe;
 mod process;
 mod pulls;
+mod registry;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -28,7 +29,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
 use crate::docker::Observer;
-use crate::labels::{ApiEndpoint, ErrorReason, ExitClass};
+use crate::labels::{ApiEndpoint, CheckFailure, CheckResult, ErrorReason, ExitClass};
 use crate::state::{FinishedPull, PullBoard, State};
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
@@ -43,6 +44,7 @@ pub struct Metrics {
     registry: Registry,
     api: api::ApiFamilies,
     pulls: pulls::PullFamilies,
+    checks: registry::CheckFamilies,
     events: events::EventFamilies,
     restarts: containers::RestartFamily,
     discovery: discovery::DiscoveryFamilies,
@@ -122,6 +124,10 @@ impl Metrics {
         dw.register_collector(Box::new(pulls::PullCollector {
             board: Arc::clone(&board),
         }));
+        let checks = registry::CheckFamilies::register(dw);
+        dw.register_collector(Box::new(registry::CheckCollector {
+            board: Arc::clone(&board),
+        }));
         let events = events::EventFamilies::register(dw);
         dw.register_collector(Box::new(containers::ContainerCollector {
             state: Arc::clone(&state),
@@ -147,6 +153,7 @@ impl Metrics {
             registry,
             api,
             pulls,
+            checks,
             events,
             restarts,
             discovery,
@@ -248,6 +255,7 @@ impl Metrics {
     /// Drops every series of a pre-pull image that is no longer configured.
     pub fn forget_image(&self, daemon: &str, image: &str) {
         self.pulls.forget(daemon, image);
+        self.checks.forget(daemon, image);
         self.changed();
     }
 
@@ -292,6 +300,30 @@ impl Metrics {
     /// its first pull.
     pub fn init_image(&self, daemon: &str, image: &str) {
         self.pulls.init_image(daemon, image);
+        self.changed();
+    }
+
+    /// Drops an image's registry-check series (checks were turned off).
+    pub fn forget_checks(&self, daemon: &str, image: &str) {
+        self.checks.forget(daemon, image);
+        self.changed();
+    }
+
+    /// Creates a configured image's registry-check counters at zero.
+    pub fn init_checks(&self, daemon: &str, image: &str) {
+        self.checks.init_image(daemon, image);
+        self.changed();
+    }
+
+    /// Counts one registry check.
+    pub fn record_check(
+        &self,
+        daemon: &str,
+        image: &str,
+        result: CheckResult,
+        reason: Option<CheckFailure>,
+    ) {
+        self.checks.record(daemon, image, result, reason);
         self.changed();
     }
 
@@ -484,7 +516,26 @@ mod tests {
                 },
                 layers: Vec::new(),
             });
+            // Its last registry check found the tag where it was pulled from.
+            p.check = Some(crate::state::RegistryCheck {
+                checked: 1_700_000_060.0,
+                result: Some(CheckResult::Same),
+                registry_digest: Some("sha256:14374738e0d7".into()),
+                local_digests: vec!["sha256:14374738e0d7".into()],
+                update_available: Some(false),
+                ..Default::default()
+            });
         });
+        // The tag of the running one moved in the registry.
+        board.update("local", running, |p| {
+            p.check = Some(crate::state::RegistryCheck {
+                checked: 1_700_000_070.0,
+                result: Some(CheckResult::Differs),
+                update_available: Some(true),
+                ..Default::default()
+            });
+        });
+        board.set_window_open("local", true);
         board
     }
 
@@ -517,6 +568,17 @@ mod tests {
                 m.record_pull("local", "127.0.0.1:5000/dwtest/multi:1", p);
             }
         });
+        let multi = "127.0.0.1:5000/dwtest/multi:1";
+        // As the puller and checker start: every series at 0 first.
+        m.init_image("local", multi);
+        m.init_checks("local", multi);
+        m.record_check("local", multi, CheckResult::Same, None);
+        m.record_check(
+            "local",
+            multi,
+            CheckResult::Failed,
+            Some(CheckFailure::RateLimited),
+        );
         m.observe_api(
             "local",
             ApiEndpoint::Version,

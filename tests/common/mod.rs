@@ -719,6 +719,9 @@ pub struct OwnDaemon {
     pub child: Option<Child>,
     /// More dockerd flags (say, `--debug`).
     pub extra_args: Vec<String>,
+    /// A folder whose dockerd (and containerd) run instead of the
+    /// system's: first on the daemon's PATH.
+    pub bin_dir: Option<PathBuf>,
 }
 
 impl OwnDaemon {
@@ -740,6 +743,37 @@ impl OwnDaemon {
             dir: dir.to_owned(),
             child: None,
             extra_args: extra_args.iter().map(|&a| a.to_owned()).collect(),
+            bin_dir: None,
+        };
+        d.restart();
+        d
+    }
+
+    /// Starts Docker 26 (Debian 13's, unpacked by `tests/bed/docker26.sh`
+    /// into a cache folder on first use) with the containerd image store,
+    /// the store Docker 29 uses by default.
+    pub fn start_containerd_store(dir: &Path) -> Self {
+        let cache = std::env::var("DW_DOCKER26_DIR")
+            .unwrap_or_else(|_| "/var/tmp/dockwatch-docker26".to_owned());
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/bed/docker26.sh");
+        let out = Command::new(script)
+            .arg(&cache)
+            .output()
+            .expect("run tests/bed/docker26.sh");
+        assert_success(
+            &out,
+            "tests/bed/docker26.sh (fetches Debian 13's docker.io with apt-get)",
+        );
+        let bin = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+        std::fs::create_dir_all(dir).expect("daemon dir");
+        let config = dir.join("daemon.json");
+        std::fs::write(&config, r#"{"features": {"containerd-snapshotter": true}}"#)
+            .expect("daemon.json");
+        let mut d = Self {
+            dir: dir.to_owned(),
+            child: None,
+            extra_args: vec![format!("--config-file={}", config.display())],
+            bin_dir: Some(PathBuf::from(bin)),
         };
         d.restart();
         d
@@ -752,7 +786,20 @@ impl OwnDaemon {
             .append(true)
             .open(self.dir.join("dockerd.log"))
             .expect("dockerd log");
-        let child = Command::new("dockerd")
+        let mut command = match &self.bin_dir {
+            Some(bin) => {
+                let path = format!(
+                    "{}:{}",
+                    bin.display(),
+                    std::env::var("PATH").unwrap_or_default()
+                );
+                let mut c = Command::new(bin.join("dockerd"));
+                c.env("PATH", path);
+                c
+            }
+            None => Command::new("dockerd"),
+        };
+        let child = command
             .arg("--data-root")
             .arg(self.dir.join("data"))
             .arg("--exec-root")
