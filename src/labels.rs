@@ -19,10 +19,11 @@ pub enum ApiEndpoint {
     ContainerList,
     SystemDf,
     Events,
+    ImageDelete,
 }
 
 impl ApiEndpoint {
-    pub const ALL: [Self; 9] = [
+    pub const ALL: [Self; 10] = [
         Self::Ping,
         Self::Version,
         Self::Info,
@@ -32,6 +33,7 @@ impl ApiEndpoint {
         Self::ContainerList,
         Self::SystemDf,
         Self::Events,
+        Self::ImageDelete,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -45,6 +47,7 @@ impl ApiEndpoint {
             Self::ContainerList => "container_list",
             Self::SystemDf => "system_df",
             Self::Events => "events",
+            Self::ImageDelete => "image_delete",
         }
     }
 }
@@ -235,6 +238,59 @@ impl ContainerState {
     }
 }
 
+/// How a prune round ended: the `result` label of the prune rounds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum PruneResult {
+    /// The round ran to its end (refusals included), or stopped early at
+    /// shutdown after a removal.
+    Ok,
+    /// The round did not start: the daemon is down, or `when` was not met.
+    Skipped,
+    /// A call failed mid-round, or a removal failed for another reason than
+    /// a refusal.
+    Failed,
+}
+
+impl PruneResult {
+    pub const ALL: [Self; 3] = [Self::Ok, Self::Skipped, Self::Failed];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Ok => "ok",
+            Self::Skipped => "skipped",
+            Self::Failed => "failed",
+        }
+    }
+}
+
+/// Why the daemon refused to remove an image: the `reason` label of the
+/// prune refusals.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum PruneRefusal {
+    /// A container uses it (one made since the round listed them).
+    InUse,
+    /// It was gone already.
+    NotFound,
+    /// Another conflict: referenced in several repositories, or the parent
+    /// of another image.
+    Conflict,
+    /// Any other refusal (HTTP 4xx).
+    Other,
+}
+
+impl PruneRefusal {
+    pub const ALL: [Self; 4] = [Self::InUse, Self::NotFound, Self::Conflict, Self::Other];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::InUse => "in_use",
+            Self::NotFound => "not_found",
+            Self::Conflict => "conflict",
+            Self::Other => "other",
+        }
+    }
+}
+
 /// The `/system/df` object types of the `type` label.
 pub const DISK_TYPES: [&str; 4] = ["images", "containers", "volumes", "build_cache"];
 
@@ -301,7 +357,9 @@ label_value_from_as_str!(
     FailReason,
     LayerOutcome,
     ExitClass,
-    ContainerState
+    ContainerState,
+    PruneResult,
+    PruneRefusal
 );
 
 #[cfg(test)]
@@ -316,6 +374,8 @@ mod tests {
             .chain(ErrorReason::ALL.iter().map(|r| r.as_str()))
             .chain(FailReason::ALL.iter().map(|r| r.as_str()))
             .chain(ContainerState::ALL.iter().map(|s| s.as_str()))
+            .chain(PruneResult::ALL.iter().map(|r| r.as_str()))
+            .chain(PruneRefusal::ALL.iter().map(|r| r.as_str()))
             .collect();
         for v in &all {
             assert!(

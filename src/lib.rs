@@ -1,7 +1,8 @@
 //! dockwatch: watches Docker Engine daemons and tells Prometheus what it sees.
 //!
 //! [`run`] wires it together: one connection per daemon, shared by that
-//! daemon's tasks (poller, events, disk, puller), which publish into
+//! daemon's tasks (poller, events, disk, puller, and the pruner when
+//! `[prune] enabled`), which publish into
 //! [`state::State`], the pull board and the counters; the HTTP server only
 //! reads them. The modules are listed from the bottom up: each uses only
 //! modules listed before it.
@@ -18,6 +19,7 @@ pub mod labels;
 pub mod metrics;
 pub mod poller;
 pub mod progress;
+pub mod pruner;
 pub mod puller;
 pub mod reference;
 pub mod server;
@@ -38,9 +40,10 @@ use crate::config::{Config, Endpoint, ImageFilterConfig, RegistryConfig};
 use crate::docker::Connection;
 use crate::metrics::Metrics;
 use crate::poller::Poller;
+use crate::pruner::Pruner;
 use crate::puller::Puller;
 use crate::reference::ImageRef;
-use crate::state::{PullBoard, State};
+use crate::state::{PruneMemory, PullBoard, State};
 
 /// How long tasks get to finish after the shutdown signal before they are
 /// dropped; the whole exit stays well inside systemd's and Docker's budgets.
@@ -63,6 +66,8 @@ struct Shared {
     state: Arc<State>,
     board: Arc<PullBoard>,
     metrics: Arc<Metrics>,
+    /// What pruning remembers across reloads.
+    prune_memory: Arc<PruneMemory>,
 }
 
 /// The tasks that watch the configured daemons: one generation per
@@ -112,14 +117,35 @@ impl Watchers {
                 };
                 tasks.spawn(disk.run(stop_rx.clone()));
             }
-            if let Some((_, images)) = prepulls.iter().find(|(d, _)| *d == daemon.name) {
+            let images = prepulls
+                .iter()
+                .find(|(d, _)| *d == daemon.name)
+                .map(|(_, images)| images.clone());
+            // Pruning is opt-in: without `enabled` no task is even started.
+            let prune_memory = config
+                .prune
+                .enabled
+                .then(|| Arc::clone(&shared.prune_memory));
+            if config.prune.enabled {
+                let pruner = Pruner {
+                    connection: connection.clone(),
+                    config: config.prune.clone(),
+                    prepulls: images.clone().unwrap_or_default(),
+                    state: Arc::clone(&shared.state),
+                    memory: Arc::clone(&shared.prune_memory),
+                    metrics: Arc::clone(&shared.metrics),
+                };
+                tasks.spawn(pruner.run(stop_rx.clone()));
+            }
+            if let Some(images) = images {
                 let prepuller = Puller {
                     connection,
-                    images: images.clone(),
+                    images,
                     prepull: config.prepull.clone(),
                     registries: Arc::clone(&registries),
                     board: Arc::clone(&shared.board),
                     metrics: Arc::clone(&shared.metrics),
+                    prune_memory,
                 };
                 tasks.spawn(prepuller.run(stop_rx.clone()));
             }
@@ -154,6 +180,14 @@ fn image_labels(config: &Config) -> Vec<(String, Vec<String>)> {
 fn reconcile(shared: &Shared, old: &Config, new: &Config) {
     let names: Vec<&str> = new.daemons.iter().map(|d| d.name.as_str()).collect();
     shared.state.retain(&names);
+    shared.prune_memory.retain(&names);
+    // Pruning turned off: its series go (the pruners create theirs afresh
+    // when it is turned on).
+    if old.prune.enabled && !new.prune.enabled {
+        for d in &old.daemons {
+            shared.metrics.forget_prune(&d.name);
+        }
+    }
     let new_images = image_labels(new);
     for (daemon, images) in image_labels(old) {
         let kept = new_images.iter().find(|(d, _)| *d == daemon);
@@ -188,6 +222,7 @@ pub async fn run(
         state,
         board,
         metrics,
+        prune_memory: Arc::new(PruneMemory::default()),
     };
     let addr = config.server.listen;
     let tls = match (&config.server.tls_cert, &config.server.tls_key) {
@@ -248,7 +283,7 @@ pub async fn run(
                         watchers.stop().await;
                         reconcile(&shared, &current, &new);
                         watchers = Watchers::start(&new, &shared);
-                        tracing::info!(daemons = new.daemons.len(), images = new.prepull.images.len(), "configuration reloaded");
+                        tracing::info!(daemons = new.daemons.len(), images = new.prepull.images.len(), prune = new.prune.enabled, "configuration reloaded");
                         current = new;
                         shared.metrics.config_loaded(true);
                         systemd::ready();

@@ -21,7 +21,7 @@ use crate::labels::{FailReason, PullResult};
 use crate::metrics::Metrics;
 use crate::progress::{Finish, Progress, PullEvent};
 use crate::reference::ImageRef;
-use crate::state::{FinishedPull, PullBoard, RunningPull};
+use crate::state::{FinishedPull, PruneMemory, PullBoard, RunningPull};
 
 /// Time limits of one pull.
 #[derive(Debug, Clone, Copy)]
@@ -252,7 +252,7 @@ fn unix_now() -> f64 {
 }
 
 /// A random duration in `[0, max)`, from the std hasher's random keys.
-fn random_below(max: Duration) -> Duration {
+pub fn random_below(max: Duration) -> Duration {
     let nanos = u64::try_from(max.as_nanos()).unwrap_or(u64::MAX);
     if nanos == 0 {
         return Duration::ZERO;
@@ -288,6 +288,10 @@ pub struct Puller {
     pub registries: Arc<[RegistryConfig]>,
     pub board: Arc<PullBoard>,
     pub metrics: Arc<Metrics>,
+    /// Set while pruning is on: the image each reference names when a pull
+    /// begins is noted there, at the start and again at the end of the
+    /// pull, so the pruner keeps an image a pull moved the tag off.
+    pub prune_memory: Option<Arc<PruneMemory>>,
 }
 
 impl Puller {
@@ -349,6 +353,22 @@ impl Puller {
         }
     }
 
+    /// While pruning is on, notes the image `image` names before its pull
+    /// (asking the daemon) and again after it (`known`, the id found
+    /// before): the pull may leave it dangling, and the pruner keeps it for
+    /// `older_than` from the later note. Returns the id noted.
+    async fn note_named(&self, image: &ImageRef, known: Option<String>) -> Option<String> {
+        let memory = self.prune_memory.as_ref()?;
+        let id = match known {
+            Some(id) => id,
+            // No answer means no image to keep (absent), or a daemon that
+            // cannot pull either; the pull then says why.
+            None => self.connection.image_id(image).await.ok().flatten()?,
+        };
+        memory.named_by_prepull(self.connection.name(), &id, unix_now());
+        Some(id)
+    }
+
     /// Pulls one image and records it everywhere; true if it ended well.
     async fn pull_one(&self, image: &ImageRef, mut shutdown: watch::Receiver<bool>) -> bool {
         let daemon = self.connection.name();
@@ -381,6 +401,7 @@ impl Puller {
             Err(e) => (failed(FailReason::Unauthorized, e.to_string()), None),
             Ok(creds) => {
                 let c = &self.connection;
+                let before = self.note_named(image, None).await;
                 let outcome = pull_image(c, image, creds, limits, &mut shutdown, |p| {
                     self.board.update(daemon, &label, |e| {
                         if let Some(r) = &mut e.running {
@@ -389,6 +410,7 @@ impl Puller {
                     });
                 })
                 .await;
+                self.note_named(image, before).await;
                 let present = c.image_present(image).await.ok();
                 (outcome, present)
             }

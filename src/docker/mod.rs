@@ -8,6 +8,7 @@
 
 pub mod answers;
 mod error;
+pub mod prune;
 mod transport;
 
 use std::collections::BTreeMap;
