@@ -147,6 +147,15 @@ fn yaml_value(text: &str, key: &str) -> Option<String> {
     })
 }
 
+/// The dashboard's rows, in order.
+const ROWS: [&str; 5] = [
+    "Daemon health",
+    "Images",
+    "Containers",
+    "Pre-pulls",
+    "Pruning",
+];
+
 #[test]
 fn dashboard_is_consistent_with_its_provisioning() {
     let dash = dashboard();
@@ -189,7 +198,7 @@ fn dashboard_is_consistent_with_its_provisioning() {
         .filter(|p| p["type"] == "row")
         .map(|p| p["title"].as_str().expect("row title"))
         .collect();
-    assert_eq!(rows, ["Daemon health", "Images", "Containers", "Pre-pulls"]);
+    assert_eq!(rows, ROWS);
 
     let mut ids = BTreeSet::new();
     let mut problems = Vec::new();
@@ -694,6 +703,7 @@ const MAY_BE_EMPTY: &[(&str, &str)] = &[
         "alert:DockwatchConfigReloadFailed",
         "the configuration loaded fine",
     ),
+    ("alert:PruneFailing", "every prune round ends well"),
 ];
 
 /// Metric names that exist only while a pull runs: not in an idle scrape, so
@@ -963,6 +973,9 @@ fn test_config(bed: &Testbed, multi: &str, nope: &str) -> String {
         "[[image_filters]]\nname = \"rejected\"\nfilters = { nosuchkey = [\"x\"] }\n",
         // Re-pulls every 15 s, so pull durations keep coming.
         "[prepull]\ninterval = \"15s\"\njitter = \"0s\"\nstall_timeout = \"20s\"\ntimeout = \"2m\"\n",
+        // Prune rounds every few seconds, so their panels have data; a dry
+        // run, so the shared daemons lose nothing.
+        "[prune]\nenabled = true\ndry_run = true\ninterval = \"5s\"\njitter = \"1s\"\n",
     ));
     // Writing to a String cannot fail.
     let _ = write!(
