@@ -368,9 +368,14 @@ fn main() -> ExitCode {
         Command::CheckConfig => match load_config(cli.config.as_deref()) {
             Ok((c, source)) => {
                 println!(
-                    "config OK ({source}): {} daemon(s), {} image filter group(s)",
+                    "config OK ({source}): {} daemon(s), {} image filter group(s), pruning {}",
                     c.daemons.len(),
-                    c.image_filters.len()
+                    c.image_filters.len(),
+                    match (c.prune.enabled, c.prune.dry_run) {
+                        (false, _) => "off",
+                        (true, false) => "on",
+                        (true, true) => "on (dry run)",
+                    }
                 );
                 ExitCode::SUCCESS
             }

@@ -2,7 +2,7 @@
 //! logged receiving (`--debug` logs each request as `Calling METHOD /path`)
 //! equals `dockwatch_api_request_duration_seconds_count` per endpoint, over
 //! a window with polls, image listings with a filter group, a pull, the
-//! events stream and `/system/df`; and every request but the negotiating
+//! events stream, `/system/df` and a prune round; and every request but the negotiating
 //! `/_ping` carries the negotiated `/v1.41` prefix. And the repository's own config.toml
 //! watches `$DOCKER_HOST`, as `cargo run --release` there does.
 // Counts are whole numbers, exact in f64.
@@ -41,6 +41,7 @@ fn endpoint_of(method: &str, path: &str) -> Option<&'static str> {
         ("GET", "/system/df") => "system_df",
         ("GET", "/events") => "events",
         ("GET", p) if p.starts_with("/images/") && p.ends_with("/json") => "image_inspect",
+        ("DELETE", p) if p.starts_with("/images/") => "image_delete",
         _ => return None,
     })
 }
@@ -86,6 +87,29 @@ fn counted(s: &Scrape) -> BTreeMap<String, u64> {
         .collect()
 }
 
+/// Every endpoint the window must hold a call of.
+const EVERY_ENDPOINT: [&str; 10] = [
+    "ping",
+    "version",
+    "info",
+    "container_list",
+    "image_list",
+    "image_pull",
+    "image_inspect",
+    "system_df",
+    "events",
+    "image_delete",
+];
+
+/// A dangling image for the pruner: `dangle:1`'s tag moves to
+/// `dangle:2`'s image.
+fn leave_dangling(cli: &common::DockerCli, dir: &std::path::Path) {
+    cli.import_tiny(dir, "dwtest/dangle:1");
+    cli.import_tiny(dir, "dwtest/dangle:2");
+    cli.run(&["tag", "dwtest/dangle:2", "dwtest/dangle:1"]);
+    assert_eq!(cli.image_ids(&["dangling=true"]).len(), 1);
+}
+
 #[test]
 fn dockerd_request_log_equals_the_per_endpoint_counts() {
     let bed = Testbed::get();
@@ -94,8 +118,9 @@ fn dockerd_request_log_equals_the_per_endpoint_counts() {
     let log_path = dir.join("dockerd.log");
     let read_log = || std::fs::read_to_string(&log_path).unwrap_or_default();
     let image = format!("{}/dwtest/multi:1", bed.var("REGISTRY"));
+    leave_dangling(&bed.cli_at(&own.host()), &dir);
     // Everything before dockwatch starts (the daemon's start, the test's
-    // pings) is not dockwatch's.
+    // pings and images) is not dockwatch's.
     let from = read_log().len();
 
     let dw = Dockwatch::start(&format!(
@@ -115,11 +140,17 @@ interval = "1h"
 jitter = "0s"
 [[prepull.images]]
 image = "{image}"
+[prune]
+enabled = true
+interval = "2s"
+jitter = "0s"
+older_than = "0s"
 "#,
         host = own.host(),
     ));
     // A window with every kind of call: several polls, the pull (and the
-    // image inspect after it), the events stream and two /system/df.
+    // image inspects around it), the events stream, two /system/df and a
+    // prune round that removed the dangling image.
     let s = dw.wait_for(
         "a pull, two df and a few polls",
         Duration::from_secs(60),
@@ -133,6 +164,7 @@ image = "{image}"
                 && c.get("version").copied().unwrap_or(0) >= 3
                 && c.get("events").copied().unwrap_or(0) >= 1
                 && c.get("image_inspect").copied().unwrap_or(0) >= 1
+                && c.get("image_delete").copied().unwrap_or(0) >= 1
         },
     );
     assert_eq!(
@@ -167,17 +199,7 @@ image = "{image}"
     };
     assert_eq!(log, before);
     assert_eq!(log, after);
-    for endpoint in [
-        "ping",
-        "version",
-        "info",
-        "container_list",
-        "image_list",
-        "image_pull",
-        "image_inspect",
-        "system_df",
-        "events",
-    ] {
+    for endpoint in EVERY_ENDPOINT {
         assert!(
             log.get(endpoint).copied().unwrap_or(0) >= 1,
             "the window has no {endpoint} call: {log:?}"
