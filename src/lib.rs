@@ -296,6 +296,9 @@ pub async fn run(
             }
         }
     }
+    // The tasks are told before the log says so: once "shutting down" is
+    // logged, no prune round starts another removal.
+    watchers.stop.send_replace(true);
     tracing::info!("shutting down");
     systemd::stopping();
     stop_tx.send_replace(true);

@@ -48,9 +48,11 @@ enum Command {
         #[arg(long)]
         daemon: Option<String>,
     },
-    /// One prune round now, with the [prune] settings (enabled or not): removes the dangling images
-    /// old enough that no container uses and no pre-pull names, printing each with its size;
-    /// exit 0, or 1 if a removal (or the round) failed for another reason than a refusal.
+    /// One prune round now: remove old dangling images no container uses and no pre-pull names.
+    ///
+    /// Uses the [prune] settings, whether enabled or not (but not [prune.when]). Prints each image
+    /// removed (or, with --dry-run, that would be) with its size, and the totals. Exit 0, also when
+    /// the daemon refused some removals; 1 if a removal or the round failed otherwise.
     Prune {
         /// Prune only this configured daemon (default: every one, in turn).
         #[arg(long)]
