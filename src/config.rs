@@ -234,9 +234,10 @@ pub struct PruneWhen {
     pub reclaimable_above: Option<u64>,
 }
 
-/// The `/images/json` filter keys some Engine knows: dockerd 20.10 takes
-/// `dangling`, `label`, `before`, `since`, `reference`; later ones add
-/// `until`, and the containerd image store `label!`. Podman takes these too.
+/// The `/images/json` filter keys the Docker Engine knows: dockerd 20.10
+/// takes `dangling`, `label`, `before`, `since`, `reference`; later
+/// versions add `until` and `label!` (label not equal). A daemon refuses a
+/// key it does not take, and the round then fails with its answer.
 pub const IMAGE_FILTER_KEYS: [&str; 7] = [
     "dangling",
     "label",

@@ -353,20 +353,25 @@ impl Puller {
         }
     }
 
-    /// While pruning is on, notes the image `image` names before its pull
-    /// (asking the daemon) and again after it (`known`, the id found
-    /// before): the pull may leave it dangling, and the pruner keeps it for
-    /// `older_than` from the later note. Returns the id noted.
-    async fn note_named(&self, image: &ImageRef, known: Option<String>) -> Option<String> {
+    /// While pruning is on, asks which image `image` names before its pull
+    /// and notes it: the pull may move the tag off it, leaving it dangling,
+    /// and the pruner keeps it for `older_than` from the last note. Returns
+    /// its id, to be noted again when the pull ends. No answer means no
+    /// image to keep (absent), or a daemon that cannot pull either (the
+    /// pull then says why).
+    async fn note_named(&self, image: &ImageRef) -> Option<String> {
         let memory = self.prune_memory.as_ref()?;
-        let id = match known {
-            Some(id) => id,
-            // No answer means no image to keep (absent), or a daemon that
-            // cannot pull either; the pull then says why.
-            None => self.connection.image_id(image).await.ok().flatten()?,
-        };
+        let id = self.connection.image_id(image).await.ok().flatten()?;
         memory.named_by_prepull(self.connection.name(), &id, unix_now());
         Some(id)
+    }
+
+    /// Notes `id` again at the end of a pull, so its time in the pruner's
+    /// memory starts no earlier than the tag could have moved.
+    fn note_named_again(&self, id: Option<String>) {
+        if let (Some(memory), Some(id)) = (&self.prune_memory, id) {
+            memory.named_by_prepull(self.connection.name(), &id, unix_now());
+        }
     }
 
     /// Pulls one image and records it everywhere; true if it ended well.
@@ -401,7 +406,7 @@ impl Puller {
             Err(e) => (failed(FailReason::Unauthorized, e.to_string()), None),
             Ok(creds) => {
                 let c = &self.connection;
-                let before = self.note_named(image, None).await;
+                let before = self.note_named(image).await;
                 let outcome = pull_image(c, image, creds, limits, &mut shutdown, |p| {
                     self.board.update(daemon, &label, |e| {
                         if let Some(r) = &mut e.running {
@@ -410,7 +415,7 @@ impl Puller {
                     });
                 })
                 .await;
-                self.note_named(image, before).await;
+                self.note_named_again(before);
                 let present = c.image_present(image).await.ok();
                 (outcome, present)
             }
