@@ -23,10 +23,12 @@ pub enum ApiEndpoint {
     /// `GET /distribution/{name}/json`: the registry's descriptor of a tag,
     /// asked through the daemon.
     Distribution,
+    /// `DELETE /images/{id}` of a pruning round.
+    ImageDelete,
 }
 
 impl ApiEndpoint {
-    pub const ALL: [Self; 11] = [
+    pub const ALL: [Self; 12] = [
         Self::Ping,
         Self::Version,
         Self::Info,
@@ -38,6 +40,7 @@ impl ApiEndpoint {
         Self::SystemDf,
         Self::Events,
         Self::Distribution,
+        Self::ImageDelete,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -53,6 +56,7 @@ impl ApiEndpoint {
             Self::SystemDf => "system_df",
             Self::Events => "events",
             Self::Distribution => "distribution",
+            Self::ImageDelete => "image_delete",
         }
     }
 }
@@ -433,6 +437,59 @@ pub fn event_action(typ: &str, action: &str) -> &'static str {
     set.iter().copied().find(|a| *a == base).unwrap_or("other")
 }
 
+/// How a prune round ended: the `result` label of the prune rounds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum PruneResult {
+    /// The round ran to its end (refusals included), or stopped early at
+    /// shutdown after a removal.
+    Ok,
+    /// The round did not start: the daemon is down, or `when` was not met.
+    Skipped,
+    /// A call failed mid-round, or a removal failed for another reason than
+    /// a refusal.
+    Failed,
+}
+
+impl PruneResult {
+    pub const ALL: [Self; 3] = [Self::Ok, Self::Skipped, Self::Failed];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Ok => "ok",
+            Self::Skipped => "skipped",
+            Self::Failed => "failed",
+        }
+    }
+}
+
+/// Why the daemon refused to remove an image: the `reason` label of the
+/// prune refusals.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum PruneRefusal {
+    /// A container uses it (one made since the round listed them).
+    InUse,
+    /// It was gone already.
+    NotFound,
+    /// Another conflict: referenced in several repositories, or the parent
+    /// of another image.
+    Conflict,
+    /// Any other refusal (HTTP 4xx).
+    Other,
+}
+
+impl PruneRefusal {
+    pub const ALL: [Self; 4] = [Self::InUse, Self::NotFound, Self::Conflict, Self::Other];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::InUse => "in_use",
+            Self::NotFound => "not_found",
+            Self::Conflict => "conflict",
+            Self::Other => "other",
+        }
+    }
+}
+
 macro_rules! label_value_from_as_str {
     ($($t:ty),*) => {$(
         impl EncodeLabelValue for $t {
@@ -462,7 +519,9 @@ label_value_from_as_str!(
     LayerOutcome,
     ExitClass,
     ContainerState,
-    HealthStatus
+    HealthStatus,
+    PruneResult,
+    PruneRefusal
 );
 
 #[cfg(test)]
@@ -479,6 +538,8 @@ mod tests {
             .chain(CheckResult::ALL.iter().map(|r| r.as_str()))
             .chain(CheckFailure::ALL.iter().map(|r| r.as_str()))
             .chain(ContainerState::ALL.iter().map(|s| s.as_str()))
+            .chain(PruneResult::ALL.iter().map(|r| r.as_str()))
+            .chain(PruneRefusal::ALL.iter().map(|r| r.as_str()))
             .chain(HealthStatus::ALL.iter().map(|s| s.as_str()))
             .collect();
         for v in &all {

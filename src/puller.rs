@@ -26,7 +26,7 @@ use crate::metrics::Metrics;
 use crate::progress::{Finish, Progress, PullEvent};
 use crate::ratelimit::{RegistryGate, backoff, retry_after_hint};
 use crate::reference::ImageRef;
-use crate::state::{FinishedPull, PullBoard, RunningPull};
+use crate::state::{FinishedPull, PruneMemory, PullBoard, RunningPull};
 use crate::window::{self, Window};
 
 /// Time limits of one pull.
@@ -321,6 +321,10 @@ pub struct Puller {
     /// Told when a pull changed a local image (or brought one a check had
     /// nothing to compare with), so its registry check is redone at once.
     pub recheck: Arc<Notify>,
+    /// Set while pruning is on: the image each reference names when a pull
+    /// begins is noted there, at the start and again at the end of the
+    /// pull, so the pruner keeps an image a pull moved the tag off.
+    pub prune_memory: Option<Arc<PruneMemory>>,
 }
 
 impl Puller {
@@ -442,6 +446,27 @@ impl Puller {
         }
     }
 
+    /// While pruning is on, asks which image `image` names before its pull
+    /// and notes it: the pull may move the tag off it, leaving it dangling,
+    /// and the pruner keeps it for `older_than` from the last note. Returns
+    /// its id, to be noted again when the pull ends. No answer means no
+    /// image to keep (absent), or a daemon that cannot pull either (the
+    /// pull then says why).
+    async fn note_named(&self, image: &ImageRef) -> Option<String> {
+        let memory = self.prune_memory.as_ref()?;
+        let id = self.connection.image_id(image).await.ok().flatten()?;
+        memory.named_by_prepull(self.connection.name(), &id, unix_now());
+        Some(id)
+    }
+
+    /// Notes `id` again at the end of a pull, so its time in the pruner's
+    /// memory starts no earlier than the tag could have moved.
+    fn note_named_again(&self, id: Option<String>) {
+        if let (Some(memory), Some(id)) = (&self.prune_memory, id) {
+            memory.named_by_prepull(self.connection.name(), &id, unix_now());
+        }
+    }
+
     /// Pulls one image and records it everywhere; true if it ended well.
     async fn pull_one(&self, image: &ImageRef, mut shutdown: watch::Receiver<bool>) -> bool {
         let daemon = self.connection.name();
@@ -474,6 +499,7 @@ impl Puller {
             Err(e) => (failed(FailReason::Unauthorized, e.to_string()), None),
             Ok(creds) => {
                 let c = &self.connection;
+                let before = self.note_named(image).await;
                 let outcome = pull_image(c, image, creds, limits, &mut shutdown, |p| {
                     self.board.update(daemon, &label, |e| {
                         if let Some(r) = &mut e.running {
@@ -482,6 +508,7 @@ impl Puller {
                     });
                 })
                 .await;
+                self.note_named_again(before);
                 let present = c.image_present(image).await.ok();
                 (outcome, present)
             }

@@ -2,9 +2,10 @@
 //! whole; `/metrics` and the landing page only read. The lock is a std lock,
 //! held for a map lookup or insert and never across an `.await`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, PoisonError, RwLock};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::time::Instant;
 
 use crate::df::DiskUsage;
 use crate::labels::{
@@ -346,6 +347,61 @@ impl PullBoard {
     }
 }
 
+/// What pre-pulls and pruning remember of each daemon across reloads (not
+/// across restarts): the image each pre-pull reference named when a pull of
+/// it began and ended, so the pruner keeps an image a pull may just have
+/// moved a tag off for `older_than` from then (its `Created` can be years
+/// old); and when the last prune round began, so a reload keeps the schedule.
+#[derive(Debug, Default)]
+pub struct PruneMemory {
+    daemons: Mutex<BTreeMap<String, DaemonPruneMemory>>,
+}
+
+#[derive(Debug, Default)]
+struct DaemonPruneMemory {
+    /// Image id -> the last Unix time a pre-pull reference named it.
+    named: HashMap<String, f64>,
+    last_round: Option<Instant>,
+}
+
+impl PruneMemory {
+    fn with<R>(&self, daemon: &str, f: impl FnOnce(&mut DaemonPruneMemory) -> R) -> R {
+        let mut map = self.daemons.lock().unwrap_or_else(PoisonError::into_inner);
+        f(map.entry(daemon.to_owned()).or_default())
+    }
+
+    /// A pre-pull reference named image `id` at Unix time `at`.
+    pub fn named_by_prepull(&self, daemon: &str, id: &str, at: f64) {
+        self.with(daemon, |m| {
+            let t = m.named.entry(id.to_owned()).or_insert(at);
+            *t = t.max(at);
+        });
+    }
+
+    /// The images a pre-pull reference named at `since` or later; older
+    /// entries are forgotten, which bounds the memory.
+    pub fn named_since(&self, daemon: &str, since: f64) -> BTreeSet<String> {
+        self.with(daemon, |m| {
+            m.named.retain(|_, at| *at >= since);
+            m.named.keys().cloned().collect()
+        })
+    }
+
+    pub fn round_started(&self, daemon: &str, at: Instant) {
+        self.with(daemon, |m| m.last_round = Some(at));
+    }
+
+    pub fn last_round(&self, daemon: &str) -> Option<Instant> {
+        self.with(daemon, |m| m.last_round)
+    }
+
+    /// Keeps only these daemons.
+    pub fn retain(&self, names: &[&str]) {
+        let mut map = self.daemons.lock().unwrap_or_else(PoisonError::into_inner);
+        map.retain(|k, _| names.contains(&k.as_str()));
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -360,6 +416,36 @@ mod tests {
         assert!(state.ready());
         let names: Vec<_> = state.snapshots().into_iter().map(|(n, _)| n).collect();
         assert_eq!(names, ["a", "b"]);
+    }
+
+    #[test]
+    fn prune_memory_keeps_what_pre_pulls_named_recently() {
+        let m = PruneMemory::default();
+        m.named_by_prepull("a", "sha256:old", 100.0);
+        m.named_by_prepull("a", "sha256:new", 200.0);
+        // A later pull of the same tag refreshes the time.
+        m.named_by_prepull("a", "sha256:old", 150.0);
+        m.named_by_prepull("b", "sha256:other", 300.0);
+        assert_eq!(
+            m.named_since("a", 120.0),
+            BTreeSet::from(["sha256:old".to_owned(), "sha256:new".to_owned()])
+        );
+        assert_eq!(
+            m.named_since("a", 160.0),
+            BTreeSet::from(["sha256:new".to_owned()])
+        );
+        // Forgotten once older than asked for.
+        assert_eq!(
+            m.named_since("a", 0.0),
+            BTreeSet::from(["sha256:new".to_owned()])
+        );
+        assert!(m.last_round("a").is_none());
+        let now = Instant::now();
+        m.round_started("a", now);
+        assert_eq!(m.last_round("a"), Some(now));
+        m.retain(&["b"]);
+        assert!(m.last_round("a").is_none());
+        assert_eq!(m.named_since("b", 0.0).len(), 1);
     }
 
     #[test]

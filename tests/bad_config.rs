@@ -577,6 +577,80 @@ fn cases() -> Vec<Case> {
             "[[registries]]\nserver = \"r.example\"\nusername = \"u\"\npassword_file = \"@DIR@/secret\"\n[[registries]]\nserver = \"r.example\"\nusername = \"v\"\npassword_file = \"@DIR@/secret\"\n",
             "registries[1].server",
         ),
+        // ---------------------------------------------------- pruning
+        case_also(
+            "unknown key in [prune]",
+            "[prune]\nolder = \"1d\"\n",
+            "prune.older",
+            &["unknown field"],
+        ),
+        case_also(
+            "unknown key in [prune.when]",
+            "[prune]\nwhen = { free_below = \"1GiB\" }\n",
+            "prune.when.free_below",
+            &["unknown field"],
+        ),
+        case_also(
+            "prune filter key the Engine does not know",
+            "[prune]\nfilters = { lable = [\"ci.cache=true\"] }\n",
+            "prune.filters.lable",
+            &["\"lable\" is not an image filter", "label"],
+        ),
+        case_also(
+            "prune filter that would list tagged images",
+            "[prune]\nfilters = { dangling = [\"false\"] }\n",
+            "prune.filters.dangling",
+            &["dangling=true"],
+        ),
+        case(
+            "prune filter without values",
+            "[prune]\nfilters = { label = [] }\n",
+            "prune.filters.label",
+        ),
+        case_also(
+            "reclaimable_above is no size",
+            "[prune]\nwhen = { reclaimable_above = \"10 gigs\" }\n",
+            "prune.when.reclaimable_above",
+            &["10 gigs"],
+        ),
+        case_also(
+            "reclaimable_above without /system/df",
+            "[poll]\ndisk_interval = \"0\"\n[prune]\nwhen = { reclaimable_above = \"10GiB\" }\n",
+            "prune.when.reclaimable_above",
+            &["poll.disk_interval"],
+        ),
+        case(
+            "prune interval of 0",
+            "[prune]\ninterval = \"0s\"\n",
+            "prune.interval",
+        ),
+        case(
+            "prune jitter not below its interval",
+            "[prune]\ninterval = \"1h\"\njitter = \"2h\"\n",
+            "prune.jitter",
+        ),
+        case(
+            "older_than is no duration",
+            "[prune]\nolder_than = \"a day\"\n",
+            "prune.older_than",
+        ),
+        case(
+            "max_per_round of 0",
+            "[prune]\nmax_per_round = 0\n",
+            "prune.max_per_round",
+        ),
+        case(
+            "enabled is a string",
+            "[prune]\nenabled = \"yes\"\n",
+            "prune.enabled",
+        ),
+        case_env(
+            "DOCKWATCH_PRUNE__WHEN__RECLAIMABLE_ABOVE=lots",
+            "",
+            &[("DOCKWATCH_PRUNE__WHEN__RECLAIMABLE_ABOVE", "lots")],
+            "prune.when.reclaimable_above",
+            &["lots"],
+        ),
         // ---------------------------------------------------- environment overrides
         case_env(
             "DOCKWATCH_POLL__INTERVAL=abc",

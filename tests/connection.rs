@@ -2,8 +2,9 @@
 //! logged receiving (`--debug` logs each request as `Calling METHOD /path`)
 //! equals `dockwatch_api_request_duration_seconds_count` per endpoint, over
 //! a window with polls, image listings with a filter group, a pull, the
-//! registry checks, the events stream, `/system/df` and the inspect of a
-//! container listed by its image ID; and every request but the negotiating
+//! registry checks, the events stream, `/system/df`, a prune round and the
+//! inspect of a container listed by its image ID; and every request but the
+//! negotiating
 //! `/_ping` carries the negotiated `/v1.41` prefix. And the repository's own config.toml
 //! watches `$DOCKER_HOST`, as `cargo run --release` there does.
 // Counts are whole numbers, exact in f64.
@@ -44,6 +45,7 @@ fn endpoint_of(method: &str, path: &str) -> Option<&'static str> {
         ("GET", "/events") => "events",
         ("GET", p) if p.starts_with("/images/") && p.ends_with("/json") => "image_inspect",
         ("GET", p) if p.starts_with("/containers/") && p.ends_with("/json") => "container_inspect",
+        ("DELETE", p) if p.starts_with("/images/") => "image_delete",
         ("GET", p) if p.starts_with("/distribution/") && p.ends_with("/json") => "distribution",
         _ => return None,
     })
@@ -107,7 +109,17 @@ fn run_by_image_id(cli: &DockerCli, dir: &Path) {
     ]);
 }
 
+/// A dangling image for the pruner: `dangle:1`'s tag moves to
+/// `dangle:2`'s image.
+fn leave_dangling(cli: &DockerCli, dir: &Path) {
+    cli.import_tiny(dir, "dwtest/dangle:1");
+    cli.import_tiny(dir, "dwtest/dangle:2");
+    cli.run(&["tag", "dwtest/dangle:2", "dwtest/dangle:1"]);
+    assert_eq!(cli.image_ids(&["dangling=true"]).len(), 1);
+}
+
 #[test]
+#[allow(clippy::too_many_lines)] // one window, start to end
 fn dockerd_request_log_equals_the_per_endpoint_counts() {
     let bed = Testbed::get();
     let dir = temp_dir("own-debug");
@@ -116,8 +128,9 @@ fn dockerd_request_log_equals_the_per_endpoint_counts() {
     let read_log = || std::fs::read_to_string(&log_path).unwrap_or_default();
     let image = format!("{}/dwtest/multi:1", bed.var("REGISTRY"));
     run_by_image_id(&bed.cli_at(&own.host()), &dir);
+    leave_dangling(&bed.cli_at(&own.host()), &dir);
     // Everything before dockwatch starts (the daemon's start, the test's
-    // pings) is not dockwatch's.
+    // pings, images and container) is not dockwatch's.
     let from = read_log().len();
 
     let dw = Dockwatch::start(&format!(
@@ -137,11 +150,17 @@ interval = "1h"
 jitter = "0s"
 [[prepull.images]]
 image = "{image}"
+[prune]
+enabled = true
+interval = "2s"
+jitter = "0s"
+older_than = "0s"
 "#,
         host = own.host(),
     ));
     // A window with every kind of call: several polls, the pull (and the
-    // image inspect after it), the events stream and two /system/df.
+    // image inspects around it), the events stream, two /system/df and a
+    // prune round that removed the dangling image.
     let s = dw.wait_for(
         "a pull, two df and a few polls",
         Duration::from_secs(60),
@@ -156,6 +175,7 @@ image = "{image}"
                 && c.get("events").copied().unwrap_or(0) >= 1
                 && c.get("image_inspect").copied().unwrap_or(0) >= 1
                 && c.get("container_inspect").copied().unwrap_or(0) >= 1
+                && c.get("image_delete").copied().unwrap_or(0) >= 1
         },
     );
     assert_eq!(
@@ -199,6 +219,7 @@ image = "{image}"
         "image_pull",
         "image_inspect",
         "container_inspect",
+        "image_delete",
         "system_df",
         "events",
     ] {

@@ -148,13 +148,14 @@ fn yaml_value(text: &str, key: &str) -> Option<String> {
 }
 
 /// The dashboard's rows, top to bottom.
-const ROWS: [&str; 6] = [
+const ROWS: [&str; 7] = [
     "Daemon health",
     "Images",
     "Containers",
     "Pre-pulls",
     "Running containers",
     "Registry and windows",
+    "Pruning",
 ];
 
 #[test]
@@ -725,6 +726,7 @@ const MAY_BE_EMPTY: &[(&str, &str)] = &[
         "alert:ImageUpdateNotPulled",
         "no tag moves under the test's images",
     ),
+    ("alert:PruneFailing", "every prune round ends well"),
 ];
 
 /// Metric names that exist only while a pull runs: not in an idle scrape, so
@@ -1024,6 +1026,11 @@ fn test_config(bed: &Testbed, multi: &str, nope: &str, private: &str) -> String 
         // Re-pulls every 15 s, so pull durations keep coming; registry
         // checks every 2 s.
         "[prepull]\ninterval = \"15s\"\njitter = \"0s\"\nstall_timeout = \"20s\"\ntimeout = \"2m\"\ncheck_interval = \"2s\"\n",
+        // Re-pulls every 15 s, so pull durations keep coming.
+        "[prepull]\ninterval = \"15s\"\njitter = \"0s\"\nstall_timeout = \"20s\"\ntimeout = \"2m\"\n",
+        // Prune rounds every few seconds, so their panels have data; a dry
+        // run, so the shared daemons lose nothing.
+        "[prune]\nenabled = true\ndry_run = true\ninterval = \"5s\"\njitter = \"1s\"\n",
     ));
     // Writing to a String cannot fail.
     let _ = write!(

@@ -10,6 +10,7 @@ pub mod answers;
 mod containers;
 mod distribution;
 mod error;
+pub mod prune;
 mod transport;
 
 use std::collections::BTreeMap;

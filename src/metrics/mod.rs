@@ -14,6 +14,7 @@ mod events;
 mod family;
 mod probe;
 mod process;
+mod prune;
 mod pulls;
 mod registry;
 
@@ -30,7 +31,10 @@ use prometheus_client::registry::Registry;
 
 use crate::docker::Observer;
 use crate::labels::{ApiEndpoint, CheckFailure, CheckResult, ErrorReason, ExitClass};
+use crate::labels::{PruneRefusal, PruneResult};
 use crate::state::{FinishedPull, PullBoard, State};
+
+pub use prune::Eligible;
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 struct BuildLabels {
@@ -48,6 +52,7 @@ pub struct Metrics {
     events: events::EventFamilies,
     restarts: containers::RestartFamily,
     discovery: discovery::DiscoveryFamilies,
+    prune: prune::PruneFamilies,
     reload_ok: Gauge,
     reload_time: Gauge<f64, AtomicU64>,
     /// Bumped after every change made through these methods.
@@ -135,6 +140,7 @@ impl Metrics {
         }));
         let restarts = containers::RestartFamily::register(dw);
         let discovery = discovery::DiscoveryFamilies::register(dw);
+        let prune = prune::PruneFamilies::register(dw);
 
         let reload_ok = Gauge::default();
         dw.register(
@@ -157,6 +163,7 @@ impl Metrics {
             events,
             restarts,
             discovery,
+            prune,
             reload_ok,
             reload_time,
             version: AtomicU64::new(0),
@@ -265,6 +272,45 @@ impl Metrics {
         self.api.forget(daemon);
         self.events.forget(daemon);
         self.restarts.forget(daemon);
+        self.prune.forget(daemon);
+        self.changed();
+    }
+
+    /// Creates a daemon's prune counters at zero, so `increase()` sees its
+    /// first round.
+    pub fn init_prune(&self, daemon: &str) {
+        self.prune.init(daemon);
+        self.changed();
+    }
+
+    /// Drops a daemon's prune series (pruning was turned off).
+    pub fn forget_prune(&self, daemon: &str) {
+        self.prune.forget(daemon);
+        self.changed();
+    }
+
+    /// Counts one image pruning removed, and its size.
+    pub fn prune_removed(&self, daemon: &str, bytes: u64) {
+        self.prune.removed(daemon, bytes);
+        self.changed();
+    }
+
+    /// Counts one removal the daemon refused.
+    pub fn prune_refused(&self, daemon: &str, reason: PruneRefusal) {
+        self.prune.refused(daemon, reason);
+        self.changed();
+    }
+
+    /// Records the end of a prune round at Unix time `at`, with what it found
+    /// removable if it got that far.
+    pub fn prune_round(
+        &self,
+        daemon: &str,
+        result: PruneResult,
+        eligible: Option<Eligible>,
+        at: f64,
+    ) {
+        self.prune.round(daemon, result, eligible, at);
         self.changed();
     }
 
@@ -594,7 +640,66 @@ mod tests {
             None,
             Some(ErrorReason::Timeout),
         );
+        // A pruner on "local": one round that removed one image, had one
+        // refused, and found two removable.
+        m.init_prune("local");
+        m.prune_removed("local", 10_000);
+        m.prune_refused("local", PruneRefusal::InUse);
+        m.prune_round(
+            "local",
+            PruneResult::Ok,
+            Some(Eligible {
+                images: 2,
+                bytes: 25_000,
+            }),
+            1_700_000_200.0,
+        );
         m
+    }
+
+    /// A daemon's prune series are there from its pruner's start, counters
+    /// at zero; a round without a finding keeps the last one; forgetting
+    /// drops every one of them.
+    #[test]
+    fn prune_series_live_and_go_with_the_pruner() {
+        let m = Metrics::new(
+            Arc::new(State::new(["a"])),
+            Arc::new(PullBoard::default()),
+            false,
+        );
+        m.init_prune("a");
+        let text = m.encode();
+        for line in [
+            "dockwatch_prune_runs_total{daemon=\"a\",result=\"failed\"} 0",
+            "dockwatch_prune_refused_total{daemon=\"a\",reason=\"not_found\"} 0",
+            "dockwatch_prune_images_removed_total{daemon=\"a\"} 0",
+            "dockwatch_prune_reclaimed_bytes_total{daemon=\"a\"} 0",
+        ] {
+            assert!(text.contains(&format!("{line}\n")), "{line}:\n{text}");
+        }
+        assert!(!text.contains("dockwatch_prune_last_run_timestamp_seconds{"));
+        m.prune_round(
+            "a",
+            PruneResult::Ok,
+            Some(Eligible {
+                images: 3,
+                bytes: 300,
+            }),
+            10.0,
+        );
+        m.prune_round("a", PruneResult::Skipped, None, 20.0);
+        let text = m.encode();
+        for line in [
+            "dockwatch_prune_runs_total{daemon=\"a\",result=\"ok\"} 1",
+            "dockwatch_prune_runs_total{daemon=\"a\",result=\"skipped\"} 1",
+            "dockwatch_prune_last_run_timestamp_seconds{daemon=\"a\"} 20.0",
+            "dockwatch_prune_eligible_images{daemon=\"a\"} 3",
+            "dockwatch_prune_eligible_bytes{daemon=\"a\"} 300",
+        ] {
+            assert!(text.contains(&format!("{line}\n")), "{line}:\n{text}");
+        }
+        m.forget_prune("a");
+        assert!(!m.encode().contains("dockwatch_prune_"), "{}", m.encode());
     }
 
     /// Pins the whole exposition of a fixed snapshot. After an intended

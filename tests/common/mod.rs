@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+pub mod gate;
 pub mod prometheus;
 pub mod variant;
 
