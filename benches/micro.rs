@@ -15,7 +15,8 @@ use dockwatch::labels::{ApiEndpoint, ContainerState, ExitClass, PullResult};
 use dockwatch::metrics::Metrics;
 use dockwatch::progress::{Progress, PullEvent};
 use dockwatch::state::{
-    DaemonInfo, DaemonSnapshot, FinishedPull, ImageCount, PollData, PullBoard, State,
+    ContainerSignals, DaemonInfo, DaemonSnapshot, FinishedPull, ImageCount, PollData, PullBoard,
+    State,
 };
 
 /// A cold pull of the 256 MiB, 8-layer bench image from the local registry
@@ -117,6 +118,16 @@ fn median(samples: usize, mut run: impl FnMut() -> Duration) -> Duration {
     times[times.len() / 2]
 }
 
+/// The container signals of a daemon with `scale` images: a few unhealthy
+/// and outdated containers, each pre-pulled image with its outdated count.
+fn signals(scale: u64, images: &[String]) -> ContainerSignals {
+    ContainerSignals {
+        health: [scale / 40, 1, 1, scale / 20],
+        outdated: 2,
+        outdated_by_image: images.iter().map(|i| (i.clone(), 0)).collect(),
+    }
+}
+
 /// Metrics as a running agent at the default scale holds them: every daemon
 /// polled (each endpoint called), every pre-pull finished once, events seen.
 fn default_scale_metrics() -> Metrics {
@@ -170,6 +181,7 @@ fn default_scale_metrics() -> Metrics {
                     },
                     filters,
                     containers,
+                    signals: signals(scale, if daemon == DAEMONS[0] { &images } else { &[] }),
                 }),
                 failed_filters: Vec::new(),
                 down_reason: None,
@@ -177,6 +189,7 @@ fn default_scale_metrics() -> Metrics {
         );
         metrics.init_exits(daemon);
         metrics.count_exit(daemon, ExitClass::Zero);
+        metrics.init_restarts(daemon);
         for endpoint in ApiEndpoint::ALL {
             metrics.observe_api(daemon, endpoint, Some(Duration::from_millis(40)), None);
         }

@@ -24,24 +24,26 @@ pub const DEFAULT_IMAGES_INTERVAL: Duration = Duration::from_secs(600);
 pub const DEFAULT_DOCKER_HOST: &str = "unix:///var/run/docker.sock";
 
 use crate::reference::{ImageRef, registry_host};
+use crate::window::Window;
 
-/// The configuration. `D` and `I` are the daemon and pre-pull image entries:
-/// typed in [`Config`], as written in [`ConfigFile`].
+/// The configuration. `D`, `I` and `W` are the daemon, pre-pull image and
+/// pre-pull window entries: typed in [`Config`], as written in [`ConfigFile`].
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
 #[serde(
     deny_unknown_fields,
     default,
-    bound(deserialize = "D: Deserialize<'de>, I: Deserialize<'de>")
+    bound(deserialize = "D: Deserialize<'de>, I: Deserialize<'de>, W: Deserialize<'de>")
 )]
-pub struct Config<D = DaemonConfig, I = PrepullImage> {
+pub struct Config<D = DaemonConfig, I = PrepullImage, W = Window> {
     pub server: ServerConfig,
     pub poll: PollConfig,
     pub daemons: Vec<D>,
     pub image_filters: Vec<ImageFilterConfig>,
-    pub prepull: PrepullConfig<I>,
+    pub prepull: PrepullConfig<I, W>,
     pub registries: Vec<RegistryConfig>,
     /// More daemons, from Prometheus `file_sd` files.
     pub discovery: Vec<DiscoveryConfig>,
+    pub prune: PruneConfig,
 }
 
 /// A `[[discovery]]` source: daemons listed in Prometheus `file_sd` files
@@ -69,10 +71,11 @@ impl DiscoveryConfig {
     }
 }
 
-/// The configuration as written: host URLs and image references still text.
-pub type ConfigFile = Config<DaemonEntry, ImageEntry>;
+/// The configuration as written: host URLs, image references and windows
+/// still text.
+pub type ConfigFile = Config<DaemonEntry, ImageEntry, String>;
 
-impl<D, I> Default for Config<D, I> {
+impl<D, I, W> Default for Config<D, I, W> {
     fn default() -> Self {
         Self {
             server: ServerConfig::default(),
@@ -82,6 +85,7 @@ impl<D, I> Default for Config<D, I> {
             prepull: PrepullConfig::default(),
             registries: Vec::new(),
             discovery: Vec::new(),
+            prune: PruneConfig::default(),
         }
     }
 }
@@ -152,9 +156,9 @@ impl PollConfig {
 #[serde(
     deny_unknown_fields,
     default,
-    bound(deserialize = "I: Deserialize<'de>")
+    bound(deserialize = "I: Deserialize<'de>, W: Deserialize<'de>")
 )]
-pub struct PrepullConfig<I = PrepullImage> {
+pub struct PrepullConfig<I = PrepullImage, W = Window> {
     #[serde(deserialize_with = "de_duration")]
     pub interval: Duration,
     /// A whole pull.
@@ -170,10 +174,16 @@ pub struct PrepullConfig<I = PrepullImage> {
     pub jitter: Duration,
     /// A docker CLI config.json whose `auths` are used too.
     pub docker_config: Option<PathBuf>,
+    /// How often to ask the registry (through the daemon) whether each
+    /// image's tag moved; 0 turns the checks off.
+    #[serde(deserialize_with = "de_duration")]
+    pub check_interval: Duration,
+    /// Scheduled pulls start only inside one of these; none means any time.
+    pub windows: Vec<W>,
     pub images: Vec<I>,
 }
 
-impl<I> Default for PrepullConfig<I> {
+impl<I, W> Default for PrepullConfig<I, W> {
     fn default() -> Self {
         Self {
             interval: Duration::from_secs(3600),
@@ -182,6 +192,8 @@ impl<I> Default for PrepullConfig<I> {
             concurrency: 1,
             jitter: Duration::from_secs(30),
             docker_config: None,
+            check_interval: Duration::from_secs(600),
+            windows: Vec::new(),
             images: Vec::new(),
         }
     }
@@ -212,6 +224,116 @@ impl PrepullImage {
             .as_ref()
             .is_none_or(|ds| ds.iter().any(|d| d == daemon))
     }
+}
+
+/// `[prune]`: opt-in removal of dangling images (what pre-pulls leave behind
+/// when a tag moves). Only images the daemon lists with `dangling=true` (and
+/// `filters`) are candidates, and only those created longer ago than
+/// `older_than` that no container uses and no configured pre-pull names.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct PruneConfig {
+    /// Off by default: a monitoring agent removes nothing unless told to.
+    pub enabled: bool,
+    #[serde(deserialize_with = "de_duration")]
+    pub interval: Duration,
+    /// Up to this much random delay before each round, the first included.
+    #[serde(deserialize_with = "de_duration")]
+    pub jitter: Duration,
+    /// Only images whose `Created` is longer ago than this.
+    #[serde(deserialize_with = "de_duration")]
+    pub older_than: Duration,
+    pub when: PruneWhen,
+    /// Removals per round and daemon at most; the oldest go first.
+    pub max_per_round: usize,
+    /// Log and count what would go; remove nothing.
+    pub dry_run: bool,
+    /// More Engine filters for the dangling list (`label`, `reference`, ...).
+    pub filters: BTreeMap<String, FilterValues>,
+}
+
+impl Default for PruneConfig {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            interval: Duration::from_secs(3600),
+            jitter: Duration::from_secs(300),
+            older_than: Duration::from_secs(24 * 3600),
+            when: PruneWhen::default(),
+            max_per_round: 50,
+            dry_run: false,
+            filters: BTreeMap::new(),
+        }
+    }
+}
+
+/// `[prune.when]`: conditions for a round to run at all.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct PruneWhen {
+    /// Only when the last `/system/df` says more than this many bytes of
+    /// images could be freed.
+    #[serde(deserialize_with = "de_opt_size")]
+    pub reclaimable_above: Option<u64>,
+}
+
+/// The `/images/json` filter keys the Docker Engine knows: dockerd 20.10
+/// takes `dangling`, `label`, `before`, `since`, `reference`; later
+/// versions add `until` and `label!` (label not equal). A daemon refuses a
+/// key it does not take, and the round then fails with its answer.
+pub const IMAGE_FILTER_KEYS: [&str; 7] = [
+    "dangling",
+    "label",
+    "label!",
+    "before",
+    "since",
+    "reference",
+    "until",
+];
+
+impl PruneConfig {
+    /// The filters of the dangling list: `dangling=true` and the configured
+    /// ones, in the form the Engine API takes.
+    pub fn query(&self) -> BTreeMap<String, Vec<String>> {
+        let mut q: BTreeMap<String, Vec<String>> = self
+            .filters
+            .iter()
+            .map(|(k, v)| (k.clone(), v.0.clone()))
+            .collect();
+        q.insert("dangling".to_owned(), vec!["true".to_owned()]);
+        q
+    }
+}
+
+/// Parses a byte size as the config takes it: "10GiB", "500MB", "1.5 TiB",
+/// or a plain number of bytes (the `bytesize` crate's syntax; GiB is 2^30,
+/// GB 10^9).
+pub fn parse_size(text: &str) -> Result<u64, String> {
+    text.trim()
+        .parse::<bytesize::ByteSize>()
+        .map(|b| b.as_u64())
+        .map_err(|e| format!("invalid size {text:?}: {e}; use a size like \"10GiB\" or \"500MB\""))
+}
+
+fn de_opt_size<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+    struct Visitor;
+    impl serde::de::Visitor<'_> for Visitor {
+        type Value = u64;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a size string like \"10GiB\" or a number of bytes")
+        }
+        fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<u64, E> {
+            parse_size(v).map_err(E::custom)
+        }
+        fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<u64, E> {
+            Ok(v)
+        }
+        fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<u64, E> {
+            u64::try_from(v)
+                .map_err(|_| E::custom(format!("invalid size {v}: must not be negative")))
+        }
+    }
+    d.deserialize_any(Visitor).map(Some)
 }
 
 /// Credentials for one registry. Secrets are read from files or the
@@ -608,6 +730,8 @@ impl From<Config> for ConfigFile {
                 concurrency: c.prepull.concurrency,
                 jitter: c.prepull.jitter,
                 docker_config: c.prepull.docker_config,
+                check_interval: c.prepull.check_interval,
+                windows: c.prepull.windows.iter().map(ToString::to_string).collect(),
                 images: c
                     .prepull
                     .images
@@ -620,6 +744,7 @@ impl From<Config> for ConfigFile {
             },
             registries: c.registries,
             discovery: c.discovery,
+            prune: c.prune,
         }
     }
 }
@@ -634,8 +759,10 @@ impl ConfigFile {
         self.validate_filters(&mut problems);
         let names: BTreeSet<&str> = self.daemons.iter().map(|d| d.name.as_str()).collect();
         let images = self.prepull_images(&names, &mut problems);
+        let windows = self.prepull_windows(&mut problems);
         self.validate_registries(&mut problems);
         self.validate_discovery(&mut problems);
+        self.validate_prune(&mut problems);
         if !problems.is_empty() {
             return Err(problems);
         }
@@ -646,6 +773,7 @@ impl ConfigFile {
             prepull,
             registries,
             discovery,
+            prune,
             ..
         } = self;
         Ok(Config {
@@ -660,10 +788,13 @@ impl ConfigFile {
                 concurrency: prepull.concurrency,
                 jitter: prepull.jitter,
                 docker_config: prepull.docker_config,
+                check_interval: prepull.check_interval,
+                windows,
                 images,
             },
             registries,
             discovery,
+            prune,
         })
     }
 
@@ -789,6 +920,52 @@ impl ConfigFile {
         }
     }
 
+    fn validate_prune(&self, problems: &mut Vec<Problem>) {
+        let p = &self.prune;
+        if p.interval.is_zero() {
+            problems.push(Problem::new("prune.interval", "must be greater than 0"));
+        } else if p.jitter >= p.interval {
+            problems.push(Problem::new(
+                "prune.jitter",
+                format!(
+                    "must be less than prune.interval ({:?} >= {:?})",
+                    p.jitter, p.interval
+                ),
+            ));
+        }
+        if p.max_per_round == 0 {
+            problems.push(Problem::new(
+                "prune.max_per_round",
+                "must be at least 1 (set enabled = false to remove nothing)",
+            ));
+        }
+        if p.when.reclaimable_above.is_some() && self.poll.disk_interval.is_zero() {
+            problems.push(Problem::new(
+                "prune.when.reclaimable_above",
+                "needs /system/df: set poll.disk_interval above 0, or leave this out",
+            ));
+        }
+        for (k, v) in &p.filters {
+            let key = format!("prune.filters.{k}");
+            if !IMAGE_FILTER_KEYS.contains(&k.as_str()) {
+                problems.push(Problem::new(
+                    key,
+                    format!(
+                        "{k:?} is not an image filter the Engine knows; use {}",
+                        IMAGE_FILTER_KEYS.join(", ")
+                    ),
+                ));
+            } else if v.0.is_empty() {
+                problems.push(Problem::new(key, "must have at least one value"));
+            } else if k == "dangling" && v.0 != ["true"] {
+                problems.push(Problem::new(
+                    key,
+                    "pruning only ever lists dangling=true images; leave this out",
+                ));
+            }
+        }
+    }
+
     fn validate_server(&self, problems: &mut Vec<Problem>) {
         match (&self.server.tls_cert, &self.server.tls_key) {
             (Some(_), None) => {
@@ -841,6 +1018,12 @@ impl ConfigFile {
                 ),
             ));
         }
+        if !p.check_interval.is_zero() && p.check_interval < Duration::from_secs(1) {
+            problems.push(Problem::new(
+                "prepull.check_interval",
+                "must be 0 (off) or at least 1s",
+            ));
+        }
         if !(1..=16).contains(&p.concurrency) {
             problems.push(Problem::new("prepull.concurrency", "must be from 1 to 16"));
         }
@@ -876,6 +1059,22 @@ impl ConfigFile {
                     format!("{key}.daemons"),
                     "an empty list pulls nowhere; leave it out to mean every daemon",
                 ));
+            }
+        }
+        out
+    }
+
+    /// The pre-pull windows parsed; problems for the rest.
+    fn prepull_windows(&self, problems: &mut Vec<Problem>) -> Vec<Window> {
+        let mut out: Vec<Window> = Vec::new();
+        for (i, text) in self.prepull.windows.iter().enumerate() {
+            let key = format!("prepull.windows[{i}]");
+            match Window::parse(text) {
+                Err(e) => problems.push(Problem::new(key, e)),
+                Ok(w) if out.contains(&w) => {
+                    problems.push(Problem::new(key, format!("{w} is listed twice")));
+                }
+                Ok(w) => out.push(w),
             }
         }
         out
@@ -1136,6 +1335,27 @@ mod tests {
             ),
             ("[prepull]\nbogus = 1", "prepull"),
             (
+                "[prepull]\ncheck_interval = \"soon\"",
+                "prepull.check_interval",
+            ),
+            (
+                "[prepull]\ncheck_interval = \"10ms\"",
+                "prepull.check_interval",
+            ),
+            (
+                "[prepull]\nwindows = [\"02:00-05:00\", \"25:00-01:00\"]",
+                "prepull.windows[1]",
+            ),
+            (
+                "[prepull]\nwindows = [\"02:00-05:00 Nowhere/City\"]",
+                "prepull.windows[0]",
+            ),
+            (
+                "[prepull]\nwindows = [\"02:00-05:00\", \"02:00-05:00\"]",
+                "prepull.windows[1]",
+            ),
+            ("[prepull]\nwindows = \"02:00-05:00\"", "prepull.windows"),
+            (
                 "[[registries]]\nserver = \"r.example\"",
                 "registries[0].username",
             ),
@@ -1147,6 +1367,38 @@ mod tests {
                 "[[registries]]\nserver = \"r.example\"\nusername = \"u\"\npassword = \"inline\"",
                 "registries[0]",
             ),
+            ("[prune]\nbogus = 1", "prune"),
+            ("[prune]\nenabled = \"yes\"", "prune.enabled"),
+            ("[prune]\ninterval = \"0s\"", "prune.interval"),
+            (
+                "[prune]\ninterval = \"10m\"\njitter = \"10m\"",
+                "prune.jitter",
+            ),
+            ("[prune]\nolder_than = \"soon\"", "prune.older_than"),
+            ("[prune]\nmax_per_round = 0", "prune.max_per_round"),
+            ("[prune]\nmax_per_round = -1", "prune.max_per_round"),
+            (
+                "[prune]\nwhen = { reclaimable_above = \"10XB\" }",
+                "prune.when.reclaimable_above",
+            ),
+            (
+                "[prune]\nwhen = { reclaimable_above = -5 }",
+                "prune.when.reclaimable_above",
+            ),
+            ("[prune]\nwhen = { free_below = \"1GiB\" }", "prune.when"),
+            (
+                "[poll]\ndisk_interval = \"0\"\n[prune]\nwhen = { reclaimable_above = \"1GiB\" }",
+                "prune.when.reclaimable_above",
+            ),
+            (
+                "[prune]\nfilters = { lable = [\"a=b\"] }",
+                "prune.filters.lable",
+            ),
+            (
+                "[prune]\nfilters = { dangling = [\"false\"] }",
+                "prune.filters.dangling",
+            ),
+            ("[prune]\nfilters = { label = [] }", "prune.filters.label"),
         ];
         for (text, key) in cases {
             let problems = from_toml(text).expect_err(text);
@@ -1155,6 +1407,64 @@ mod tests {
                 "config {text:?}: expected a problem under {key:?}, got {problems:?}"
             );
         }
+    }
+
+    #[test]
+    fn prepull_checks_and_windows() {
+        let c = from_toml("").expect("valid");
+        assert_eq!(c.prepull.check_interval, Duration::from_secs(600));
+        assert!(c.prepull.windows.is_empty());
+        let c = from_toml(
+            "[prepull]\ncheck_interval = \"0\"\nwindows = [\"02:00-05:00\", \"22:00-01:00 Europe/Berlin\"]",
+        )
+        .expect("valid");
+        assert!(c.prepull.check_interval.is_zero());
+        let windows: Vec<String> = c.prepull.windows.iter().map(ToString::to_string).collect();
+        assert_eq!(windows, ["02:00-05:00", "22:00-01:00 Europe/Berlin"]);
+        // The typed config goes back to what was written, and validates.
+        assert!(c.validate().is_empty());
+    }
+
+    #[test]
+    fn prune_section() {
+        let c = from_toml("").expect("valid");
+        assert!(!c.prune.enabled, "off by default");
+        assert_eq!(c.prune.older_than, Duration::from_secs(86_400));
+        assert_eq!(c.prune.max_per_round, 50);
+        let c = from_toml(
+            r#"
+            [prune]
+            enabled = true
+            interval = "30m"
+            jitter = "1m"
+            older_than = "2d"
+            when = { reclaimable_above = "10GiB" }
+            max_per_round = 5
+            dry_run = true
+            filters = { label = ["ci.cache=true"], "label!" = ["keep"], until = ["24h"], dangling = ["true"] }
+            "#,
+        )
+        .expect("valid");
+        assert_eq!(c.prune.when.reclaimable_above, Some(10 << 30));
+        assert_eq!(c.prune.older_than, Duration::from_secs(2 * 86_400));
+        let q = c.prune.query();
+        assert_eq!(q["dangling"], ["true"]);
+        assert_eq!(q["label"], ["ci.cache=true"]);
+        assert_eq!(q.len(), 4);
+        // The bytesize crate's syntax: binary and decimal units, bare bytes.
+        assert_eq!(parse_size("500MB"), Ok(500_000_000));
+        assert_eq!(parse_size("1.5 KiB"), Ok(1536));
+        assert_eq!(parse_size("42"), Ok(42));
+        for bad in ["", "ten", "10XB", "-1GiB"] {
+            assert!(parse_size(bad).is_err(), "{bad:?} should be rejected");
+        }
+        let problems = from_toml("[prune]\nfilters = { nosuch = [\"x\"] }").expect_err("bad key");
+        assert!(
+            problems[0]
+                .message
+                .contains("\"nosuch\" is not an image filter"),
+            "{problems:?}"
+        );
     }
 
     #[test]

@@ -1,8 +1,9 @@
 //! Listens to each daemon's `/events` stream: counts container and image
-//! events by action (from a closed set), container exits by code class, and
-//! tells the poller to refresh image counts after an image event. Reconnects
-//! with backoff and resumes with `since`, so events the daemon still has are
-//! not lost across a reconnect.
+//! events by action (from a closed set), container exits by code class,
+//! restarts (a container started again after it died), and tells the poller
+//! to refresh image counts after an image event. Reconnects with backoff and
+//! resumes with `since`, so events the daemon still has are not lost across
+//! a reconnect.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
@@ -18,6 +19,44 @@ use crate::metrics::Metrics;
 
 /// Containers whose `oom` came but not yet their `die`; bounded.
 const MAX_PENDING_OOM: usize = 10_000;
+/// Containers that died and have not started again (nor were removed),
+/// remembered to count a restart when they start; bounded.
+const MAX_DIED: usize = 10_000;
+
+/// The containers that died and have not started since, at most
+/// [`MAX_DIED`]: past that the longest dead is forgotten first (a restart
+/// policy starts a container again within a minute or so; one dead for
+/// longer rarely comes back).
+#[derive(Debug, Default)]
+struct Died {
+    /// Each container's latest death, by a sequence number.
+    latest: HashMap<String, u64>,
+    /// Deaths in order; entries superseded by a later death of the same
+    /// container are skipped when they come up.
+    order: VecDeque<(u64, String)>,
+    next: u64,
+}
+
+impl Died {
+    fn insert(&mut self, id: &str) {
+        self.next += 1;
+        self.latest.insert(id.to_owned(), self.next);
+        self.order.push_back((self.next, id.to_owned()));
+        while self.latest.len() > MAX_DIED || self.order.len() > 2 * MAX_DIED {
+            let Some((seq, old)) = self.order.pop_front() else {
+                break;
+            };
+            if self.latest.get(&old) == Some(&seq) {
+                self.latest.remove(&old);
+            }
+        }
+    }
+
+    /// True if the container died and had not started since (and forgets it).
+    fn remove(&mut self, id: &str) -> bool {
+        self.latest.remove(id).is_some()
+    }
+}
 
 /// How a container ended, from its `die` event's exit code and whether an
 /// `oom` came first.
@@ -134,6 +173,7 @@ struct Seen {
     recent: HashSet<(i64, String, String)>,
     order: VecDeque<(i64, String, String)>,
     oom: HashSet<String>,
+    died: Died,
 }
 
 impl Seen {
@@ -155,6 +195,7 @@ impl Seen {
 impl EventWatcher {
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
         self.metrics.init_exits(self.connection.name());
+        self.metrics.init_restarts(self.connection.name());
         // The first connect takes events from now on, by the daemon's clock
         // (a remote daemon's clock may differ from ours); resumes go on from
         // the last event's own time.
@@ -246,17 +287,21 @@ impl EventWatcher {
         if let Some(class) = tally.exit {
             self.metrics.count_exit(daemon, class);
         }
+        if tally.restart {
+            self.metrics.count_restart(daemon);
+        }
         true
     }
 }
 
-/// What one event counts as: its type and action (closed sets), and for a
-/// container's `die`, how it exited.
+/// What one event counts as: its type and action (closed sets), for a
+/// container's `die` how it exited, and whether a `start` is a restart.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Tally {
     typ: &'static str,
     action: &'static str,
     exit: Option<ExitClass>,
+    restart: bool,
 }
 
 impl Seen {
@@ -284,6 +329,7 @@ impl Seen {
         };
         let action = event_action(typ, &raw_action);
         let mut exit = None;
+        let mut restart = false;
         if typ == "container" {
             match action {
                 "oom" => {
@@ -300,11 +346,24 @@ impl Seen {
                             .map(String::as_str)
                     });
                     exit = Some(exit_class(code, self.oom.remove(&id)));
+                    self.died.insert(&id);
+                }
+                // A restart policy, `docker restart` and a stop then start
+                // all come as `die` ... `start`; a first start has no `die`
+                // before.
+                "start" => restart = self.died.remove(&id),
+                "destroy" => {
+                    self.died.remove(&id);
                 }
                 _ => {}
             }
         }
-        Some(Tally { typ, action, exit })
+        Some(Tally {
+            typ,
+            action,
+            exit,
+            restart,
+        })
     }
 }
 
@@ -395,6 +454,8 @@ mod tests {
             }
             // Network events are not counted.
             assert!(tallies.iter().all(|t| t.typ != "network"), "{store}");
+            // Each container started once: no restart.
+            assert!(tallies.iter().all(|t| !t.restart), "{store}");
         }
         // dockerd 20.10 tags an import before it says `import`; the
         // containerd store only says `import`.
@@ -436,7 +497,11 @@ mod tests {
         let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("tests/streams")
             .join(name);
-        let text = std::fs::read_to_string(&path).expect("fixture");
+        count_lines(&std::fs::read_to_string(&path).expect("fixture"))
+    }
+
+    /// Counts every line of `text` (one event each); returns the exposition.
+    fn count_lines(text: &str) -> String {
         let state = Arc::new(crate::state::State::default());
         let board = Arc::new(crate::state::PullBoard::default());
         let metrics = Arc::new(Metrics::new(state, board, false));
@@ -484,5 +549,61 @@ mod tests {
     #[test]
     fn since_has_nanoseconds() {
         assert_eq!(since_of(1_700_000_000_000_000_123), "1700000000.000000123");
+    }
+
+    #[test]
+    fn died_is_bounded_and_forgets_the_longest_dead() {
+        let mut d = Died::default();
+        // A container in a restart loop dies again and again.
+        for _ in 0..3 * MAX_DIED {
+            d.insert("loop");
+            assert!(d.remove("loop"));
+        }
+        assert!(!d.remove("loop"), "started since its last death");
+        for i in 0..=MAX_DIED {
+            d.insert(&i.to_string());
+        }
+        assert_eq!(d.latest.len(), MAX_DIED);
+        assert!(!d.remove("0"), "the longest dead is forgotten");
+        assert!(d.remove(&MAX_DIED.to_string()));
+        // Dying again moves a container to the back.
+        d.insert("1");
+        d.insert("x");
+        d.insert("y");
+        assert!(d.remove("1"));
+        assert!(d.order.len() <= 2 * MAX_DIED);
+    }
+
+    /// Restarts from the sequences dockerd sent on the test bed: create,
+    /// start, then a restart policy's die/start pairs; a `docker restart`
+    /// (kill, die, stop, start, restart); and a removed container, whose
+    /// death is forgotten (no id starts again after `destroy`).
+    #[test]
+    fn restarts_are_starts_after_a_death() {
+        use std::fmt::Write as _;
+        let mut text = String::new();
+        let mut t = 0;
+        let mut feed = |id: &str, action: &str| {
+            t += 1;
+            // Writing to a String cannot fail.
+            let _ = writeln!(
+                text,
+                r#"{{"Type":"container","Action":"{action}","Actor":{{"ID":"{id}","Attributes":{{"exitCode":"1"}}}},"timeNano":{t}}}"#
+            );
+        };
+        for a in ["create", "start", "die", "start", "die", "start", "die"] {
+            feed("loop", a);
+        }
+        for a in ["create", "start", "kill", "die", "stop", "start", "restart"] {
+            feed("manual", a);
+        }
+        for a in ["create", "start", "die", "destroy", "start"] {
+            feed("gone", a);
+        }
+        let text = count_lines(&text);
+        assert!(
+            text.contains("dockwatch_container_restarts_total{daemon=\"d\"} 3\n"),
+            "{text}"
+        );
     }
 }

@@ -17,12 +17,18 @@ pub enum ApiEndpoint {
     ImageInspect,
     ImagePull,
     ContainerList,
+    ContainerInspect,
     SystemDf,
     Events,
+    /// `GET /distribution/{name}/json`: the registry's descriptor of a tag,
+    /// asked through the daemon.
+    Distribution,
+    /// `DELETE /images/{id}` of a pruning round.
+    ImageDelete,
 }
 
 impl ApiEndpoint {
-    pub const ALL: [Self; 9] = [
+    pub const ALL: [Self; 12] = [
         Self::Ping,
         Self::Version,
         Self::Info,
@@ -30,8 +36,11 @@ impl ApiEndpoint {
         Self::ImageInspect,
         Self::ImagePull,
         Self::ContainerList,
+        Self::ContainerInspect,
         Self::SystemDf,
         Self::Events,
+        Self::Distribution,
+        Self::ImageDelete,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -43,8 +52,11 @@ impl ApiEndpoint {
             Self::ImageInspect => "image_inspect",
             Self::ImagePull => "image_pull",
             Self::ContainerList => "container_list",
+            Self::ContainerInspect => "container_inspect",
             Self::SystemDf => "system_df",
             Self::Events => "events",
+            Self::Distribution => "distribution",
+            Self::ImageDelete => "image_delete",
         }
     }
 }
@@ -107,6 +119,10 @@ impl PullResult {
 pub enum FailReason {
     NotFound,
     Unauthorized,
+    /// The registry answered 429 (too many requests).
+    RateLimited,
+    /// The daemon's disk filled up ("no space left on device").
+    DiskFull,
     Timeout,
     Stalled,
     Tls,
@@ -117,9 +133,11 @@ pub enum FailReason {
 }
 
 impl FailReason {
-    pub const ALL: [Self; 9] = [
+    pub const ALL: [Self; 11] = [
         Self::NotFound,
         Self::Unauthorized,
+        Self::RateLimited,
+        Self::DiskFull,
         Self::Timeout,
         Self::Stalled,
         Self::Tls,
@@ -133,6 +151,8 @@ impl FailReason {
         match self {
             Self::NotFound => "not_found",
             Self::Unauthorized => "unauthorized",
+            Self::RateLimited => "rate_limited",
+            Self::DiskFull => "disk_full",
             Self::Timeout => "timeout",
             Self::Stalled => "stalled",
             Self::Tls => "tls",
@@ -140,6 +160,93 @@ impl FailReason {
             Self::Registry => "registry",
             Self::Daemon => "daemon",
             Self::Canceled => "canceled",
+        }
+    }
+}
+
+/// What a registry check found: the `result` label's values of the checks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum CheckResult {
+    /// The registry's digest of the tag is one the local image was pulled by.
+    Same,
+    /// The tag now points at something the local image was not pulled by.
+    Differs,
+    Failed,
+}
+
+impl CheckResult {
+    pub const ALL: [Self; 3] = [Self::Same, Self::Differs, Self::Failed];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Same => "same",
+            Self::Differs => "differs",
+            Self::Failed => "failed",
+        }
+    }
+}
+
+/// Why a registry check failed: the `reason` label's values of the check
+/// failures. Classified as pull failures are, plus `unsupported`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum CheckFailure {
+    NotFound,
+    Unauthorized,
+    RateLimited,
+    Timeout,
+    Tls,
+    Network,
+    Registry,
+    Daemon,
+    /// The engine has no `/distribution` endpoint (Podman, or an Engine
+    /// older than API 1.30).
+    Unsupported,
+}
+
+impl CheckFailure {
+    pub const ALL: [Self; 9] = [
+        Self::NotFound,
+        Self::Unauthorized,
+        Self::RateLimited,
+        Self::Timeout,
+        Self::Tls,
+        Self::Network,
+        Self::Registry,
+        Self::Daemon,
+        Self::Unsupported,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::NotFound => "not_found",
+            Self::Unauthorized => "unauthorized",
+            Self::RateLimited => "rate_limited",
+            Self::Timeout => "timeout",
+            Self::Tls => "tls",
+            Self::Network => "network",
+            Self::Registry => "registry",
+            Self::Daemon => "daemon",
+            Self::Unsupported => "unsupported",
+        }
+    }
+}
+
+/// A pull's failure reason as a check's: the reasons a one-request check
+/// cannot have (a stall, a full disk, shutdown) read as the daemon's.
+impl From<FailReason> for CheckFailure {
+    fn from(r: FailReason) -> Self {
+        match r {
+            FailReason::NotFound => Self::NotFound,
+            FailReason::Unauthorized => Self::Unauthorized,
+            FailReason::RateLimited => Self::RateLimited,
+            FailReason::Timeout => Self::Timeout,
+            FailReason::Tls => Self::Tls,
+            FailReason::Network => Self::Network,
+            FailReason::Registry => Self::Registry,
+            FailReason::DiskFull
+            | FailReason::Stalled
+            | FailReason::Daemon
+            | FailReason::Canceled => Self::Daemon,
         }
     }
 }
@@ -235,6 +342,61 @@ impl ContainerState {
     }
 }
 
+/// A running container's health: the `status` label's values. `None` is a
+/// container without a healthcheck.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum HealthStatus {
+    Healthy,
+    Unhealthy,
+    Starting,
+    None,
+}
+
+impl HealthStatus {
+    pub const ALL: [Self; 4] = [Self::Healthy, Self::Unhealthy, Self::Starting, Self::None];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Healthy => "healthy",
+            Self::Unhealthy => "unhealthy",
+            Self::Starting => "starting",
+            Self::None => "none",
+        }
+    }
+
+    /// The status the Engine API names (the `Health.Status` of API 1.52 and
+    /// the `health` filter's values); `None` for anything else.
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "healthy" => Self::Healthy,
+            "unhealthy" => Self::Unhealthy,
+            "starting" => Self::Starting,
+            "none" => Self::None,
+            _ => return None,
+        })
+    }
+
+    /// The health dockerd writes at the end of a running container's
+    /// `Status` text (`Up 5 minutes (healthy)`, `Up 2 seconds (health:
+    /// starting)`, `Up 1 hour (unhealthy)`); no such suffix is `None`.
+    pub fn from_status_text(status: &str) -> Self {
+        let Some(inner) = status
+            .trim_end()
+            .strip_suffix(')')
+            .and_then(|s| s.rsplit_once('('))
+            .map(|(_, inner)| inner)
+        else {
+            return Self::None;
+        };
+        match inner {
+            "healthy" => Self::Healthy,
+            "unhealthy" => Self::Unhealthy,
+            "health: starting" => Self::Starting,
+            _ => Self::None,
+        }
+    }
+}
+
 /// The `/system/df` object types of the `type` label.
 pub const DISK_TYPES: [&str; 4] = ["images", "containers", "volumes", "build_cache"];
 
@@ -275,6 +437,59 @@ pub fn event_action(typ: &str, action: &str) -> &'static str {
     set.iter().copied().find(|a| *a == base).unwrap_or("other")
 }
 
+/// How a prune round ended: the `result` label of the prune rounds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum PruneResult {
+    /// The round ran to its end (refusals included), or stopped early at
+    /// shutdown after a removal.
+    Ok,
+    /// The round did not start: the daemon is down, or `when` was not met.
+    Skipped,
+    /// A call failed mid-round, or a removal failed for another reason than
+    /// a refusal.
+    Failed,
+}
+
+impl PruneResult {
+    pub const ALL: [Self; 3] = [Self::Ok, Self::Skipped, Self::Failed];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Ok => "ok",
+            Self::Skipped => "skipped",
+            Self::Failed => "failed",
+        }
+    }
+}
+
+/// Why the daemon refused to remove an image: the `reason` label of the
+/// prune refusals.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum PruneRefusal {
+    /// A container uses it (one made since the round listed them).
+    InUse,
+    /// It was gone already.
+    NotFound,
+    /// Another conflict: referenced in several repositories, or the parent
+    /// of another image.
+    Conflict,
+    /// Any other refusal (HTTP 4xx).
+    Other,
+}
+
+impl PruneRefusal {
+    pub const ALL: [Self; 4] = [Self::InUse, Self::NotFound, Self::Conflict, Self::Other];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::InUse => "in_use",
+            Self::NotFound => "not_found",
+            Self::Conflict => "conflict",
+            Self::Other => "other",
+        }
+    }
+}
+
 macro_rules! label_value_from_as_str {
     ($($t:ty),*) => {$(
         impl EncodeLabelValue for $t {
@@ -299,9 +514,14 @@ label_value_from_as_str!(
     ErrorReason,
     PullResult,
     FailReason,
+    CheckResult,
+    CheckFailure,
     LayerOutcome,
     ExitClass,
-    ContainerState
+    ContainerState,
+    HealthStatus,
+    PruneResult,
+    PruneRefusal
 );
 
 #[cfg(test)]
@@ -315,7 +535,12 @@ mod tests {
             .map(|e| e.as_str())
             .chain(ErrorReason::ALL.iter().map(|r| r.as_str()))
             .chain(FailReason::ALL.iter().map(|r| r.as_str()))
+            .chain(CheckResult::ALL.iter().map(|r| r.as_str()))
+            .chain(CheckFailure::ALL.iter().map(|r| r.as_str()))
             .chain(ContainerState::ALL.iter().map(|s| s.as_str()))
+            .chain(PruneResult::ALL.iter().map(|r| r.as_str()))
+            .chain(PruneRefusal::ALL.iter().map(|r| r.as_str()))
+            .chain(HealthStatus::ALL.iter().map(|s| s.as_str()))
             .collect();
         for v in &all {
             assert!(
@@ -339,5 +564,28 @@ mod tests {
             Some(ContainerState::Running)
         );
         assert_eq!(ContainerState::parse(""), None);
+    }
+
+    #[test]
+    fn health_from_the_status_text() {
+        for (text, want) in [
+            ("Up 5 minutes (healthy)", HealthStatus::Healthy),
+            ("Up 2 minutes (unhealthy)", HealthStatus::Unhealthy),
+            ("Up 4 seconds (health: starting)", HealthStatus::Starting),
+            ("Up About a minute", HealthStatus::None),
+            // Paused and restarting containers do not say their health.
+            ("Up 4 seconds (Paused)", HealthStatus::None),
+            ("Restarting (1) 2 seconds ago", HealthStatus::None),
+            ("Exited (0) 32 seconds ago", HealthStatus::None),
+            ("", HealthStatus::None),
+            ("(", HealthStatus::None),
+            (")", HealthStatus::None),
+        ] {
+            assert_eq!(HealthStatus::from_status_text(text), want, "{text:?}");
+        }
+        for s in HealthStatus::ALL {
+            assert_eq!(HealthStatus::parse(s.as_str()), Some(s));
+        }
+        assert_eq!(HealthStatus::parse("sick"), None);
     }
 }

@@ -1,11 +1,13 @@
 //! dockwatch: watches Docker Engine daemons and tells Prometheus what it sees.
 //!
 //! [`run`] wires it together: one connection per daemon, shared by that
-//! daemon's tasks (poller, events, disk, puller), which publish into
+//! daemon's tasks (poller, events, disk, puller, checker, and the pruner when
+//! `[prune] enabled`), which publish into
 //! [`state::State`], the pull board and the counters; the HTTP server only
 //! reads them. No module imports another in a circle: `tests/layers.py`
 //! prints them in an order where each uses only the ones after it.
 
+pub mod checker;
 pub mod checks;
 pub mod config;
 pub mod credentials;
@@ -18,14 +20,18 @@ pub mod file_sd;
 pub mod files;
 pub mod labels;
 pub mod metrics;
+pub mod outdated;
 pub mod poller;
 pub mod progress;
+pub mod pruner;
 pub mod puller;
+pub mod ratelimit;
 pub mod reference;
 pub mod server;
 pub mod state;
 pub mod systemd;
 pub mod tls;
+pub mod window;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -36,13 +42,16 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
+use crate::checker::Checker;
 use crate::config::{Config, Endpoint, ImageFilterConfig, RegistryConfig};
 use crate::docker::Connection;
 use crate::metrics::Metrics;
 use crate::poller::Poller;
+use crate::pruner::Pruner;
 use crate::puller::Puller;
+use crate::ratelimit::RegistryGate;
 use crate::reference::ImageRef;
-use crate::state::{PullBoard, State};
+use crate::state::{PruneMemory, PullBoard, State};
 
 /// How long tasks get to finish after the shutdown signal before they are
 /// dropped; the whole exit stays well inside systemd's and Docker's budgets.
@@ -65,6 +74,10 @@ struct Shared {
     state: Arc<State>,
     board: Arc<PullBoard>,
     metrics: Arc<Metrics>,
+    /// Rate-limited registry hosts, for every daemon's pulls and checks.
+    gate: Arc<RegistryGate>,
+    /// What pruning remembers across reloads.
+    prune_memory: Arc<PruneMemory>,
 }
 
 /// One watched daemon's tasks (events, poller, disk, puller), all on its
@@ -95,6 +108,8 @@ impl Running {
         };
         tasks.spawn(events.run(stop_rx.clone()));
         let filters: Arc<[ImageFilterConfig]> = config.image_filters.clone().into();
+        let images = config.images_for(&daemon.name);
+        let labels = labels_of(&images);
         let poller = Poller {
             daemon: daemon.clone(),
             connection: connection.clone(),
@@ -102,6 +117,7 @@ impl Running {
             images_interval: config.poll.images_interval(),
             image_events,
             filters,
+            images: images.clone(),
             state: Arc::clone(&shared.state),
         };
         tasks.spawn(poller.run(stop_rx.clone()));
@@ -113,10 +129,34 @@ impl Running {
             };
             tasks.spawn(disk.run(stop_rx.clone()));
         }
-        let images = config.images_for(&daemon.name);
-        let labels = labels_of(&images);
+        // Pruning is opt-in: without `enabled` no task is even started.
+        if config.prune.enabled {
+            let pruner = Pruner {
+                connection: connection.clone(),
+                config: config.prune.clone(),
+                prepulls: images.clone(),
+                state: Arc::clone(&shared.state),
+                memory: Arc::clone(&shared.prune_memory),
+                metrics: Arc::clone(&shared.metrics),
+            };
+            tasks.spawn(pruner.run(stop_rx.clone()));
+        }
         if !images.is_empty() {
             let registries: Arc<[RegistryConfig]> = config.registries.clone().into();
+            let recheck = Arc::new(tokio::sync::Notify::new());
+            if !config.prepull.check_interval.is_zero() {
+                let checker = Checker {
+                    connection: connection.clone(),
+                    images: images.clone(),
+                    prepull: config.prepull.clone(),
+                    registries: Arc::clone(&registries),
+                    board: Arc::clone(&shared.board),
+                    metrics: Arc::clone(&shared.metrics),
+                    gate: Arc::clone(&shared.gate),
+                    recheck: Arc::clone(&recheck),
+                };
+                tasks.spawn(checker.run(stop_rx.clone()));
+            }
             let prepuller = Puller {
                 connection,
                 images,
@@ -124,6 +164,12 @@ impl Running {
                 registries,
                 board: Arc::clone(&shared.board),
                 metrics: Arc::clone(&shared.metrics),
+                gate: Arc::clone(&shared.gate),
+                recheck,
+                prune_memory: config
+                    .prune
+                    .enabled
+                    .then(|| Arc::clone(&shared.prune_memory)),
             };
             tasks.spawn(prepuller.run(stop_rx));
         }
@@ -212,6 +258,7 @@ impl Fleet {
         }
         stop_all(stopping).await;
         shared.state.retain(&names);
+        shared.prune_memory.retain(&names);
         for name in &gone {
             if !names.contains(&name.as_str()) {
                 shared.metrics.forget_daemon(name);
@@ -230,12 +277,31 @@ impl Fleet {
                 }
             }
         }
+        // With checks turned off, what the last ones said would go stale.
+        if config.prepull.check_interval.is_zero() {
+            for (daemon, images) in &new_images {
+                for image in images {
+                    shared.metrics.forget_checks(daemon, image);
+                    shared.board.update(daemon, image, |p| {
+                        p.check = None;
+                        p.recheck = false;
+                    });
+                }
+            }
+        }
         shared.board.reset(new_images);
         for d in &wanted {
             if !self.running.contains_key(&d.name) {
                 self.running
                     .insert(d.name.clone(), Running::start(d, config, shared));
             }
+        }
+    }
+
+    /// Tells every task to stop, without waiting.
+    fn tell_stop(&self) {
+        for r in self.running.values() {
+            r.stop.send_replace(true);
         }
     }
 
@@ -305,6 +371,8 @@ pub async fn run(
         state,
         board,
         metrics,
+        gate: Arc::new(RegistryGate::default()),
+        prune_memory: Arc::new(PruneMemory::default()),
     };
     let addr = config.server.listen;
     let tls = match (&config.server.tls_cert, &config.server.tls_key) {
@@ -378,8 +446,15 @@ pub async fn run(
                             shared.metrics.forget_discovery();
                             sources = Sources::start(&new, &shared, &updates_tx);
                         }
+                        // Pruning turned off: its series go (the pruners
+                        // create theirs afresh when it is turned on).
+                        if current.prune.enabled && !new.prune.enabled {
+                            for name in fleet.running.keys() {
+                                shared.metrics.forget_prune(name);
+                            }
+                        }
                         fleet.apply(&new, &shared, restart_all).await;
-                        tracing::info!(daemons = fleet.running.len(), images = new.prepull.images.len(), "configuration reloaded");
+                        tracing::info!(daemons = fleet.running.len(), images = new.prepull.images.len(), prune = new.prune.enabled, "configuration reloaded");
                         current = new;
                         shared.metrics.config_loaded(true);
                         systemd::ready();
@@ -392,6 +467,9 @@ pub async fn run(
             }
         }
     }
+    // The tasks are told before the log says so: once "shutting down" is
+    // logged, no prune round starts another removal.
+    fleet.tell_stop();
     tracing::info!("shutting down");
     systemd::stopping();
     stop_tx.send_replace(true);

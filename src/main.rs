@@ -48,6 +48,19 @@ enum Command {
         #[arg(long)]
         daemon: Option<String>,
     },
+    /// One prune round now: remove old dangling images no container uses and no pre-pull names.
+    ///
+    /// Uses the [prune] settings, whether enabled or not (but not [prune.when]). Prints each image
+    /// removed (or, with --dry-run, that would be) with its size, and the totals. Exit 0, also when
+    /// the daemon refused some removals; 1 if a removal or the round failed otherwise.
+    Prune {
+        /// Prune only this configured daemon (default: every one, in turn).
+        #[arg(long)]
+        daemon: Option<String>,
+        /// Print what would be removed, remove nothing (as when the config says dry run).
+        #[arg(long)]
+        dry_run: bool,
+    },
 }
 
 /// Exit code for a configuration the user has to fix.
@@ -209,6 +222,147 @@ fn pull(config: &config::Config, image: &str, daemon: Option<&str>) -> anyhow::R
     Ok(ExitCode::SUCCESS)
 }
 
+/// Exit code for a prune round that failed.
+const EXIT_PRUNE_FAILED: u8 = 1;
+
+/// `dockwatch prune`: one round on each chosen daemon, one after the other,
+/// printing each image removed (or that would be) with its size, and the
+/// totals. `[prune.when]` is not checked: the round was asked for now.
+fn prune(config: &config::Config, daemon: Option<&str>, dry_run: bool) -> anyhow::Result<ExitCode> {
+    let targets: Vec<&config::DaemonConfig> = match daemon {
+        Some(name) => vec![
+            config
+                .daemons
+                .iter()
+                .find(|d| d.name == name)
+                .with_context(|| format!("no daemon named {name:?} in the config"))?,
+        ],
+        None => config.daemons.iter().collect(),
+    };
+    let dry_run = dry_run || config.prune.dry_run;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let mut failed = false;
+    let mut totals = [0_u64; 3];
+    runtime.block_on(async {
+        // Ctrl-C stops after the removal under way.
+        tokio::spawn(async move {
+            if tokio::signal::ctrl_c().await.is_ok() {
+                stop_tx.send_replace(true);
+            }
+        });
+        for target in targets {
+            let round = prune_one(config, target, dry_run, &stop_rx).await;
+            failed |= round.result() != dockwatch::labels::PruneResult::Ok;
+            totals[0] += round.removed;
+            totals[1] += round.removed_bytes;
+            totals[2] += round.refused;
+        }
+    });
+    println!(
+        "total: {} {} image(s), {}; {} refused",
+        if dry_run { "would remove" } else { "removed" },
+        totals[0],
+        size(totals[1]),
+        totals[2]
+    );
+    Ok(if failed {
+        ExitCode::from(EXIT_PRUNE_FAILED)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+/// One round of `dockwatch prune` on `target`, told as it goes.
+async fn prune_one(
+    config: &config::Config,
+    target: &config::DaemonConfig,
+    dry_run: bool,
+    stop: &tokio::sync::watch::Receiver<bool>,
+) -> dockwatch::pruner::Round {
+    use dockwatch::labels::PruneResult;
+    use dockwatch::pruner::{Plan, Step};
+
+    // Calls seen by no metrics: the printed lines say it all.
+    let observer = std::sync::Arc::new(dockwatch::docker::Unobserved);
+    let connection = dockwatch::docker::Connection::new(target, config.poll.timeout, observer);
+    let plan = Plan {
+        dry_run,
+        ..Plan::new(&config.prune, config.images_for(&target.name))
+    };
+    println!(
+        "{} dangling images on {} ({}) created over {} ago{}",
+        if dry_run {
+            "dry run: pruning"
+        } else {
+            "pruning"
+        },
+        target.name,
+        target.host,
+        humantime::format_duration(plan.older_than),
+        if plan.filters.len() > 1 {
+            format!(
+                ", filters {}",
+                serde_json::to_string(&plan.filters).unwrap_or_default()
+            )
+        } else {
+            String::new()
+        }
+    );
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64());
+    let round = dockwatch::pruner::prune_round(&connection, &plan, now, stop, |step| match step {
+        Step::Removed(i) => println!("removed {} {}", i.id, size(i.bytes())),
+        Step::WouldRemove(i) => println!("would remove {} {}", i.id, size(i.bytes())),
+        Step::Refused(i, reason, message) => {
+            println!("refused {} ({}): {message}", i.id, reason.as_str());
+        }
+        Step::Failed(i, e) => eprintln!("failed {}: {e}", i.id),
+    })
+    .await;
+    let kept: Vec<String> = round
+        .kept
+        .iter()
+        .map(|(k, n)| format!("{n} {}", k.describe()))
+        .collect();
+    println!(
+        "{}: {} {} image(s), {}; {} refused; kept {}{}",
+        target.name,
+        if dry_run { "would remove" } else { "removed" },
+        round.removed,
+        size(round.removed_bytes),
+        round.refused,
+        if kept.is_empty() {
+            "none".to_owned()
+        } else {
+            kept.join(", ")
+        },
+        if round.stopped {
+            "; stopped early (interrupted)"
+        } else {
+            ""
+        }
+    );
+    if round.result() != PruneResult::Ok {
+        eprintln!(
+            "{}: prune round {}: {}",
+            target.name,
+            round.result().as_str(),
+            round.error.as_deref().unwrap_or("")
+        );
+    }
+    round
+}
+
+/// Bytes exactly, and as a person reads them.
+fn size(bytes: u64) -> String {
+    format!("{bytes} bytes ({})", bytesize::ByteSize(bytes))
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.log_format);
@@ -216,9 +370,14 @@ fn main() -> ExitCode {
         Command::CheckConfig => match load_config(cli.config.as_deref()) {
             Ok((c, source)) => {
                 println!(
-                    "config OK ({source}): {} daemon(s), {} image filter group(s)",
+                    "config OK ({source}): {} daemon(s), {} image filter group(s), pruning {}",
                     c.daemons.len(),
-                    c.image_filters.len()
+                    c.image_filters.len(),
+                    match (c.prune.enabled, c.prune.dry_run) {
+                        (false, _) => "off",
+                        (true, false) => "on",
+                        (true, true) => "on (dry run)",
+                    }
                 );
                 ExitCode::SUCCESS
             }
@@ -233,6 +392,19 @@ fn main() -> ExitCode {
                 Ok(code) => code,
                 Err(e) => {
                     eprintln!("dockwatch pull: {e:#}");
+                    ExitCode::from(EXIT_BAD_CONFIG)
+                }
+            }
+        }
+        Command::Prune { daemon, dry_run } => {
+            let (config, _) = match load_config(cli.config.as_deref()) {
+                Ok(c) => c,
+                Err(code) => return code,
+            };
+            match prune(&config, daemon.as_deref(), dry_run) {
+                Ok(code) => code,
+                Err(e) => {
+                    eprintln!("dockwatch prune: {e:#}");
                     ExitCode::from(EXIT_BAD_CONFIG)
                 }
             }

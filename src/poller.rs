@@ -3,8 +3,17 @@
 //! images and one per filter group), whatever the number of images or
 //! containers, and publishes one immutable snapshot. The image calls run every
 //! `[poll].images_interval`, and soon after an image event.
+//!
+//! The same lists tell the container signals: each running container's health
+//! (dockerd writes it into the list's `Status` text; Podman does not, so on
+//! Podman three more container lists count each health by the `health`
+//! filter), and whether it runs an older image than its tag names now (the
+//! image list's tags against the container's image). dockerd shows a
+//! container's image ID instead of its tag once the tag moved, so the tag is
+//! remembered from earlier polls, or read once per container with an inspect
+//! when dockwatch never saw it (at most [`MAX_INSPECTS_PER_POLL`] a poll).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -12,11 +21,13 @@ use tokio::sync::watch;
 use tokio::time::MissedTickBehavior;
 
 use crate::config::{DaemonConfig, ImageFilterConfig};
-use crate::docker::answers::ImageSummary;
-use crate::docker::{Connection, DockerError};
+use crate::docker::answers::{ContainerSummary, ImageSummary};
+use crate::docker::{Connection, DockerError, TaggedImage};
 use crate::events::ImageEvents;
-use crate::labels::ContainerState;
-use crate::state::{DaemonInfo, DaemonSnapshot, ImageCount, PollData, State};
+use crate::labels::{ContainerState, HealthStatus};
+use crate::outdated::{Running, Tags, tag_key};
+use crate::reference::ImageRef;
+use crate::state::{ContainerSignals, DaemonInfo, DaemonSnapshot, ImageCount, PollData, State};
 
 /// Everything one daemon's poller needs.
 #[derive(Debug, Clone)]
@@ -29,10 +40,20 @@ pub struct Poller {
     /// `interval`.
     pub images_interval: Duration,
     pub filters: Arc<[ImageFilterConfig]>,
+    /// The pre-pull images configured for this daemon: their outdated
+    /// containers are counted one by one.
+    pub images: Vec<ImageRef>,
     pub state: Arc<State>,
     /// Signalled by the events task on every image event.
     pub image_events: Arc<ImageEvents>,
 }
+
+/// Running containers whose list entry shows their image ID rather than a
+/// reference (dockerd, once the tag moved) and that dockwatch has not seen
+/// before are inspected once each, at most this many a poll: a dockwatch
+/// started beside hundreds of them catches up over a few polls instead of
+/// sending hundreds of calls at once.
+pub const MAX_INSPECTS_PER_POLL: usize = 10;
 
 /// Image bursts (a pull, a prune) come as many events; wait this long after
 /// the first so one refresh covers them.
@@ -46,6 +67,9 @@ struct ImageTotals {
     filters: Vec<(String, ImageCount)>,
     /// Groups the daemon refused, with its answer (for the log).
     failed_filters: Vec<(String, DockerError)>,
+    /// The image each tag names (shared: the snapshot of each poll reads
+    /// it, and it is only made anew with the image list).
+    tags: Arc<Tags>,
 }
 
 /// What the other calls of a poll found.
@@ -53,6 +77,9 @@ struct ImageTotals {
 struct Core {
     info: DaemonInfo,
     containers: [u64; ContainerState::ALL.len()],
+    /// Running containers by health, indexed by `HealthStatus as usize`.
+    health: [u64; HealthStatus::ALL.len()],
+    running: Vec<Running>,
 }
 
 fn unix_now() -> f64 {
@@ -69,6 +96,36 @@ fn total(list: &[ImageSummary]) -> ImageCount {
     })
 }
 
+/// Count and total size of the full image list.
+fn tagged_total(list: &[TaggedImage]) -> ImageCount {
+    list.iter().fold(ImageCount::default(), |mut c, i| {
+        c.add(i.size);
+        c
+    })
+}
+
+/// A running container's health: the list's `Health` object where the API
+/// has it (1.52 on), else what dockerd writes into its `Status` text.
+fn container_health(c: &ContainerSummary) -> HealthStatus {
+    c.health
+        .as_ref()
+        .and_then(|h| h.status.as_deref())
+        .and_then(HealthStatus::parse)
+        .unwrap_or_else(|| HealthStatus::from_status_text(c.status.as_deref().unwrap_or_default()))
+}
+
+/// The reference a running container was created from, as far as its list
+/// entry tells: `Some` when it shows one, `None` when it shows its image ID
+/// (dockerd does once the reference names another image, and for a
+/// container created from the full ID).
+fn listed_reference(c: &ContainerSummary) -> Option<&str> {
+    match (c.image.as_deref(), c.image_id.as_deref()) {
+        (Some(image), Some(id)) if image != id => Some(image),
+        (Some(image), None) => Some(image),
+        _ => None,
+    }
+}
+
 /// The poller's memory between polls.
 #[derive(Debug, Default)]
 struct Memory {
@@ -77,6 +134,10 @@ struct Memory {
     was_up: Option<bool>,
     core: Option<Core>,
     images: Option<(ImageTotals, Instant)>,
+    /// The reference each running container was created from, by container
+    /// id, as its list entry showed it or an inspect said (`None`: not
+    /// known, and not asked again). Only running containers are kept.
+    references: HashMap<String, Option<String>>,
 }
 
 impl Poller {
@@ -127,6 +188,7 @@ impl Poller {
         });
         match found {
             Ok((core, images)) => {
+                let signals = self.signals(&core, &images.tags);
                 if mem.was_up != Some(true) {
                     tracing::info!(
                         daemon = %self.daemon.name,
@@ -149,6 +211,7 @@ impl Poller {
                         dangling: images.dangling,
                         filters: images.filters,
                         containers: core.containers,
+                        signals,
                     }),
                     failed_filters: images.failed_filters.into_iter().map(|(f, _)| f).collect(),
                     down_reason: None,
@@ -193,12 +256,13 @@ impl Poller {
         let images_started = Instant::now();
         let c = &self.connection;
         c.negotiate().await?;
+        let references = &mut mem.references;
         let (core, images) = tokio::join!(
             async {
                 if images_only {
                     Ok(None)
                 } else {
-                    Box::pin(self.core(c)).await.map(Some)
+                    Box::pin(self.core(c, references)).await.map(Some)
                 }
             },
             async {
@@ -234,15 +298,44 @@ impl Poller {
         Ok(())
     }
 
-    async fn core(&self, c: &Connection) -> Result<Core, DockerError> {
+    async fn core(
+        &self,
+        c: &Connection,
+        references: &mut HashMap<String, Option<String>>,
+    ) -> Result<Core, DockerError> {
         let (version, info, containers) = tokio::join!(c.version(), c.info(), c.containers());
-        let (version, info) = (version?, info?);
+        let (version, info, containers) = (version?, info?, containers?);
         let mut counts = [0; ContainerState::ALL.len()];
-        for c in containers? {
-            if let Some(s) = c.state.as_deref().and_then(ContainerState::parse) {
-                counts[s as usize] += 1;
+        let mut health = [0; HealthStatus::ALL.len()];
+        // Podman 4 leaves the health out of the list: its filter tells.
+        let health_from_list = version.engine() != "podman";
+        let mut running = Vec::new();
+        for c in &containers {
+            let Some(s) = c.state.as_deref().and_then(ContainerState::parse) else {
+                continue;
+            };
+            counts[s as usize] += 1;
+            if s != ContainerState::Running {
+                continue;
             }
+            if health_from_list {
+                health[container_health(c) as usize] += 1;
+            }
+            running.push(c);
         }
+        if !health_from_list {
+            let mut known = 0;
+            for h in [
+                HealthStatus::Healthy,
+                HealthStatus::Unhealthy,
+                HealthStatus::Starting,
+            ] {
+                health[h as usize] = c.running_with_health(h).await?;
+                known += health[h as usize];
+            }
+            health[HealthStatus::None as usize] = (running.len() as u64).saturating_sub(known);
+        }
+        let running = self.references(c, &running, references).await?;
         Ok(Core {
             info: DaemonInfo {
                 engine: version.engine().to_owned(),
@@ -255,7 +348,83 @@ impl Poller {
                 storage_driver: info.driver.unwrap_or_default(),
             },
             containers: counts,
+            health,
+            running,
         })
+    }
+
+    /// The tag and image of each running container. The reference comes
+    /// from the list entry, else from `references` (what earlier polls saw),
+    /// else from one inspect, for at most [`MAX_INSPECTS_PER_POLL`]
+    /// containers a poll (the rest are not counted until their turn).
+    /// `references` keeps exactly the running containers afterwards.
+    async fn references(
+        &self,
+        c: &Connection,
+        running: &[&ContainerSummary],
+        references: &mut HashMap<String, Option<String>>,
+    ) -> Result<Vec<Running>, DockerError> {
+        let mut known = HashMap::with_capacity(running.len());
+        let mut inspects = 0;
+        let mut out = Vec::with_capacity(running.len());
+        for r in running {
+            let (Some(id), Some(image_id)) = (r.id.as_deref(), r.image_id.as_deref()) else {
+                continue;
+            };
+            // `references` is only replaced at the end: a poll that fails
+            // half-way forgets nothing.
+            let reference = match (listed_reference(r), references.get(id).cloned()) {
+                (Some(listed), _) => Some(listed.to_owned()),
+                (None, Some(remembered)) => remembered,
+                (None, None) if inspects < MAX_INSPECTS_PER_POLL => {
+                    inspects += 1;
+                    match c.container_image(id).await {
+                        Ok(found) => found,
+                        // Refused or odd: not known, and not asked again.
+                        Err(e @ (DockerError::Http { .. } | DockerError::Decode(_))) => {
+                            tracing::debug!(daemon = %self.daemon.name, container = %id, error = %e, "cannot tell which reference the container was created from; it is not counted as outdated");
+                            None
+                        }
+                        Err(e) => return Err(e),
+                    }
+                }
+                (None, None) => {
+                    // Its turn comes in a later poll.
+                    out.push(Running {
+                        tag: None,
+                        image_id: image_id.to_owned(),
+                    });
+                    continue;
+                }
+            };
+            out.push(Running {
+                tag: reference.as_deref().and_then(tag_key),
+                image_id: image_id.to_owned(),
+            });
+            known.insert(id.to_owned(), reference);
+        }
+        *references = known;
+        Ok(out)
+    }
+
+    /// The container signals of a poll: health as listed, and outdated
+    /// containers against the latest image list's tags.
+    fn signals(&self, core: &Core, tags: &Tags) -> ContainerSignals {
+        let images: Vec<(String, Option<String>)> = self
+            .images
+            .iter()
+            .map(|i| {
+                let label = i.to_string();
+                let key = tag_key(&label);
+                (label, key)
+            })
+            .collect();
+        let (outdated, outdated_by_image) = crate::outdated::count(&core.running, tags, &images);
+        ContainerSignals {
+            health: core.health,
+            outdated,
+            outdated_by_image,
+        }
     }
 
     async fn images(&self, c: &Connection) -> Result<ImageTotals, DockerError> {
@@ -263,8 +432,15 @@ impl Poller {
         // image (~0.1 s of CPU at 2,000 images), and all at once they would
         // take every core of the host the daemon serves for that time.
         let dangling = BTreeMap::from([("dangling".to_owned(), vec!["true".to_owned()])]);
+        let all = c.tagged_images().await?;
         let mut out = ImageTotals {
-            all: total(&c.images(None).await?),
+            all: tagged_total(&all),
+            tags: Arc::new(Tags::from_images(all.iter().map(|i| {
+                (
+                    i.id.as_deref().unwrap_or_default(),
+                    i.repo_tags.iter().flatten(),
+                )
+            }))),
             dangling: total(&c.images(Some(&dangling)).await?),
             filters: Vec::new(),
             failed_filters: Vec::new(),
@@ -319,5 +495,67 @@ mod tests {
             "../tests/streams/docker-26-containerd-images-dangling.json"
         )));
         assert_eq!((dangling.count, dangling.bytes), (3, 9_204_702));
+    }
+
+    fn entry(json: &str) -> ContainerSummary {
+        serde_json::from_str(json).expect("a container list entry")
+    }
+
+    #[test]
+    fn health_from_the_list() {
+        // dockerd up to API 1.51: the Status text.
+        let e = entry(r#"{"State":"running","Status":"Up 4 seconds (unhealthy)"}"#);
+        assert_eq!(container_health(&e), HealthStatus::Unhealthy);
+        let e = entry(r#"{"State":"running","Status":"Up 4 seconds (health: starting)"}"#);
+        assert_eq!(container_health(&e), HealthStatus::Starting);
+        let e = entry(r#"{"State":"running","Status":"Up About a minute"}"#);
+        assert_eq!(container_health(&e), HealthStatus::None);
+        // API 1.52: the Health object wins over the text.
+        let e = entry(
+            r#"{"State":"running","Status":"Up 5 minutes (healthy)","Health":{"Status":"unhealthy","FailingStreak":4}}"#,
+        );
+        assert_eq!(container_health(&e), HealthStatus::Unhealthy);
+        let e = entry(r#"{"State":"running","Status":"Up 1 second","Health":{"Status":"none"}}"#);
+        assert_eq!(container_health(&e), HealthStatus::None);
+        let e = entry(r#"{"State":"running","Health":{"Status":"bogus"}}"#);
+        assert_eq!(container_health(&e), HealthStatus::None);
+    }
+
+    /// The API 1.52 list (tests/streams/api-1.52-containers.json): health
+    /// from the `Health` objects of the running containers.
+    #[test]
+    fn api_1_52_health_objects() {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/streams/api-1.52-containers.json"
+        );
+        let list: Vec<ContainerSummary> =
+            serde_json::from_slice(&std::fs::read(path).expect("fixture")).expect("a list");
+        let running: Vec<HealthStatus> = list
+            .iter()
+            .filter(|c| c.state.as_deref() == Some("running"))
+            .map(container_health)
+            .collect();
+        assert_eq!(running, [HealthStatus::Healthy, HealthStatus::Unhealthy]);
+        assert!(list.iter().all(|c| listed_reference(c).is_some()));
+    }
+
+    #[test]
+    fn a_reference_is_listed_unless_the_image_id_stands_in() {
+        let id = "sha256:68ecf1b712a8696cd0e3f1ce9ce354bff5d65c9dcf9991d50196fd05be6ac984";
+        // As dockerd 20.10 listed them: created from a tag that still
+        // names the image, from a tag that moved, and from the full ID.
+        let current = entry(&format!(r#"{{"Image":"sigx/app:1","ImageID":"{id}"}}"#));
+        assert_eq!(listed_reference(&current), Some("sigx/app:1"));
+        let moved = entry(&format!(r#"{{"Image":"{id}","ImageID":"{id}"}}"#));
+        assert_eq!(listed_reference(&moved), None);
+        let short = entry(&format!(r#"{{"Image":"68ecf1b712a8","ImageID":"{id}"}}"#));
+        assert_eq!(listed_reference(&short), Some("68ecf1b712a8"));
+        // A short ID read as a name is a tag no image has: never outdated.
+        assert_eq!(
+            tag_key("68ecf1b712a8").as_deref(),
+            Some("docker.io/library/68ecf1b712a8:latest")
+        );
+        assert_eq!(listed_reference(&entry("{}")), None);
     }
 }

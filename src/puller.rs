@@ -1,8 +1,12 @@
 //! Pre-pulls: one task per daemon pulls its configured images at start-up
 //! and every `[prepull].interval` (after a random jitter), a few at a time,
-//! retrying failures sooner with exponential backoff. One pull is one
-//! `POST /images/create` stream folded by [`crate::progress`]; closing the
-//! stream (on a stall, the timeout or shutdown) cancels the pull on the daemon.
+//! retrying failures sooner with exponential backoff. Scheduled pulls start
+//! only inside a pre-pull window (when windows are set) and never while the
+//! image's registry host is rate-limited (the agent-wide gate of
+//! [`crate::ratelimit`]). One pull is one `POST /images/create` stream
+//! folded by [`crate::progress`]; closing the stream (on a stall, the
+//! timeout or shutdown) cancels the pull on the daemon. A pull already
+//! running is never cut by a window closing.
 
 use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};
@@ -10,7 +14,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use futures_util::StreamExt;
-use tokio::sync::watch;
+use tokio::sync::{Notify, watch};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
@@ -20,8 +24,10 @@ use crate::docker::{Connection, DockerError};
 use crate::labels::{FailReason, PullResult};
 use crate::metrics::Metrics;
 use crate::progress::{Finish, Progress, PullEvent};
+use crate::ratelimit::{RegistryGate, backoff, retry_after_hint};
 use crate::reference::ImageRef;
-use crate::state::{FinishedPull, PullBoard, RunningPull};
+use crate::state::{FinishedPull, PruneMemory, PullBoard, RunningPull};
+use crate::window::{self, Window};
 
 /// Time limits of one pull.
 #[derive(Debug, Clone, Copy)]
@@ -43,11 +49,23 @@ pub struct PullOutcome {
 }
 
 /// Reads a failure message from a daemon or registry. Order matters:
-/// "pull access denied ... does not exist" is a missing image on Docker Hub.
+/// "pull access denied ... does not exist" is a missing image on Docker Hub;
+/// a full disk and a rate limit are named before anything their messages
+/// may also hold (a path, Docker Hub's "authenticating and upgrading").
 pub fn classify_message(message: &str) -> Option<FailReason> {
     let m = message.to_ascii_lowercase();
     let any = |words: &[&str]| words.iter().any(|w| m.contains(w));
-    if any(&[
+    if any(&["no space left on device", "disk quota exceeded"]) {
+        Some(FailReason::DiskFull)
+    } else if any(&[
+        "toomanyrequests",
+        "too many requests",
+        "rate limit",
+        "status code 429",
+        "http 429",
+    ]) {
+        Some(FailReason::RateLimited)
+    } else if any(&[
         "unauthorized",
         "authentication required",
         "no basic auth credentials",
@@ -89,8 +107,6 @@ pub fn classify_message(message: &str) -> Option<FailReason> {
     } else if any(&["context canceled"]) {
         Some(FailReason::Canceled)
     } else if any(&[
-        "toomanyrequests",
-        "too many requests",
         "internal server error",
         "service unavailable",
         "bad gateway",
@@ -102,9 +118,12 @@ pub fn classify_message(message: &str) -> Option<FailReason> {
     }
 }
 
-/// Classifies an error of the pull request or its stream.
-fn classify_error(e: DockerError) -> (FailReason, String) {
+/// Classifies an error of a pull request (or its stream) or of a registry
+/// check: the reason and the daemon's or registry's message.
+pub fn classify_error(e: DockerError) -> (FailReason, String) {
     let reason = match &e {
+        // dockerd passes a registry's 429 on as its own.
+        DockerError::Http { status: 429, .. } => FailReason::RateLimited,
         DockerError::Http { status: 404, .. } => FailReason::NotFound,
         DockerError::Http {
             status: 401 | 403, ..
@@ -255,7 +274,7 @@ fn unix_now() -> f64 {
 }
 
 /// A random duration in `[0, max)`, from the std hasher's random keys.
-fn random_below(max: Duration) -> Duration {
+pub fn random_below(max: Duration) -> Duration {
     let nanos = u64::try_from(max.as_nanos()).unwrap_or(u64::MAX);
     if nanos == 0 {
         return Duration::ZERO;
@@ -273,13 +292,21 @@ async fn sleep_until_opt(at: Option<Instant>) {
     }
 }
 
-/// The delay before retrying an image that failed `failures` times in a
-/// row: doubling from a 32nd of the interval (at least a second), capped at
-/// the interval.
-pub fn backoff(interval: Duration, failures: u32) -> Duration {
-    let base = (interval / 32).max(Duration::from_secs(1));
-    let factor = 1_u32 << failures.saturating_sub(1).min(16);
-    base.saturating_mul(factor).min(interval)
+/// The longest the puller sleeps without looking at the wall clock again,
+/// so a window opens on time even if the clock was set meanwhile.
+const WINDOW_RECHECK: Duration = Duration::from_secs(60);
+
+/// Whether scheduled pulls may start at the wall-clock time `wall`, and
+/// how long until that may change (at most [`WINDOW_RECHECK`]; `None` when
+/// it never does). The clock is the caller's, so this is pure.
+pub fn window_state(windows: &[Window], wall: jiff::Timestamp) -> (bool, Option<Duration>) {
+    let open = window::is_open(windows, wall);
+    let next = window::next_change(windows, wall).map(|t| {
+        Duration::try_from(wall.duration_until(t))
+            .unwrap_or(Duration::ZERO)
+            .min(WINDOW_RECHECK)
+    });
+    (open, next)
 }
 
 /// One daemon's pre-puller.
@@ -291,16 +318,28 @@ pub struct Puller {
     pub registries: Arc<[RegistryConfig]>,
     pub board: Arc<PullBoard>,
     pub metrics: Arc<Metrics>,
+    /// The agent's rate-limited registry hosts, shared with every puller
+    /// and checker.
+    pub gate: Arc<RegistryGate>,
+    /// Told when a pull changed a local image (or brought one a check had
+    /// nothing to compare with), so its registry check is redone at once.
+    pub recheck: Arc<Notify>,
+    /// Set while pruning is on: the image each reference names when a pull
+    /// begins is noted there, at the start and again at the end of the
+    /// pull, so the pruner keeps an image a pull moved the tag off.
+    pub prune_memory: Option<Arc<PruneMemory>>,
 }
 
 impl Puller {
-    /// Pulls each image when it is due, at most `concurrency` at once. Each
-    /// image keeps its own schedule: a slow pull of one never holds back the
-    /// retries of another. Due images start in config order.
+    /// Pulls each image when it is due, at most `concurrency` at once, and
+    /// only while a pre-pull window is open and the image's registry is not
+    /// rate-limited. Each image keeps its own schedule: a slow pull of one
+    /// never holds back the retries of another. Due images start in config
+    /// order.
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
+        let daemon = self.connection.name().to_owned();
         for image in &self.images {
-            self.metrics
-                .init_image(self.connection.name(), &image.to_string());
+            self.metrics.init_image(&daemon, &image.to_string());
         }
         let n = self.images.len();
         let this = Arc::new(self);
@@ -312,21 +351,52 @@ impl Puller {
         let mut in_flight = vec![false; n];
         let mut running: JoinSet<(usize, bool)> = JoinSet::new();
         let limit = this.prepull.concurrency.max(1);
+        let mut was_open: Option<bool> = None;
         loop {
             let now = Instant::now();
-            for i in 0..n {
-                if running.len() >= limit {
-                    break;
+            let (open, window_change) = window_state(&this.prepull.windows, jiff::Timestamp::now());
+            if was_open != Some(open) {
+                this.board.set_window_open(&daemon, open);
+                if !this.prepull.windows.is_empty() {
+                    tracing::info!(daemon = %daemon, open, "pre-pull window {}", if open { "open: scheduled pulls may start" } else { "closed: scheduled pulls wait for the next one" });
                 }
-                if in_flight[i] || due[i] > now {
-                    continue;
+                // What fell due while the window was closed starts now,
+                // spread by the jitter as a round is.
+                if open && was_open.is_some() {
+                    for d in &mut due {
+                        if *d <= now {
+                            *d = now + random_below(this.prepull.jitter);
+                        }
+                    }
                 }
-                in_flight[i] = true;
-                let this = Arc::clone(&this);
-                let shutdown = shutdown.clone();
-                running.spawn(async move { (i, this.pull_one(&this.images[i], shutdown).await) });
+                was_open = Some(open);
             }
-            let next = (0..n).filter(|&i| !in_flight[i]).map(|i| due[i]).min();
+            if open {
+                for i in 0..n {
+                    if running.len() >= limit {
+                        break;
+                    }
+                    if in_flight[i] || due[i] > now {
+                        continue;
+                    }
+                    let host = &this.images[i].registry;
+                    if let Some(until) = this.gate.closed_until(host, now) {
+                        tracing::debug!(daemon = %daemon, image = %this.images[i], registry = %host, wait_seconds = (until - now).as_secs_f64(), "registry is rate-limited; the pull waits");
+                        due[i] = until;
+                        continue;
+                    }
+                    in_flight[i] = true;
+                    let this = Arc::clone(&this);
+                    let shutdown = shutdown.clone();
+                    running
+                        .spawn(async move { (i, this.pull_one(&this.images[i], shutdown).await) });
+                }
+            }
+            let next = (0..n)
+                .filter(|&i| !in_flight[i])
+                .map(|i| due[i])
+                .min()
+                .filter(|_| open);
             let can_start = running.len() < limit;
             tokio::select! {
                 biased;
@@ -348,7 +418,55 @@ impl Puller {
                     }
                 }
                 () = sleep_until_opt(next), if can_start && next.is_some() => {}
+                () = sleep_until_opt(window_change.map(|d| now + d)), if window_change.is_some() => {}
             }
+        }
+    }
+
+    /// After a pull: a 429 closes the registry host to every puller and
+    /// checker of the agent for a while; a pull that worked resets its
+    /// backoff. A pull that changed the local image makes its registry
+    /// check stale.
+    fn after_pull(&self, image: &ImageRef, finished: &FinishedPull) {
+        let daemon = self.connection.name();
+        let host = &image.registry;
+        let now = Instant::now();
+        match finished.reason {
+            Some(FailReason::RateLimited) => {
+                let hint = finished.message.as_deref().and_then(retry_after_hint);
+                let until = self
+                    .gate
+                    .rate_limited(host, now, hint, self.prepull.interval);
+                tracing::warn!(daemon = %daemon, registry = %host, image = %image, wait_seconds = until.saturating_duration_since(now).as_secs_f64(), registry_hint = hint.is_some(), "registry answered 429 (too many requests): every pull and check of this agent to it waits");
+            }
+            Some(FailReason::DiskFull) => {
+                tracing::error!(daemon = %daemon, image = %image, error = finished.message.as_deref().unwrap_or(""), "the daemon's disk is full: pulls cannot succeed until space is freed (docker system prune, or a bigger disk)");
+            }
+            _ => {}
+        }
+        if finished.result != PullResult::Failed {
+            self.gate.succeeded(host, now);
+        }
+    }
+
+    /// While pruning is on, asks which image `image` names before its pull
+    /// and notes it: the pull may move the tag off it, leaving it dangling,
+    /// and the pruner keeps it for `older_than` from the last note. Returns
+    /// its id, to be noted again when the pull ends. No answer means no
+    /// image to keep (absent), or a daemon that cannot pull either (the
+    /// pull then says why).
+    async fn note_named(&self, image: &ImageRef) -> Option<String> {
+        let memory = self.prune_memory.as_ref()?;
+        let id = self.connection.image_id(image).await.ok().flatten()?;
+        memory.named_by_prepull(self.connection.name(), &id, unix_now());
+        Some(id)
+    }
+
+    /// Notes `id` again at the end of a pull, so its time in the pruner's
+    /// memory starts no earlier than the tag could have moved.
+    fn note_named_again(&self, id: Option<String>) {
+        if let (Some(memory), Some(id)) = (&self.prune_memory, id) {
+            memory.named_by_prepull(self.connection.name(), &id, unix_now());
         }
     }
 
@@ -384,6 +502,7 @@ impl Puller {
             Err(e) => (failed(FailReason::Unauthorized, e.to_string()), None),
             Ok(creds) => {
                 let c = &self.connection;
+                let before = self.note_named(image).await;
                 let outcome = pull_image(c, image, creds, limits, &mut shutdown, |p| {
                     self.board.update(daemon, &label, |e| {
                         if let Some(r) = &mut e.running {
@@ -392,6 +511,7 @@ impl Puller {
                     });
                 })
                 .await;
+                self.note_named_again(before);
                 let present = c.image_present(image).await.ok();
                 (outcome, present)
             }
@@ -415,7 +535,9 @@ impl Puller {
             tracing::warn!(daemon = %daemon, image = %label, reason = finished.reason.map_or("", FailReason::as_str), error = finished.message.as_deref().unwrap_or(""), "pull failed");
         }
         self.metrics.record_pull(daemon, &label, &finished);
-        self.board.update(daemon, &label, |p| {
+        self.after_pull(image, &finished);
+        let updated = finished.result == PullResult::Updated;
+        let recheck = self.board.update(daemon, &label, |p| {
             p.running = None;
             if ok {
                 p.last_success = Some(finished.finished);
@@ -424,7 +546,25 @@ impl Puller {
                 p.present = present;
             }
             p.last = Some(finished);
+            // The local image is new: what the last check compared is gone.
+            // A check that had nothing to compare (the image was not there
+            // yet) has something now. Either way, check again at once.
+            let never_compared = p
+                .check
+                .as_ref()
+                .is_none_or(|c| c.update_available.is_none());
+            let stale = ok && (updated || never_compared);
+            if stale {
+                if let Some(c) = &mut p.check {
+                    c.update_available = None;
+                }
+                p.recheck = true;
+            }
+            stale
         });
+        if recheck {
+            self.recheck.notify_one();
+        }
         ok
     }
 }
@@ -460,7 +600,24 @@ mod tests {
                 "Get \"http://127.0.0.1:5000/v2/\": dial tcp 127.0.0.1:5000: connect: connection refused",
                 FailReason::Network,
             ),
-            ("toomanyrequests: slow down", FailReason::Registry),
+            ("toomanyrequests: slow down", FailReason::RateLimited),
+            (
+                "toomanyrequests: You have reached your pull rate limit. You may increase the limit by authenticating and upgrading: https://www.docker.com/increase-rate-limit",
+                FailReason::RateLimited,
+            ),
+            (
+                "toomanyrequests: retry-after: 880.092µs, allowed: 44000/minute",
+                FailReason::RateLimited,
+            ),
+            // dockerd 20.10 with its data root on a full file system.
+            (
+                "write /var/lib/docker/tmp/GetImageBlob2129887559: no space left on device",
+                FailReason::DiskFull,
+            ),
+            (
+                "failed to register layer: Error processing tar file(exit status 1): write /layer1.bin: no space left on device",
+                FailReason::DiskFull,
+            ),
         ];
         for (msg, want) in cases {
             assert_eq!(classify_message(msg), Some(want), "{msg}");
@@ -511,19 +668,36 @@ mod tests {
         );
         assert_eq!(classify_error(err(500, "boom")).0, FailReason::Daemon);
         assert_eq!(
+            classify_error(err(429, "toomanyrequests: slow down")).0,
+            FailReason::RateLimited
+        );
+        assert_eq!(
             classify_error(DockerError::Decode("a line longer than 1 bytes".into())).0,
             FailReason::Daemon
         );
     }
 
     #[test]
-    fn backoff_doubles_and_is_capped() {
-        let hour = Duration::from_secs(3600);
-        assert_eq!(backoff(hour, 1), Duration::from_millis(112_500));
-        assert_eq!(backoff(hour, 2), Duration::from_secs(225));
-        assert_eq!(backoff(hour, 10), hour);
-        assert_eq!(backoff(hour, u32::MAX), hour);
-        assert_eq!(backoff(Duration::from_secs(8), 1), Duration::from_secs(1));
+    fn windows_gate_the_schedule_at_any_clock() {
+        let ts = |t: &str| t.parse::<jiff::Timestamp>().expect("a time");
+        // No windows: always open, nothing to wait for.
+        assert_eq!(window_state(&[], ts("2026-03-01T12:00:00Z")), (true, None));
+        let windows = [Window::parse("02:00-05:00").expect("valid")];
+        // Closed, opening in 14 h: look again within a minute.
+        assert_eq!(
+            window_state(&windows, ts("2026-03-01T12:00:00Z")),
+            (false, Some(WINDOW_RECHECK))
+        );
+        // Closed, opening in 10 s.
+        assert_eq!(
+            window_state(&windows, ts("2026-03-01T01:59:50Z")),
+            (false, Some(Duration::from_secs(10)))
+        );
+        // Open, closing in 30 s.
+        assert_eq!(
+            window_state(&windows, ts("2026-03-01T04:59:30Z")),
+            (true, Some(Duration::from_secs(30)))
+        );
     }
 
     #[test]

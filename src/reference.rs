@@ -102,6 +102,22 @@ impl ImageRef {
         Ok(r)
     }
 
+    /// The repository in one spelling whatever way it was written:
+    /// `registry/path`, with Docker Hub's `library/` for official images.
+    /// dockerd names Hub images `busybox`, Podman `docker.io/library/busybox`;
+    /// both are `docker.io/library/busybox` here.
+    pub fn repository(&self) -> String {
+        let path = self
+            .name
+            .strip_prefix(&format!("{}/", self.registry))
+            .unwrap_or(&self.name);
+        if self.registry == DOCKER_HUB && !path.contains('/') {
+            format!("{DOCKER_HUB}/library/{path}")
+        } else {
+            format!("{}/{path}", self.registry)
+        }
+    }
+
     /// What the Engine API's `tag` parameter gets: the digest if there is
     /// one (that pins the content), else the tag.
     pub fn api_tag(&self) -> String {
@@ -197,6 +213,25 @@ mod tests {
         ] {
             assert!(ImageRef::parse(bad).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn repositories_in_one_spelling() {
+        let repo = |s: &str| ImageRef::parse(s).expect("valid").repository();
+        assert_eq!(repo("busybox"), "docker.io/library/busybox");
+        assert_eq!(
+            repo("docker.io/library/busybox:1"),
+            "docker.io/library/busybox"
+        );
+        assert_eq!(repo("library/busybox"), "docker.io/library/busybox");
+        assert_eq!(repo("grafana/grafana"), "docker.io/grafana/grafana");
+        assert_eq!(
+            repo(
+                "127.0.0.1:5000/dwtest/multi@sha256:14374738e0d7a95628173d91ad074b444cd20e317f20a01d7ed85967b9dc2c54"
+            ),
+            "127.0.0.1:5000/dwtest/multi"
+        );
+        assert_eq!(repo("localhost/app"), "localhost/app");
     }
 
     #[test]

@@ -2,12 +2,15 @@
 //! whole; `/metrics` and the landing page only read. The lock is a std lock,
 //! held for a map lookup or insert and never across an `.await`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, PoisonError, RwLock};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::time::Instant;
 
 use crate::df::DiskUsage;
-use crate::labels::{ContainerState, ErrorReason, FailReason, PullResult};
+use crate::labels::{
+    CheckFailure, CheckResult, ContainerState, ErrorReason, FailReason, HealthStatus, PullResult,
+};
 use crate::progress::{Layer, Progress, Totals};
 
 /// What one poll of one daemon found. Immutable once published.
@@ -72,6 +75,18 @@ pub struct PollData {
     pub filters: Vec<(String, ImageCount)>,
     /// Indexed by `ContainerState as usize`.
     pub containers: [u64; ContainerState::ALL.len()],
+    pub signals: ContainerSignals,
+}
+
+/// What a poll tells of the running containers beyond their number.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ContainerSignals {
+    /// Running containers by health, indexed by `HealthStatus as usize`.
+    pub health: [u64; HealthStatus::ALL.len()],
+    /// Running containers whose tag now names another image.
+    pub outdated: u64,
+    /// The same, per configured pre-pull image (its label), in config order.
+    pub outdated_by_image: Vec<(String, u64)>,
 }
 
 #[derive(Debug, Default)]
@@ -196,6 +211,31 @@ pub struct FinishedPull {
     pub layers: Vec<Layer>,
 }
 
+/// The last registry check of an image: the registry's digest of the tag
+/// (asked through the daemon) against the digests the local image was
+/// pulled by.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RegistryCheck {
+    /// Unix time of the check.
+    pub checked: f64,
+    /// `None` when there was nothing to compare: the image is not on the
+    /// daemon, or was not pulled from a registry (built or loaded there).
+    pub result: Option<CheckResult>,
+    pub reason: Option<CheckFailure>,
+    /// Why it failed, or why there was nothing to compare.
+    pub message: Option<String>,
+    /// What the tag points at in the registry (an index for a
+    /// multi-platform image), as of the last check that reached it.
+    pub registry_digest: Option<String>,
+    pub media_type: Option<String>,
+    /// The digests the local image was pulled by from that repository.
+    pub local_digests: Vec<String>,
+    /// From the last check that compared; kept through failed checks, and
+    /// `None` while unknown: never compared, or a pull has changed the local
+    /// image since (the check is then redone at once).
+    pub update_available: Option<bool>,
+}
+
 /// Everything known about one configured image on one daemon.
 #[derive(Debug, Clone, Default)]
 pub struct ImagePulls {
@@ -205,6 +245,10 @@ pub struct ImagePulls {
     pub present: Option<bool>,
     /// Unix time of the end of the last pull that ended well.
     pub last_success: Option<f64>,
+    /// The last registry check; `None` before the first (or with checks off).
+    pub check: Option<RegistryCheck>,
+    /// A pull changed the local image after the last check: check again.
+    pub recheck: bool,
 }
 
 /// Daemon -> configured image -> its pulls. Written by the pullers, read by
@@ -212,6 +256,9 @@ pub struct ImagePulls {
 #[derive(Debug, Default)]
 pub struct PullBoard {
     daemons: RwLock<BTreeMap<String, BTreeMap<String, ImagePulls>>>,
+    /// Per daemon with pre-pulls: whether a pre-pull window is open (true
+    /// when none are configured), as its puller last saw.
+    windows: RwLock<BTreeMap<String, bool>>,
     /// Bumped by every change, so `/metrics` can reuse its last body.
     version: AtomicU64,
 }
@@ -233,6 +280,7 @@ impl PullBoard {
                     })
                     .collect(),
             ),
+            windows: RwLock::default(),
             version: AtomicU64::new(0),
         }
     }
@@ -245,6 +293,10 @@ impl PullBoard {
     /// Keeps exactly these daemons and images, with what is known of those
     /// that stay.
     pub fn reset(&self, images: Vec<(String, Vec<String>)>) {
+        {
+            let mut windows = self.windows.write().unwrap_or_else(PoisonError::into_inner);
+            windows.retain(|d, _| images.iter().any(|(k, _)| k == d));
+        }
         let mut map = self.daemons.write().unwrap_or_else(PoisonError::into_inner);
         let mut old = std::mem::take(&mut *map);
         for (daemon, imgs) in images {
@@ -272,6 +324,20 @@ impl PullBoard {
         r
     }
 
+    /// Whether a pre-pull window is open for `daemon`'s puller now.
+    pub fn set_window_open(&self, daemon: &str, open: bool) {
+        let mut windows = self.windows.write().unwrap_or_else(PoisonError::into_inner);
+        if windows.insert(daemon.to_owned(), open) != Some(open) {
+            self.version.fetch_add(1, Ordering::AcqRel);
+        }
+    }
+
+    /// Each daemon with a running puller: whether a pre-pull window is open.
+    pub fn windows(&self) -> Vec<(String, bool)> {
+        let windows = self.windows.read().unwrap_or_else(PoisonError::into_inner);
+        windows.iter().map(|(d, o)| (d.clone(), *o)).collect()
+    }
+
     /// Reads the whole board under the lock.
     pub fn read<R>(
         &self,
@@ -279,6 +345,61 @@ impl PullBoard {
     ) -> R {
         let map = self.daemons.read().unwrap_or_else(PoisonError::into_inner);
         f(&map)
+    }
+}
+
+/// What pre-pulls and pruning remember of each daemon across reloads (not
+/// across restarts): the image each pre-pull reference named when a pull of
+/// it began and ended, so the pruner keeps an image a pull may just have
+/// moved a tag off for `older_than` from then (its `Created` can be years
+/// old); and when the last prune round began, so a reload keeps the schedule.
+#[derive(Debug, Default)]
+pub struct PruneMemory {
+    daemons: Mutex<BTreeMap<String, DaemonPruneMemory>>,
+}
+
+#[derive(Debug, Default)]
+struct DaemonPruneMemory {
+    /// Image id -> the last Unix time a pre-pull reference named it.
+    named: HashMap<String, f64>,
+    last_round: Option<Instant>,
+}
+
+impl PruneMemory {
+    fn with<R>(&self, daemon: &str, f: impl FnOnce(&mut DaemonPruneMemory) -> R) -> R {
+        let mut map = self.daemons.lock().unwrap_or_else(PoisonError::into_inner);
+        f(map.entry(daemon.to_owned()).or_default())
+    }
+
+    /// A pre-pull reference named image `id` at Unix time `at`.
+    pub fn named_by_prepull(&self, daemon: &str, id: &str, at: f64) {
+        self.with(daemon, |m| {
+            let t = m.named.entry(id.to_owned()).or_insert(at);
+            *t = t.max(at);
+        });
+    }
+
+    /// The images a pre-pull reference named at `since` or later; older
+    /// entries are forgotten, which bounds the memory.
+    pub fn named_since(&self, daemon: &str, since: f64) -> BTreeSet<String> {
+        self.with(daemon, |m| {
+            m.named.retain(|_, at| *at >= since);
+            m.named.keys().cloned().collect()
+        })
+    }
+
+    pub fn round_started(&self, daemon: &str, at: Instant) {
+        self.with(daemon, |m| m.last_round = Some(at));
+    }
+
+    pub fn last_round(&self, daemon: &str) -> Option<Instant> {
+        self.with(daemon, |m| m.last_round)
+    }
+
+    /// Keeps only these daemons.
+    pub fn retain(&self, names: &[&str]) {
+        let mut map = self.daemons.lock().unwrap_or_else(PoisonError::into_inner);
+        map.retain(|k, _| names.contains(&k.as_str()));
     }
 }
 
@@ -296,6 +417,36 @@ mod tests {
         assert!(state.ready());
         let names: Vec<_> = state.snapshots().into_iter().map(|(n, _)| n).collect();
         assert_eq!(names, ["a", "b"]);
+    }
+
+    #[test]
+    fn prune_memory_keeps_what_pre_pulls_named_recently() {
+        let m = PruneMemory::default();
+        m.named_by_prepull("a", "sha256:old", 100.0);
+        m.named_by_prepull("a", "sha256:new", 200.0);
+        // A later pull of the same tag refreshes the time.
+        m.named_by_prepull("a", "sha256:old", 150.0);
+        m.named_by_prepull("b", "sha256:other", 300.0);
+        assert_eq!(
+            m.named_since("a", 120.0),
+            BTreeSet::from(["sha256:old".to_owned(), "sha256:new".to_owned()])
+        );
+        assert_eq!(
+            m.named_since("a", 160.0),
+            BTreeSet::from(["sha256:new".to_owned()])
+        );
+        // Forgotten once older than asked for.
+        assert_eq!(
+            m.named_since("a", 0.0),
+            BTreeSet::from(["sha256:new".to_owned()])
+        );
+        assert!(m.last_round("a").is_none());
+        let now = Instant::now();
+        m.round_started("a", now);
+        assert_eq!(m.last_round("a"), Some(now));
+        m.retain(&["b"]);
+        assert!(m.last_round("a").is_none());
+        assert_eq!(m.named_since("b", 0.0).len(), 1);
     }
 
     #[test]

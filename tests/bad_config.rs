@@ -231,6 +231,36 @@ fn cases() -> Vec<Case> {
             "prepull.stall_timeout",
         ),
         case(
+            "check interval below a second",
+            "[prepull]\ncheck_interval = \"500ms\"\n",
+            "prepull.check_interval",
+        ),
+        case(
+            "check interval not a duration",
+            "[prepull]\ncheck_interval = \"often\"\n",
+            "prepull.check_interval",
+        ),
+        case(
+            "a window with an hour 24",
+            "[prepull]\nwindows = [\"22:00-24:00\"]\n",
+            "prepull.windows[0]",
+        ),
+        case(
+            "a window in an unknown zone",
+            "[prepull]\nwindows = [\"02:00-05:00\", \"02:00-05:00 Europe/Atlantis\"]\n",
+            "prepull.windows[1]",
+        ),
+        case(
+            "an empty window",
+            "[prepull]\nwindows = [\"03:00-03:00\"]\n",
+            "prepull.windows[0]",
+        ),
+        case(
+            "windows is a string",
+            "[prepull]\nwindows = \"02:00-05:00\"\n",
+            "prepull.windows",
+        ),
+        case(
             "timeout not below interval",
             "[poll]\ninterval = \"5s\"\ntimeout = \"5s\"\n",
             "poll.timeout",
@@ -546,6 +576,80 @@ fn cases() -> Vec<Case> {
             "registry listed twice",
             "[[registries]]\nserver = \"r.example\"\nusername = \"u\"\npassword_file = \"@DIR@/secret\"\n[[registries]]\nserver = \"r.example\"\nusername = \"v\"\npassword_file = \"@DIR@/secret\"\n",
             "registries[1].server",
+        ),
+        // ---------------------------------------------------- pruning
+        case_also(
+            "unknown key in [prune]",
+            "[prune]\nolder = \"1d\"\n",
+            "prune.older",
+            &["unknown field"],
+        ),
+        case_also(
+            "unknown key in [prune.when]",
+            "[prune]\nwhen = { free_below = \"1GiB\" }\n",
+            "prune.when.free_below",
+            &["unknown field"],
+        ),
+        case_also(
+            "prune filter key the Engine does not know",
+            "[prune]\nfilters = { lable = [\"ci.cache=true\"] }\n",
+            "prune.filters.lable",
+            &["\"lable\" is not an image filter", "label"],
+        ),
+        case_also(
+            "prune filter that would list tagged images",
+            "[prune]\nfilters = { dangling = [\"false\"] }\n",
+            "prune.filters.dangling",
+            &["dangling=true"],
+        ),
+        case(
+            "prune filter without values",
+            "[prune]\nfilters = { label = [] }\n",
+            "prune.filters.label",
+        ),
+        case_also(
+            "reclaimable_above is no size",
+            "[prune]\nwhen = { reclaimable_above = \"10 gigs\" }\n",
+            "prune.when.reclaimable_above",
+            &["10 gigs"],
+        ),
+        case_also(
+            "reclaimable_above without /system/df",
+            "[poll]\ndisk_interval = \"0\"\n[prune]\nwhen = { reclaimable_above = \"10GiB\" }\n",
+            "prune.when.reclaimable_above",
+            &["poll.disk_interval"],
+        ),
+        case(
+            "prune interval of 0",
+            "[prune]\ninterval = \"0s\"\n",
+            "prune.interval",
+        ),
+        case(
+            "prune jitter not below its interval",
+            "[prune]\ninterval = \"1h\"\njitter = \"2h\"\n",
+            "prune.jitter",
+        ),
+        case(
+            "older_than is no duration",
+            "[prune]\nolder_than = \"a day\"\n",
+            "prune.older_than",
+        ),
+        case(
+            "max_per_round of 0",
+            "[prune]\nmax_per_round = 0\n",
+            "prune.max_per_round",
+        ),
+        case(
+            "enabled is a string",
+            "[prune]\nenabled = \"yes\"\n",
+            "prune.enabled",
+        ),
+        case_env(
+            "DOCKWATCH_PRUNE__WHEN__RECLAIMABLE_ABOVE=lots",
+            "",
+            &[("DOCKWATCH_PRUNE__WHEN__RECLAIMABLE_ABOVE", "lots")],
+            "prune.when.reclaimable_above",
+            &["lots"],
         ),
         // ---------------------------------------------------- environment overrides
         case_env(

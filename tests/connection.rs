@@ -2,12 +2,13 @@
 //! logged receiving (`--debug` logs each request as `Calling METHOD /path`)
 //! equals `dockwatch_api_request_duration_seconds_count` per endpoint, over
 //! a window with polls, image listings with a filter group, a pull, the
-//! events stream and `/system/df`; and every request but the negotiating
-//! `/_ping` carries the negotiated prefix: `/v1.41` on dockerd 20.10,
-//! `/v1.45` on Docker 26 (containerd image store), also when a dockerd
-//! 20.10 is replaced by a Docker 26 on the same socket while dockwatch
-//! watches it. And the repository's own config.toml watches `$DOCKER_HOST`,
-//! as `cargo run --release` there does.
+//! registry checks, the events stream, `/system/df`, a prune round and the
+//! inspect of a container listed by its image ID; and every request but the
+//! negotiating `/_ping` carries the negotiated prefix: `/v1.41` on dockerd
+//! 20.10, `/v1.45` on Docker 26 (containerd image store), also when a
+//! dockerd 20.10 is replaced by a Docker 26 on the same socket while
+//! dockwatch watches it. And the repository's own config.toml watches
+//! `$DOCKER_HOST`, as `cargo run --release` there does.
 // Counts are whole numbers, exact in f64.
 #![allow(
     clippy::float_cmp,
@@ -19,11 +20,13 @@
 mod common;
 
 use std::collections::BTreeMap;
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{
-    Dockwatch, FAST_POLL, OwnDaemon, Scrape, Scratch, Store, Testbed, daemon_toml, temp_dir,
+    DockerCli, Dockwatch, FAST_POLL, OwnDaemon, Scrape, Scratch, Store, Testbed, daemon_toml,
+    temp_dir,
 };
 
 /// The API version dockwatch speaks to a daemon of this store: dockerd
@@ -56,6 +59,9 @@ fn endpoint_of(method: &str, path: &str) -> Option<&'static str> {
         ("GET", "/system/df") => "system_df",
         ("GET", "/events") => "events",
         ("GET", p) if p.starts_with("/images/") && p.ends_with("/json") => "image_inspect",
+        ("GET", p) if p.starts_with("/containers/") && p.ends_with("/json") => "container_inspect",
+        ("DELETE", p) if p.starts_with("/images/") => "image_delete",
+        ("GET", p) if p.starts_with("/distribution/") && p.ends_with("/json") => "distribution",
         _ => return None,
     })
 }
@@ -109,19 +115,45 @@ fn counted(s: &Scrape) -> BTreeMap<String, u64> {
         .collect()
 }
 
+/// Runs a container created from an image ID: dockerd lists it by that ID,
+/// so dockwatch inspects it once to learn it was not created from a tag.
+fn run_by_image_id(cli: &DockerCli, dir: &Path) {
+    cli.import_tiny(dir, "dwtest/conn:1");
+    let id = cli.image_id("dwtest/conn:1").expect("the imported image");
+    cli.run(&[
+        "run",
+        "-d",
+        "--network",
+        "none",
+        &id,
+        "/bin/busybox",
+        "sleep",
+        "600",
+    ]);
+}
+
+/// A dangling image for the pruner: `dangle:1`'s tag moves to
+/// `dangle:2`'s image.
+fn leave_dangling(cli: &DockerCli, dir: &Path) {
+    cli.import_tiny(dir, "dwtest/dangle:1");
+    cli.import_tiny(dir, "dwtest/dangle:2");
+    cli.run(&["tag", "dwtest/dangle:2", "dwtest/dangle:1"]);
+    assert_eq!(cli.image_ids(&["dangling=true"]).len(), 1);
+}
+
 #[test]
 fn dockerd_request_log_equals_the_per_endpoint_counts() {
     request_log_equals_the_per_endpoint_counts_on(Store::Classic);
 }
 
 /// The same on Docker 26 with the containerd image store: every request
-/// (the pull and the image inspect after it included) says /v1.45.
+/// (the pull, the image inspects, the prune's delete included) says /v1.45.
 #[test]
 fn containerd_store_request_log_equals_the_per_endpoint_counts() {
     request_log_equals_the_per_endpoint_counts_on(Store::Containerd);
 }
 
-#[allow(clippy::too_many_lines)] // one window: start, wait, compare in a quiet moment
+#[allow(clippy::too_many_lines)] // one window, start to end
 fn request_log_equals_the_per_endpoint_counts_on(store: Store) {
     let bed = Testbed::get();
     let api = negotiated(store);
@@ -130,8 +162,11 @@ fn request_log_equals_the_per_endpoint_counts_on(store: Store) {
     let log_path = dir.join("dockerd.log");
     let read_log = || std::fs::read_to_string(&log_path).unwrap_or_default();
     let image = format!("{}/dwtest/multi:1", bed.var("REGISTRY"));
+    let cli = bed.cli_for(store, &own.host());
+    run_by_image_id(&cli, &dir);
+    leave_dangling(&cli, &dir);
     // Everything before dockwatch starts (the daemon's start, the test's
-    // pings) is not dockwatch's.
+    // pings, images and container) is not dockwatch's.
     let from = read_log().len();
 
     let dw = Dockwatch::start(&format!(
@@ -151,11 +186,17 @@ interval = "1h"
 jitter = "0s"
 [[prepull.images]]
 image = "{image}"
+[prune]
+enabled = true
+interval = "2s"
+jitter = "0s"
+older_than = "0s"
 "#,
         host = own.host(),
     ));
     // A window with every kind of call: several polls, the pull (and the
-    // image inspect after it), the events stream and two /system/df.
+    // image inspects around it), the events stream, two /system/df and a
+    // prune round that removed the dangling image.
     let s = dw.wait_for(
         "a pull, two df and a few polls",
         Duration::from_secs(60),
@@ -169,6 +210,8 @@ image = "{image}"
                 && c.get("version").copied().unwrap_or(0) >= 3
                 && c.get("events").copied().unwrap_or(0) >= 1
                 && c.get("image_inspect").copied().unwrap_or(0) >= 1
+                && c.get("container_inspect").copied().unwrap_or(0) >= 1
+                && c.get("image_delete").copied().unwrap_or(0) >= 1
         },
     );
     assert_eq!(
@@ -212,6 +255,8 @@ image = "{image}"
         "image_list",
         "image_pull",
         "image_inspect",
+        "container_inspect",
+        "image_delete",
         "system_df",
         "events",
     ] {

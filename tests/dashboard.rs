@@ -147,6 +147,17 @@ fn yaml_value(text: &str, key: &str) -> Option<String> {
     })
 }
 
+/// The dashboard's rows, top to bottom.
+const ROWS: [&str; 7] = [
+    "Daemon health",
+    "Images",
+    "Containers",
+    "Pre-pulls",
+    "Running containers",
+    "Registry and windows",
+    "Pruning",
+];
+
 #[test]
 fn dashboard_is_consistent_with_its_provisioning() {
     let dash = dashboard();
@@ -189,7 +200,7 @@ fn dashboard_is_consistent_with_its_provisioning() {
         .filter(|p| p["type"] == "row")
         .map(|p| p["title"].as_str().expect("row title"))
         .collect();
-    assert_eq!(rows, ["Daemon health", "Images", "Containers", "Pre-pulls"]);
+    assert_eq!(rows, ROWS);
 
     let mut ids = BTreeSet::new();
     let mut problems = Vec::new();
@@ -688,12 +699,34 @@ const MAY_BE_EMPTY: &[(&str, &str)] = &[
         "alert:ContainersOOMKilled",
         "no container is OOM-killed here",
     ),
+    (
+        "alert:ContainersOutdated",
+        "no tag moves under a running container here",
+    ),
+    (
+        "alert:ContainersUnhealthy",
+        "the bed's containers have no healthcheck",
+    ),
+    ("alert:ContainerRestartLoop", "no container restarts here"),
     ("alert:DiskReclaimableLarge", "the test bed holds a few MB"),
     ("alert:DiskUsageFailing", "/system/df works on both daemons"),
     (
         "alert:DockwatchConfigReloadFailed",
         "the configuration loaded fine",
     ),
+    (
+        "alert:ImagePullDiskFull",
+        "the test daemons have disk to spare",
+    ),
+    (
+        "alert:ImagePullsRateLimited",
+        "the test registry never answers 429",
+    ),
+    (
+        "alert:ImageUpdateNotPulled",
+        "no tag moves under the test's images",
+    ),
+    ("alert:PruneFailing", "every prune round ends well"),
 ];
 
 /// Metric names that exist only while a pull runs: not in an idle scrape, so
@@ -711,6 +744,7 @@ const MUST_BE_ACTIVE: &[&str] = &[
     "ImagePullsFailing",
     "ImageNeverPulled",
     "PrepullNotReady",
+    "RegistryChecksFailing",
 ];
 
 /// Sample names of an exposition.
@@ -951,7 +985,35 @@ fn evaluate(
     (broken, pending)
 }
 
-fn test_config(bed: &Testbed, multi: &str, nope: &str) -> String {
+/// The auth registry's image, pre-pulled on A with the right credentials
+/// (`dockwatch pull`), so that dockwatch's own checks of it, without
+/// credentials, fail as unauthorized: the check-failure panel has data.
+/// Removed again when the guard is dropped.
+fn pull_private<'a>(bed: &'a Testbed, dir: &std::path::Path) -> RemoveImage<'a> {
+    let image = bed.var("IMAGE_PRIVATE").to_owned();
+    let config = dir.join("private.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "{}[[registries]]\nserver = \"{}\"\nusername = \"{}\"\npassword_file = \"{}\"\n",
+            bed.daemon_a("a"),
+            bed.var("REGISTRY_AUTH"),
+            bed.var("REGISTRY_AUTH_USER"),
+            bed.var("REGISTRY_AUTH_PASSWORD_FILE")
+        ),
+    )
+    .expect("write config");
+    let out = std::process::Command::new(common::binary())
+        .arg("--config")
+        .arg(&config)
+        .args(["pull", &image])
+        .output()
+        .expect("dockwatch pull");
+    common::assert_success(&out, "dockwatch pull of the private image");
+    RemoveImage { bed, image }
+}
+
+fn test_config(bed: &Testbed, multi: &str, nope: &str, private: &str) -> String {
     let mut config = String::from("[poll]\ninterval = \"1s\"\ntimeout = \"900ms\"\n");
     config.push_str(&bed.daemon_a("a"));
     config.push_str(&bed.daemon_b("b"));
@@ -961,13 +1023,24 @@ fn test_config(bed: &Testbed, multi: &str, nope: &str) -> String {
         // A key the daemons reject (HTTP 400): counted as API errors, so the
         // error panel and alert have data.
         "[[image_filters]]\nname = \"rejected\"\nfilters = { nosuchkey = [\"x\"] }\n",
+        // Re-pulls every 15 s, so pull durations keep coming; registry
+        // checks every 2 s.
+        "[prepull]\ninterval = \"15s\"\njitter = \"0s\"\nstall_timeout = \"20s\"\ntimeout = \"2m\"\ncheck_interval = \"2s\"\n",
         // Re-pulls every 15 s, so pull durations keep coming.
         "[prepull]\ninterval = \"15s\"\njitter = \"0s\"\nstall_timeout = \"20s\"\ntimeout = \"2m\"\n",
+        // Prune rounds every few seconds, so their panels have data; a dry
+        // run, so the shared daemons lose nothing.
+        "[prune]\nenabled = true\ndry_run = true\ninterval = \"5s\"\njitter = \"1s\"\n",
     ));
     // Writing to a String cannot fail.
     let _ = write!(
         config,
         "[[prepull.images]]\nimage = \"{multi}\"\ndaemons = [\"a\"]\n[[prepull.images]]\nimage = \"{nope}\"\ndaemons = [\"a\"]\n"
+    );
+    // No credentials: its pulls and checks fail as unauthorized.
+    let _ = write!(
+        config,
+        "[[prepull.images]]\nimage = \"{private}\"\ndaemons = [\"a\"]\n"
     );
     config
 }
@@ -1014,6 +1087,7 @@ fn check_success_gauges(prom: &Prometheus) {
 }
 
 #[test]
+#[allow(clippy::too_many_lines)] // one end-to-end story, told in order
 fn every_panel_and_alert_expression_against_live_prometheus() {
     let t0 = Instant::now();
     let bed = Testbed::get();
@@ -1027,8 +1101,10 @@ fn every_panel_and_alert_expression_against_live_prometheus() {
     // A cold first pull, so layers are downloaded.
     guard.remove();
     let before = (daemon_state(&bed.cli_a()), daemon_state(&bed.cli_b()));
+    let scratch = common::Scratch::new("dashboard");
+    let private = pull_private(&bed, &scratch.0);
 
-    let dw = Dockwatch::start(&test_config(&bed, &multi, &nope));
+    let dw = Dockwatch::start(&test_config(&bed, &multi, &nope, &private.image));
     let prom = start_prometheus(&format!("127.0.0.1:{}", dw.port));
     prom.wait_until(
         "5 good scrapes of dockwatch",
@@ -1125,6 +1201,7 @@ fn every_panel_and_alert_expression_against_live_prometheus() {
     drop(prom);
     drop(dw);
     guard.remove();
+    private.remove();
     let after = (daemon_state(&bed.cli_a()), daemon_state(&bed.cli_b()));
     assert_eq!(before, after, "images or containers left behind on A or B");
     eprintln!("done in {:?}", t0.elapsed());

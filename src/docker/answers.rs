@@ -55,7 +55,27 @@ pub struct Info {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct ContainerSummary {
+    pub id: Option<String>,
     pub state: Option<String>,
+    /// The image reference the container was created from, as dockerd
+    /// recorded it; but dockerd shows the image ID instead once that
+    /// reference resolves to another image (the tag moved) or to none.
+    /// Podman shows the image's name, also for one created by ID.
+    pub image: Option<String>,
+    #[serde(rename = "ImageID")]
+    pub image_id: Option<String>,
+    /// `Up 5 minutes (healthy)`: dockerd writes a running container's
+    /// health here; Podman 4 does not.
+    pub status: Option<String>,
+    /// Only from API 1.52 on.
+    pub health: Option<ContainerHealth>,
+}
+
+/// The `Health` object of a container list entry (API 1.52).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ContainerHealth {
+    pub status: Option<String>,
 }
 
 /// One entry of `GET /images/json`.

@@ -7,7 +7,10 @@
 //! metrics module: it is handed the observer.
 
 pub mod answers;
+mod containers;
+mod distribution;
 mod error;
+pub mod prune;
 mod transport;
 
 use std::collections::BTreeMap;
@@ -19,6 +22,8 @@ use std::time::{Duration, Instant};
 
 use futures_util::StreamExt as _;
 
+pub use containers::TaggedImage;
+pub use distribution::{LocalImage, RegistryDescriptor, endpoint_missing};
 pub use error::DockerError;
 pub use transport::LineStream;
 

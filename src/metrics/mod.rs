@@ -6,6 +6,7 @@
 //! families read state and know no HTTP.
 
 mod api;
+mod containers;
 mod daemon;
 mod discovery;
 mod disk;
@@ -13,7 +14,9 @@ mod events;
 mod family;
 mod probe;
 mod process;
+mod prune;
 mod pulls;
+mod registry;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -27,8 +30,11 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
 use crate::docker::Observer;
-use crate::labels::{ApiEndpoint, ErrorReason, ExitClass};
+use crate::labels::{ApiEndpoint, CheckFailure, CheckResult, ErrorReason, ExitClass};
+use crate::labels::{PruneRefusal, PruneResult};
 use crate::state::{FinishedPull, PullBoard, State};
+
+pub use prune::Eligible;
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 struct BuildLabels {
@@ -42,8 +48,11 @@ pub struct Metrics {
     registry: Registry,
     api: api::ApiFamilies,
     pulls: pulls::PullFamilies,
+    checks: registry::CheckFamilies,
     events: events::EventFamilies,
+    restarts: containers::RestartFamily,
     discovery: discovery::DiscoveryFamilies,
+    prune: prune::PruneFamilies,
     reload_ok: Gauge,
     reload_time: Gauge<f64, AtomicU64>,
     /// Bumped after every change made through these methods.
@@ -120,8 +129,18 @@ impl Metrics {
         dw.register_collector(Box::new(pulls::PullCollector {
             board: Arc::clone(&board),
         }));
+        let checks = registry::CheckFamilies::register(dw);
+        dw.register_collector(Box::new(registry::CheckCollector {
+            board: Arc::clone(&board),
+        }));
         let events = events::EventFamilies::register(dw);
+        dw.register_collector(Box::new(containers::ContainerCollector {
+            state: Arc::clone(&state),
+            board: Arc::clone(&board),
+        }));
+        let restarts = containers::RestartFamily::register(dw);
         let discovery = discovery::DiscoveryFamilies::register(dw);
+        let prune = prune::PruneFamilies::register(dw);
 
         let reload_ok = Gauge::default();
         dw.register(
@@ -140,8 +159,11 @@ impl Metrics {
             registry,
             api,
             pulls,
+            checks,
             events,
+            restarts,
             discovery,
+            prune,
             reload_ok,
             reload_time,
             version: AtomicU64::new(0),
@@ -240,6 +262,7 @@ impl Metrics {
     /// Drops every series of a pre-pull image that is no longer configured.
     pub fn forget_image(&self, daemon: &str, image: &str) {
         self.pulls.forget(daemon, image);
+        self.checks.forget(daemon, image);
         self.changed();
     }
 
@@ -248,6 +271,46 @@ impl Metrics {
     pub fn forget_daemon(&self, daemon: &str) {
         self.api.forget(daemon);
         self.events.forget(daemon);
+        self.restarts.forget(daemon);
+        self.prune.forget(daemon);
+        self.changed();
+    }
+
+    /// Creates a daemon's prune counters at zero, so `increase()` sees its
+    /// first round.
+    pub fn init_prune(&self, daemon: &str) {
+        self.prune.init(daemon);
+        self.changed();
+    }
+
+    /// Drops a daemon's prune series (pruning was turned off).
+    pub fn forget_prune(&self, daemon: &str) {
+        self.prune.forget(daemon);
+        self.changed();
+    }
+
+    /// Counts one image pruning removed, and its size.
+    pub fn prune_removed(&self, daemon: &str, bytes: u64) {
+        self.prune.removed(daemon, bytes);
+        self.changed();
+    }
+
+    /// Counts one removal the daemon refused.
+    pub fn prune_refused(&self, daemon: &str, reason: PruneRefusal) {
+        self.prune.refused(daemon, reason);
+        self.changed();
+    }
+
+    /// Records the end of a prune round at Unix time `at`, with what it found
+    /// removable if it got that far.
+    pub fn prune_round(
+        &self,
+        daemon: &str,
+        result: PruneResult,
+        eligible: Option<Eligible>,
+        at: f64,
+    ) {
+        self.prune.round(daemon, result, eligible, at);
         self.changed();
     }
 
@@ -267,10 +330,46 @@ impl Metrics {
         self.changed();
     }
 
+    /// Counts a container started again after it died.
+    pub fn count_restart(&self, daemon: &str) {
+        self.restarts.count(daemon);
+        self.changed();
+    }
+
+    /// Creates a daemon's restart counter at zero.
+    pub fn init_restarts(&self, daemon: &str) {
+        self.restarts.init(daemon);
+        self.changed();
+    }
+
     /// Creates a configured image's counters at zero, so `increase()` sees
     /// its first pull.
     pub fn init_image(&self, daemon: &str, image: &str) {
         self.pulls.init_image(daemon, image);
+        self.changed();
+    }
+
+    /// Drops an image's registry-check series (checks were turned off).
+    pub fn forget_checks(&self, daemon: &str, image: &str) {
+        self.checks.forget(daemon, image);
+        self.changed();
+    }
+
+    /// Creates a configured image's registry-check counters at zero.
+    pub fn init_checks(&self, daemon: &str, image: &str) {
+        self.checks.init_image(daemon, image);
+        self.changed();
+    }
+
+    /// Counts one registry check.
+    pub fn record_check(
+        &self,
+        daemon: &str,
+        image: &str,
+        result: CheckResult,
+        reason: Option<CheckFailure>,
+    ) {
+        self.checks.record(daemon, image, result, reason);
         self.changed();
     }
 
@@ -324,7 +423,7 @@ impl Observer for Metrics {
 mod tests {
     use super::*;
     use crate::labels::{ContainerState, PullResult};
-    use crate::state::{DaemonInfo, DaemonSnapshot, ImageCount, PollData};
+    use crate::state::{ContainerSignals, DaemonInfo, DaemonSnapshot, ImageCount, PollData};
 
     /// A fixed state: one healthy daemon with filters, one that went down.
     fn fixed_state() -> Arc<State> {
@@ -366,6 +465,15 @@ mod tests {
                         },
                     )],
                     containers,
+                    signals: ContainerSignals {
+                        // Healthy, unhealthy, starting, none: the 2 running.
+                        health: [1, 1, 0, 0],
+                        outdated: 1,
+                        outdated_by_image: vec![
+                            ("127.0.0.1:5000/dwtest/multi:1".into(), 1),
+                            ("127.0.0.1:5000/dwtest/big:1".into(), 0),
+                        ],
+                    },
                 }),
                 // A group the daemon refused in this poll.
                 failed_filters: vec!["gone-base".into()],
@@ -454,7 +562,26 @@ mod tests {
                 },
                 layers: Vec::new(),
             });
+            // Its last registry check found the tag where it was pulled from.
+            p.check = Some(crate::state::RegistryCheck {
+                checked: 1_700_000_060.0,
+                result: Some(CheckResult::Same),
+                registry_digest: Some("sha256:14374738e0d7".into()),
+                local_digests: vec!["sha256:14374738e0d7".into()],
+                update_available: Some(false),
+                ..Default::default()
+            });
         });
+        // The tag of the running one moved in the registry.
+        board.update("local", running, |p| {
+            p.check = Some(crate::state::RegistryCheck {
+                checked: 1_700_000_070.0,
+                result: Some(CheckResult::Differs),
+                update_available: Some(true),
+                ..Default::default()
+            });
+        });
+        board.set_window_open("local", true);
         board
     }
 
@@ -487,12 +614,25 @@ mod tests {
                 m.record_pull("local", "127.0.0.1:5000/dwtest/multi:1", p);
             }
         });
+        let multi = "127.0.0.1:5000/dwtest/multi:1";
+        // As the puller and checker start: every series at 0 first.
+        m.init_image("local", multi);
+        m.init_checks("local", multi);
+        m.record_check("local", multi, CheckResult::Same, None);
+        m.record_check(
+            "local",
+            multi,
+            CheckResult::Failed,
+            Some(CheckFailure::RateLimited),
+        );
         m.observe_api(
             "local",
             ApiEndpoint::Version,
             Some(Duration::from_millis(2)),
             None,
         );
+        m.init_restarts("local");
+        m.count_restart("local");
         // One series per family: a family's series come out in hash order.
         m.observe_api(
             "build-01",
@@ -500,7 +640,66 @@ mod tests {
             None,
             Some(ErrorReason::Timeout),
         );
+        // A pruner on "local": one round that removed one image, had one
+        // refused, and found two removable.
+        m.init_prune("local");
+        m.prune_removed("local", 10_000);
+        m.prune_refused("local", PruneRefusal::InUse);
+        m.prune_round(
+            "local",
+            PruneResult::Ok,
+            Some(Eligible {
+                images: 2,
+                bytes: 25_000,
+            }),
+            1_700_000_200.0,
+        );
         m
+    }
+
+    /// A daemon's prune series are there from its pruner's start, counters
+    /// at zero; a round without a finding keeps the last one; forgetting
+    /// drops every one of them.
+    #[test]
+    fn prune_series_live_and_go_with_the_pruner() {
+        let m = Metrics::new(
+            Arc::new(State::new(["a"])),
+            Arc::new(PullBoard::default()),
+            false,
+        );
+        m.init_prune("a");
+        let text = m.encode();
+        for line in [
+            "dockwatch_prune_runs_total{daemon=\"a\",result=\"failed\"} 0",
+            "dockwatch_prune_refused_total{daemon=\"a\",reason=\"not_found\"} 0",
+            "dockwatch_prune_images_removed_total{daemon=\"a\"} 0",
+            "dockwatch_prune_reclaimed_bytes_total{daemon=\"a\"} 0",
+        ] {
+            assert!(text.contains(&format!("{line}\n")), "{line}:\n{text}");
+        }
+        assert!(!text.contains("dockwatch_prune_last_run_timestamp_seconds{"));
+        m.prune_round(
+            "a",
+            PruneResult::Ok,
+            Some(Eligible {
+                images: 3,
+                bytes: 300,
+            }),
+            10.0,
+        );
+        m.prune_round("a", PruneResult::Skipped, None, 20.0);
+        let text = m.encode();
+        for line in [
+            "dockwatch_prune_runs_total{daemon=\"a\",result=\"ok\"} 1",
+            "dockwatch_prune_runs_total{daemon=\"a\",result=\"skipped\"} 1",
+            "dockwatch_prune_last_run_timestamp_seconds{daemon=\"a\"} 20.0",
+            "dockwatch_prune_eligible_images{daemon=\"a\"} 3",
+            "dockwatch_prune_eligible_bytes{daemon=\"a\"} 300",
+        ] {
+            assert!(text.contains(&format!("{line}\n")), "{line}:\n{text}");
+        }
+        m.forget_prune("a");
+        assert!(!m.encode().contains("dockwatch_prune_"), "{}", m.encode());
     }
 
     /// Pins the whole exposition of a fixed snapshot. After an intended

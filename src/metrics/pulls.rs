@@ -133,6 +133,15 @@ impl PullFamilies {
                 outcome,
             });
         }
+        // The reasons alerts watch one by one, so increase() sees the first
+        // one; the others appear with their first failure.
+        for reason in [FailReason::RateLimited, FailReason::DiskFull] {
+            let _ = self.failures.get_or_create(&PullFailureLabels {
+                daemon: l.daemon.clone(),
+                image: l.image.clone(),
+                reason,
+            });
+        }
         let _ = self.bytes.get_or_create(&l);
         let _ = self.stalls.get_or_create(&l);
     }

@@ -15,9 +15,9 @@ use axum::extract::State as AxumState;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
-use crate::labels::FailReason;
+use crate::labels::{CheckFailure, CheckResult, FailReason};
 use crate::progress::{Bytes, Finish, Layer, Progress, Totals};
-use crate::state::{FinishedPull, ImagePulls, PullBoard, RunningPull};
+use crate::state::{FinishedPull, ImagePulls, PullBoard, RegistryCheck, RunningPull};
 
 use super::App;
 
@@ -56,6 +56,8 @@ struct PullsView<'a> {
 /// One configured image on one daemon.
 #[derive(Debug, Serialize)]
 struct ImageView<'a> {
+    /// The last registry check; null before the first, or with checks off.
+    check: Option<CheckView<'a>>,
     last: Option<FinishedView<'a>>,
     /// Unix time of the end of the last pull that ended well.
     last_success: Option<f64>,
@@ -67,10 +69,49 @@ struct ImageView<'a> {
 impl<'a> From<&'a ImagePulls> for ImageView<'a> {
     fn from(p: &'a ImagePulls) -> Self {
         Self {
+            check: p.check.as_ref().map(CheckView::from),
             last: p.last.as_ref().map(FinishedView::from),
             last_success: p.last_success,
             present: p.present,
             running: p.running.as_ref().map(RunningView::from),
+        }
+    }
+}
+
+/// The last registry check of an image.
+#[derive(Debug, Serialize)]
+struct CheckView<'a> {
+    /// Unix time.
+    checked: f64,
+    /// Digests the local image was pulled by, from the image's repository.
+    local_digests: &'a [String],
+    /// The media type of what the tag points at (an index for a
+    /// multi-platform image).
+    media_type: Option<&'a str>,
+    /// Why it failed, or why there was nothing to compare.
+    message: Option<&'a str>,
+    /// The `reason` label's value, for a failure.
+    reason: Option<&'static str>,
+    /// What the tag points at in the registry, as last seen.
+    registry_digest: Option<&'a str>,
+    /// `same`, `differs`, `failed`, or null when there was nothing to
+    /// compare (the image is not on the daemon, or was not pulled).
+    result: Option<&'static str>,
+    /// `dockwatch_image_update_available`: null while unknown.
+    update_available: Option<bool>,
+}
+
+impl<'a> From<&'a RegistryCheck> for CheckView<'a> {
+    fn from(c: &'a RegistryCheck) -> Self {
+        Self {
+            checked: c.checked,
+            local_digests: &c.local_digests,
+            media_type: c.media_type.as_deref(),
+            message: c.message.as_deref(),
+            reason: c.reason.map(CheckFailure::as_str),
+            registry_digest: c.registry_digest.as_deref(),
+            result: c.result.map(CheckResult::as_str),
+            update_available: c.update_available,
         }
     }
 }
@@ -282,6 +323,16 @@ mod tests {
             });
             p.present = Some(true);
             p.last_success = Some(102.5);
+            p.check = Some(RegistryCheck {
+                checked: 150.5,
+                result: Some(CheckResult::Differs),
+                reason: None,
+                message: None,
+                registry_digest: Some("sha256:beef".to_owned()),
+                media_type: Some("application/vnd.oci.image.index.v1+json".to_owned()),
+                local_digests: vec!["sha256:feed".to_owned()],
+                update_available: Some(true),
+            });
         });
         board.update("a", "reg.test/gone:1", |p| {
             p.last = Some(FinishedPull {
@@ -312,6 +363,8 @@ mod tests {
             r#"{"daemons":{"#,
             r#""a":{"#,
             r#""reg.test/app:1":{"#,
+            r#""check":{"checked":150.5,"local_digests":["sha256:feed"],"media_type":"application/vnd.oci.image.index.v1+json","#,
+            r#""message":null,"reason":null,"registry_digest":"sha256:beef","result":"differs","update_available":true},"#,
             r#""last":{"digest":"sha256:feed","duration_seconds":2.5,"finished":102.5,"layers":["#,
             r#"{"download":{"current":0,"total":null},"extract":{"current":0,"total":null},"id":"l1","status":"already_exists"},"#,
             r#"{"download":{"current":40,"total":40},"extract":{"current":0,"total":null},"id":"l2","status":"complete"}"#,
@@ -323,11 +376,11 @@ mod tests {
             r#"{"download":{"current":0,"total":null},"extract":{"current":7,"total":70},"id":"l4","status":"extracting"}"#,
             r#"]},"started":200.25}},"#,
             r#""reg.test/gone:1":{"#,
-            r#""last":{"digest":null,"duration_seconds":1.0,"finished":301.0,"layers":[],"message":"manifest unknown","reason":"not_found","result":"failed","stalled":false,"started":300.0,"#,
+            r#""check":null,"last":{"digest":null,"duration_seconds":1.0,"finished":301.0,"layers":[],"message":"manifest unknown","reason":"not_found","result":"failed","stalled":false,"started":300.0,"#,
             r#""totals":{"downloaded_bytes":0,"expected_bytes":0,"extracted_bytes":0,"layers":0,"layers_already_exist":0,"layers_downloaded":0}},"#,
             r#""last_success":null,"present":false,"running":null}},"#,
             r#""b":{},"#,
-            r#""c":{"reg.test/new:1":{"last":null,"last_success":null,"present":null,"running":null}}"#,
+            r#""c":{"reg.test/new:1":{"check":null,"last":null,"last_success":null,"present":null,"running":null}}"#,
             r#"}}"#,
         );
         assert_eq!(json, want);

@@ -13,8 +13,10 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+pub mod gate;
 pub mod prometheus;
 pub mod slow_link;
+pub mod variant;
 
 /// The two image stores a dockerd can use, which report sizes, layers and
 /// disk usage differently (see the README, "Image stores").
@@ -828,10 +830,13 @@ pub struct OwnDaemon {
     pub child: Option<Child>,
     /// More dockerd flags (say, `--debug`).
     pub extra_args: Vec<String>,
-    /// The folder Debian 13's Docker is unpacked in (the bed's
-    /// `DOCKER_C_ROOT`), for a Docker 26 on the containerd image store;
-    /// `None` for the system's dockerd 20.10.
-    pub modern_root: Option<PathBuf>,
+    /// Folders whose dockerd, containerd and shim run instead of the
+    /// system's: first on the daemon's PATH, dockerd taken from the first
+    /// that holds one. Empty: the system's dockerd 20.10.
+    pub bin_dirs: Vec<PathBuf>,
+    /// Its image store (the containerd one is turned on by the
+    /// `--config-file` in `extra_args`).
+    pub store: Store,
     /// Where it listens: `dir/docker.sock` unless started on another path.
     pub socket: PathBuf,
 }
@@ -851,14 +856,21 @@ impl OwnDaemon {
 
     /// Starts one with more dockerd flags.
     pub fn start_with(dir: &Path, extra_args: &[&str]) -> Self {
-        Self::launch(dir, None, extra_args, &dir.join("docker.sock"))
+        Self::launch(
+            dir,
+            Store::Classic,
+            Vec::new(),
+            extra_args,
+            &dir.join("docker.sock"),
+        )
     }
 
-    /// Starts one like the bed's daemon C: Debian 13's Docker 26 from
-    /// `DOCKER_C_ROOT` (its containerd and shim first on PATH, the system's
-    /// runc), on the containerd image store.
-    pub fn start_containerd_store(dir: &Path, bed: &Testbed) -> Self {
-        Self::start_on(dir, Store::Containerd, bed, &[])
+    /// Starts one like the bed's daemon C: Debian 13's Docker 26 (API 1.45)
+    /// from `DOCKER_C_ROOT`, unpacked by `tests/testbed.sh install` (its
+    /// containerd 1.7 and shim first on PATH, the system's runc), on the
+    /// containerd image store, the store Docker 29 uses by default.
+    pub fn start_containerd_store(dir: &Path) -> Self {
+        Self::start_on(dir, Store::Containerd, &Testbed::get(), &[])
     }
 
     /// Starts one on either store (dockerd 20.10 on the classic one, Docker
@@ -877,24 +889,37 @@ impl OwnDaemon {
         extra_args: &[&str],
         socket: &Path,
     ) -> Self {
-        let modern_root = match store {
-            Store::Classic => None,
-            Store::Containerd => Some(PathBuf::from(bed.var("DOCKER_C_ROOT"))),
+        let bin_dirs = match store {
+            Store::Classic => Vec::new(),
+            Store::Containerd => {
+                let root = Path::new(bed.var("DOCKER_C_ROOT"));
+                vec![root.join("usr/bin"), root.join("usr/sbin")]
+            }
         };
-        Self::launch(dir, modern_root, extra_args, socket)
+        Self::launch(dir, store, bin_dirs, extra_args, socket)
     }
 
     fn launch(
         dir: &Path,
-        modern_root: Option<PathBuf>,
+        store: Store,
+        bin_dirs: Vec<PathBuf>,
         extra_args: &[&str],
         socket: &Path,
     ) -> Self {
+        std::fs::create_dir_all(dir).expect("daemon dir");
+        let mut args: Vec<String> = extra_args.iter().map(|&a| a.to_owned()).collect();
+        if store == Store::Containerd {
+            let config = dir.join("daemon.json");
+            std::fs::write(&config, r#"{"features": {"containerd-snapshotter": true}}"#)
+                .expect("daemon.json");
+            args.push(format!("--config-file={}", config.display()));
+        }
         let mut d = Self {
             dir: dir.to_owned(),
             child: None,
-            extra_args: extra_args.iter().map(|&a| a.to_owned()).collect(),
-            modern_root,
+            extra_args: args,
+            bin_dirs,
+            store,
             socket: socket.to_owned(),
         };
         d.restart();
@@ -903,11 +928,7 @@ impl OwnDaemon {
 
     /// The image store this daemon uses.
     pub fn store(&self) -> Store {
-        if self.modern_root.is_some() {
-            Store::Containerd
-        } else {
-            Store::Classic
-        }
+        self.store
     }
 
     /// Starts the daemon (again) and waits until `/_ping` answers.
@@ -917,25 +938,23 @@ impl OwnDaemon {
             .append(true)
             .open(self.dir.join("dockerd.log"))
             .expect("dockerd log");
-        let mut cmd = Command::new("dockerd");
-        if let Some(root) = &self.modern_root {
-            let config = self.dir.join("daemon.json");
-            std::fs::write(&config, r#"{"features": {"containerd-snapshotter": true}}"#)
-                .expect("daemon.json");
-            let path = std::env::var("PATH").unwrap_or_default();
-            cmd = Command::new(root.join("usr/sbin/dockerd"));
-            cmd.env(
-                "PATH",
-                format!(
-                    "{}:{}:{path}",
-                    root.join("usr/bin").display(),
-                    root.join("usr/sbin").display()
-                ),
-            )
-            .arg("--config-file")
-            .arg(config);
+        let dockerd = self
+            .bin_dirs
+            .iter()
+            .map(|d| d.join("dockerd"))
+            .find(|p| p.exists())
+            .unwrap_or_else(|| PathBuf::from("dockerd"));
+        let mut command = Command::new(dockerd);
+        if !self.bin_dirs.is_empty() {
+            let mut path: Vec<String> = self
+                .bin_dirs
+                .iter()
+                .map(|d| d.display().to_string())
+                .collect();
+            path.push(std::env::var("PATH").unwrap_or_default());
+            command.env("PATH", path.join(":"));
         }
-        let child = cmd
+        let child = command
             .arg("--data-root")
             .arg(self.dir.join("data"))
             .arg("--exec-root")
