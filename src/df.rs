@@ -44,6 +44,22 @@ fn pos(n: Option<i64>) -> u64 {
     n.and_then(|n| u64::try_from(n).ok()).unwrap_or(0)
 }
 
+/// Sums byte counts, saturating: a hostile answer cannot wrap a total
+/// around to a small number.
+fn sum(bytes: impl Iterator<Item = u64>) -> u64 {
+    bytes.fold(0, u64::saturating_add)
+}
+
+impl Usage {
+    /// Adds one object of `size` bytes, reclaimable or not.
+    fn add(&mut self, size: u64, reclaimable: bool) {
+        self.size = self.size.saturating_add(size);
+        if reclaimable {
+            self.reclaimable = self.reclaimable.saturating_add(size);
+        }
+    }
+}
+
 #[derive(Deserialize)]
 #[serde(rename_all = "PascalCase")]
 struct Df {
@@ -129,14 +145,13 @@ pub fn parse(body: &[u8]) -> Result<DiskUsage, String> {
         // Podman always says LayersSize 0: then the images' own sizes.
         let total = match df.layers_size {
             Some(n) if n > 0 => pos(Some(n)),
-            _ => images.iter().map(|i| pos(i.size)).sum(),
+            _ => sum(images.iter().map(|i| pos(i.size))),
         };
-        let used: u64 = images
+        let used = sum(images
             .iter()
             .filter(|i| i.containers.unwrap_or(0) > 0)
             .filter(|i| i.size.unwrap_or(-1) >= 0 && i.shared_size.unwrap_or(-1) >= 0)
-            .map(|i| pos(i.size).saturating_sub(pos(i.shared_size)))
-            .sum();
+            .map(|i| pos(i.size).saturating_sub(pos(i.shared_size))));
         out.images = Usage {
             size: total,
             reclaimable: total.saturating_sub(used),
@@ -151,33 +166,22 @@ pub fn parse(body: &[u8]) -> Result<DiskUsage, String> {
     }
     if let Some(containers) = &df.containers {
         for c in containers {
-            let size = pos(c.size_rw);
-            out.containers.size += size;
-            if c.state.as_deref() != Some("running") {
-                out.containers.reclaimable += size;
-            }
+            let running = c.state.as_deref() == Some("running");
+            out.containers.add(pos(c.size_rw), !running);
         }
     } else if let Some(s) = &df.container_usage {
         out.containers = s.usage();
     }
     if let Some(volumes) = &df.volumes {
         for v in volumes.iter().filter_map(|v| v.usage_data.as_ref()) {
-            let size = pos(v.size);
-            out.volumes.size += size;
-            if v.ref_count.unwrap_or(0) == 0 {
-                out.volumes.reclaimable += size;
-            }
+            out.volumes.add(pos(v.size), v.ref_count.unwrap_or(0) == 0);
         }
     } else if let Some(s) = &df.volume_usage {
         out.volumes = s.usage();
     }
     if let Some(cache) = &df.build_cache {
         for b in cache.iter().filter(|b| !b.shared.unwrap_or(false)) {
-            let size = pos(b.size);
-            out.build_cache.size += size;
-            if !b.in_use.unwrap_or(false) {
-                out.build_cache.reclaimable += size;
-            }
+            out.build_cache.add(pos(b.size), !b.in_use.unwrap_or(false));
         }
     } else if let Some(s) = &df.build_cache_usage {
         out.build_cache = s.usage();
@@ -307,6 +311,94 @@ mod tests {
         assert!(d.images.size > 0, "{d:?}");
         let d = parse(include_bytes!("../tests/streams/df-dockerd-20.10.json")).expect("dockerd");
         assert!(d.images.size > 0, "{d:?}");
+    }
+
+    /// Docker 26 on the containerd image store (the test bed's daemon C
+    /// with its seeds): `LayersSize` counts the unpacked snapshots only,
+    /// while each image's `Size` is its snapshots plus its compressed
+    /// content, so images in use can add up to more than `LayersSize`.
+    #[test]
+    fn containerd_store_as_docker_system_df_counts_it() {
+        let d = parse(include_bytes!(
+            "../tests/streams/docker-26-containerd-df.json"
+        ))
+        .expect("df");
+        // docker system df: Images 18.19MB, reclaimable 2.849MB (15%).
+        assert_eq!(
+            d.images,
+            Usage {
+                size: 18_190_336,
+                reclaimable: 18_190_336 - 15_341_203
+            }
+        );
+        assert_eq!(d.images_unused, 4);
+        // Containers 20.48kB, reclaimable 12.29kB: 5 of 4096 bytes, 2 running.
+        assert_eq!(
+            d.containers,
+            Usage {
+                size: 20_480,
+                reclaimable: 12_288
+            }
+        );
+        assert_eq!(d.volumes, Usage::default());
+        assert_eq!(d.build_cache, Usage::default());
+    }
+
+    /// One image, used by four containers: `docker system df` prints its
+    /// reclaimable size as -9.342e+05B (-43%), 2,129,920 - 3,064,084.
+    /// dockwatch exports 0: a byte count is never negative, nothing can be
+    /// pruned from an image in use, and a u64 must not wrap around.
+    #[test]
+    fn containerd_store_negative_reclaimable_is_zero() {
+        let d = parse(include_bytes!(
+            "../tests/streams/docker-26-containerd-df-negative.json"
+        ))
+        .expect("df");
+        assert_eq!(
+            d.images,
+            Usage {
+                size: 2_129_920,
+                reclaimable: 0
+            }
+        );
+        assert_eq!(d.images_unused, 0);
+        assert_eq!(
+            d.containers,
+            Usage {
+                size: 16_384,
+                reclaimable: 16_384
+            }
+        );
+    }
+
+    /// Sizes near `i64::MAX` add up without wrapping around, and negative
+    /// ones (the daemon's "unknown") count as 0.
+    #[test]
+    fn huge_and_negative_sizes_neither_wrap_nor_go_below_zero() {
+        let max = i64::MAX;
+        let body = format!(
+            r#"{{"LayersSize":-5,"Images":[{{"Size":{max},"SharedSize":0,"Containers":0}},{{"Size":{max},"SharedSize":0,"Containers":0}},{{"Size":-1,"SharedSize":-1,"Containers":-1}}],
+              "Containers":[{{"SizeRw":{max},"State":"exited"}},{{"SizeRw":{max},"State":"exited"}},{{"SizeRw":-7,"State":"running"}}],
+              "Volumes":[{{"UsageData":{{"Size":{max},"RefCount":0}}}},{{"UsageData":{{"Size":{max},"RefCount":0}}}}],
+              "BuildCache":[{{"Size":{max},"InUse":false}},{{"Size":{max},"InUse":false}}]}}"#
+        );
+        let d = parse(body.as_bytes()).expect("parses");
+        let twice = 2 * u64::try_from(max).expect("positive");
+        for (typ, u) in d.by_type() {
+            assert_eq!(
+                u,
+                Usage {
+                    size: twice,
+                    reclaimable: twice
+                },
+                "{typ}"
+            );
+        }
+        let summary =
+            br#"{"ImageUsage":{"TotalSize":-3,"Reclaimable":-9,"ActiveCount":5,"TotalCount":2}}"#;
+        let d = parse(summary).expect("parses");
+        assert_eq!(d.images, Usage::default());
+        assert_eq!(d.images_unused, 0);
     }
 
     #[test]

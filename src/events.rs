@@ -276,6 +276,38 @@ impl EventWatcher {
 
     /// Counts one event unless it was counted before (a resume replays).
     fn count(&self, event: &Event, seen: &mut Seen) -> bool {
+        let Some(tally) = seen.tally(event) else {
+            return false;
+        };
+        let daemon = self.connection.name();
+        self.metrics.count_event(daemon, tally.typ, tally.action);
+        if tally.typ == "image" {
+            self.image_events.changed.notify_one();
+        }
+        if let Some(class) = tally.exit {
+            self.metrics.count_exit(daemon, class);
+        }
+        if tally.restart {
+            self.metrics.count_restart(daemon);
+        }
+        true
+    }
+}
+
+/// What one event counts as: its type and action (closed sets), for a
+/// container's `die` how it exited, and whether a `start` is a restart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Tally {
+    typ: &'static str,
+    action: &'static str,
+    exit: Option<ExitClass>,
+    restart: bool,
+}
+
+impl Seen {
+    /// Folds one event in. None for a replay (seen before) and for types
+    /// other than container and image. Pure: the caller counts the tally.
+    fn tally(&mut self, event: &Event) -> Option<Tally> {
         let time = event
             .time_nano
             .or_else(|| event.time.map(|t| t.saturating_mul(1_000_000_000)))
@@ -286,51 +318,52 @@ impl EventWatcher {
             .and_then(|a| a.id.clone())
             .unwrap_or_default();
         let raw_action = event.action.clone().unwrap_or_default();
-        if !seen.first_time((time, id.clone(), raw_action.clone())) {
-            return false;
+        if !self.first_time((time, id.clone(), raw_action.clone())) {
+            return None;
         }
-        seen.last = seen.last.max(time);
+        self.last = self.last.max(time);
         let typ = match event.typ.as_deref() {
             Some("container") => "container",
             Some("image") => "image",
-            _ => return false,
+            _ => return None,
         };
         let action = event_action(typ, &raw_action);
-        self.metrics
-            .count_event(self.connection.name(), typ, action);
-        if typ == "image" {
-            self.image_events.changed.notify_one();
-            return true;
-        }
-        match action {
-            "oom" => {
-                if seen.oom.len() >= MAX_PENDING_OOM {
-                    seen.oom.clear();
+        let mut exit = None;
+        let mut restart = false;
+        if typ == "container" {
+            match action {
+                "oom" => {
+                    if self.oom.len() >= MAX_PENDING_OOM {
+                        self.oom.clear();
+                    }
+                    self.oom.insert(id);
                 }
-                seen.oom.insert(id);
+                "die" => {
+                    let attrs = event.actor.as_ref().and_then(|a| a.attributes.as_ref());
+                    let code = attrs.and_then(|a| {
+                        a.get("exitCode")
+                            .or_else(|| a.get("containerExitCode"))
+                            .map(String::as_str)
+                    });
+                    exit = Some(exit_class(code, self.oom.remove(&id)));
+                    self.died.insert(&id);
+                }
+                // A restart policy, `docker restart` and a stop then start
+                // all come as `die` ... `start`; a first start has no `die`
+                // before.
+                "start" => restart = self.died.remove(&id),
+                "destroy" => {
+                    self.died.remove(&id);
+                }
+                _ => {}
             }
-            "die" => {
-                let attrs = event.actor.as_ref().and_then(|a| a.attributes.as_ref());
-                let code = attrs.and_then(|a| {
-                    a.get("exitCode")
-                        .or_else(|| a.get("containerExitCode"))
-                        .map(String::as_str)
-                });
-                let class = exit_class(code, seen.oom.remove(&id));
-                self.metrics.count_exit(self.connection.name(), class);
-                seen.died.insert(&id);
-            }
-            // A restart policy, `docker restart` and a stop then start all
-            // come as `die` ... `start`; a first start has no `die` before.
-            "start" if seen.died.remove(&id) => {
-                self.metrics.count_restart(self.connection.name());
-            }
-            "destroy" => {
-                seen.died.remove(&id);
-            }
-            _ => {}
         }
-        true
+        Some(Tally {
+            typ,
+            action,
+            exit,
+            restart,
+        })
     }
 }
 
@@ -375,6 +408,88 @@ mod tests {
         assert_eq!(daemon_time(off), Some(1_609_459_200_000_000_000));
         assert_eq!(daemon_time(""), None);
         assert_eq!(daemon_time("junk"), None);
+    }
+
+    /// Every event of a capture that counts, in order.
+    fn fold(capture: &str) -> Vec<Tally> {
+        let mut seen = Seen::default();
+        capture
+            .lines()
+            .filter_map(|l| seen.tally(&serde_json::from_str(l).expect("a captured event")))
+            .collect()
+    }
+
+    fn actions(tallies: &[Tally], typ: &str) -> Vec<&'static str> {
+        tallies
+            .iter()
+            .filter(|t| t.typ == typ)
+            .map(|t| t.action)
+            .collect()
+    }
+
+    /// The same actions on dockerd 20.10 and on Docker 26 with the
+    /// containerd image store (stop of a sleeping container, exit 3, kill,
+    /// an OOM kill under -m 8m, tag + rmi, import + rmi, a pull): the same
+    /// exits, in a different order of events.
+    #[test]
+    fn captured_events_of_both_image_stores() {
+        use ExitClass::{Nonzero, Oom, Signal};
+        let classic = fold(include_str!("../tests/streams/events-dockerd.jsonl"));
+        let containerd = fold(include_str!(
+            "../tests/streams/docker-26-containerd-events.jsonl"
+        ));
+        for (store, tallies) in [("classic", &classic), ("containerd", &containerd)] {
+            let exits: Vec<_> = tallies.iter().filter_map(|t| t.exit).collect();
+            assert_eq!(exits, [Signal, Nonzero, Signal, Oom], "{store}");
+            let container_actions = actions(tallies, "container");
+            for (action, n) in [
+                ("create", 4),
+                ("start", 4),
+                ("die", 4),
+                ("oom", 1),
+                ("kill", 3),
+            ] {
+                let got = container_actions.iter().filter(|a| **a == action).count();
+                assert_eq!(got, n, "{store}: container {action}");
+            }
+            // Network events are not counted.
+            assert!(tallies.iter().all(|t| t.typ != "network"), "{store}");
+            // Each container started once: no restart.
+            assert!(tallies.iter().all(|t| !t.restart), "{store}");
+        }
+        // dockerd 20.10 tags an import before it says `import`; the
+        // containerd store only says `import`.
+        assert_eq!(
+            actions(&classic, "image"),
+            ["tag", "untag", "tag", "import", "untag", "delete", "pull"]
+        );
+        assert_eq!(
+            actions(&containerd, "image"),
+            ["tag", "untag", "import", "untag", "delete", "pull"]
+        );
+        // 20.10 sends `die` before `stop`, the containerd store after it:
+        // the exit is the same.
+        let stop_then_die: Vec<_> = actions(&containerd, "container")
+            .into_iter()
+            .filter(|a| ["other", "die"].contains(a))
+            .take(2)
+            .collect();
+        assert_eq!(stop_then_die, ["other", "die"]);
+    }
+
+    #[test]
+    fn replayed_events_are_not_counted_again() {
+        let capture = include_str!("../tests/streams/docker-26-containerd-events.jsonl");
+        let mut seen = Seen::default();
+        let first = capture
+            .lines()
+            .filter_map(|l| seen.tally(&serde_json::from_str(l).expect("event")))
+            .count();
+        // 33 events, 8 of them network ones.
+        assert_eq!(first, 25);
+        for l in capture.lines() {
+            assert_eq!(seen.tally(&serde_json::from_str(l).expect("event")), None);
+        }
     }
 
     /// Counts every line of a recorded stream; returns the exposition.

@@ -473,6 +473,28 @@ mod tests {
         assert_eq!((t.count, t.bytes), (2, 5));
         let empty = total(&[]);
         assert_eq!((empty.count, empty.bytes), (0, 0));
+        let huge: Vec<_> = (0..3).map(|_| ImageSummary { size: i64::MAX }).collect();
+        assert_eq!(total(&huge).bytes, u64::MAX, "saturates, never wraps");
+    }
+
+    /// The seeds of the test bed's daemon C (Docker 26, containerd image
+    /// store): each image's listed size is its unpacked snapshot plus its
+    /// compressed content (3,068,2xx bytes here), which is what
+    /// `docker images` shows; `docker image inspect` says 1,065,2xx, the
+    /// content alone.
+    #[test]
+    fn containerd_store_image_lists() {
+        let decode = |bytes: &[u8]| -> Vec<ImageSummary> {
+            serde_json::from_slice(bytes).expect("an image list")
+        };
+        let all = total(&decode(include_bytes!(
+            "../tests/streams/docker-26-containerd-images.json"
+        )));
+        assert_eq!((all.count, all.bytes), (9, 27_614_174));
+        let dangling = total(&decode(include_bytes!(
+            "../tests/streams/docker-26-containerd-images-dangling.json"
+        )));
+        assert_eq!((dangling.count, dangling.bytes), (3, 9_204_702));
     }
 
     fn entry(json: &str) -> ContainerSummary {

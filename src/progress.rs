@@ -407,6 +407,106 @@ mod tests {
         assert_eq!(t.expected_bytes, 2_000_812);
     }
 
+    const C_COLD: &str = include_str!("../tests/streams/docker-26-containerd-cold-3-layers.jsonl");
+    const C_UP_TO_DATE: &str =
+        include_str!("../tests/streams/docker-26-containerd-up-to-date.jsonl");
+    const C_SHARED: &str =
+        include_str!("../tests/streams/docker-26-containerd-shared-layers.jsonl");
+    const C_BIG: &str = include_str!("../tests/streams/docker-26-containerd-big-cold.jsonl");
+    const C_FROZEN: &str =
+        include_str!("../tests/streams/docker-26-containerd-frozen-registry.jsonl");
+
+    /// Docker 26 on the containerd image store: a layer's bytes appear only
+    /// in the `Downloading` lines it sends every 100 ms while a download
+    /// runs; `Download complete` carries no count, and nothing says
+    /// `Extracting` or `Pull complete`. Three small layers from a local
+    /// registry were done within the first 100 ms: downloaded, 0 bytes known.
+    #[test]
+    fn containerd_store_cold_pull_of_fast_layers() {
+        let p = fold(&events(C_COLD));
+        assert!(p.dockerd_style);
+        assert_eq!(p.finish, Some(Finish::Updated));
+        assert_eq!(p.error, None);
+        assert!(
+            p.digest
+                .as_deref()
+                .is_some_and(|d| d.starts_with("sha256:2b463e23"))
+        );
+        let ids: Vec<_> = p.layers.iter().map(|l| l.id.as_str()).collect();
+        assert_eq!(ids, ["edf7ce18a0d1", "fbd942ae95ac", "8aa7cb6f4cae"]);
+        assert!(p.layers.iter().all(|l| l.status == LayerStatus::Downloaded));
+        let t = p.totals();
+        assert_eq!(
+            (t.layers, t.layers_downloaded, t.layers_already_exist),
+            (3, 3, 0)
+        );
+        assert_eq!(
+            (t.downloaded_bytes, t.expected_bytes, t.extracted_bytes),
+            (0, 0, 0)
+        );
+    }
+
+    #[test]
+    fn containerd_store_up_to_date_and_shared_layers() {
+        let p = fold(&events(C_UP_TO_DATE));
+        assert_eq!(p.finish, Some(Finish::UpToDate));
+        assert_eq!(p.totals(), Totals::default());
+        // multi:2 after multi:1: the three layers the store has unpacked
+        // already are not mentioned at all (no "Already exists").
+        let p = fold(&events(C_SHARED));
+        assert_eq!(p.finish, Some(Finish::Updated));
+        let t = p.totals();
+        assert_eq!(
+            (t.layers, t.layers_downloaded, t.layers_already_exist),
+            (1, 1, 0)
+        );
+        assert_eq!(p.layers[0].id, "1cf68f468e05");
+        assert_eq!(t.downloaded_bytes, 0);
+    }
+
+    /// Layers that take longer than 100 ms report their size (the
+    /// manifest's), so the fold counts them exactly.
+    #[test]
+    fn containerd_store_slow_layers_report_their_size() {
+        let p = fold(&events(C_BIG));
+        assert_eq!(p.finish, Some(Finish::Updated));
+        let t = p.totals();
+        assert_eq!((t.layers, t.layers_downloaded), (4, 4));
+        assert_eq!(
+            t.downloaded_bytes,
+            16_782_493 + 16_782_494 + 16_782_496 + 16_782_497
+        );
+        assert_eq!(t.expected_bytes, t.downloaded_bytes);
+        assert_eq!(t.extracted_bytes, 0);
+    }
+
+    /// While the registry is frozen the containerd store repeats each
+    /// layer's `Downloading` line every 100 ms with the same count: that
+    /// is no progress, so a stall is still seen as one.
+    #[test]
+    fn containerd_store_repeats_itself_while_the_registry_is_frozen() {
+        let evs = events(C_FROZEN);
+        let mut p = Progress::default();
+        let (mut run, mut longest) = (0, 0);
+        for e in &evs {
+            if p.apply(e) {
+                run = 0;
+            } else {
+                run += 1;
+                longest = longest.max(run);
+            }
+        }
+        // 8 s frozen: about 80 lines per layer still downloading.
+        assert!(longest >= 150, "longest run without progress: {longest}");
+        assert_eq!(p.finish, Some(Finish::Updated));
+        let t = p.totals();
+        assert_eq!(t.layers_downloaded, 4);
+        assert_eq!(
+            t.downloaded_bytes,
+            16_782_493 + 16_782_494 + 16_782_496 + 16_782_497
+        );
+    }
+
     #[test]
     fn order_and_repetition_do_not_change_the_result() {
         let evs = events(COLD);

@@ -99,6 +99,9 @@ pub fn classify_message(message: &str) -> Option<FailReason> {
         "unexpected eof",
         "broken pipe",
         "client.timeout exceeded",
+        // containerd's word for a request that got no answer (the
+        // containerd image store; a registry killed mid-pull ends in EOF)
+        "failed to do request",
     ]) {
         Some(FailReason::Network)
     } else if any(&["context canceled"]) {
@@ -620,6 +623,36 @@ mod tests {
             assert_eq!(classify_message(msg), Some(want), "{msg}");
         }
         assert_eq!(classify_message("something new"), None);
+    }
+
+    /// The messages of Docker 26 on the containerd image store, as captured.
+    #[test]
+    fn messages_of_the_containerd_store() {
+        let message = |capture: &str| {
+            let line = capture.lines().last().expect("a line");
+            let v: serde_json::Value = serde_json::from_str(line).expect("JSON");
+            v["errorDetail"]["message"]
+                .as_str()
+                .or(v["message"].as_str())
+                .expect("a message")
+                .to_owned()
+        };
+        // A missing tag or repository: HTTP 404 before any stream.
+        for capture in [
+            include_str!("../tests/streams/docker-26-containerd-not-found.body"),
+            include_str!("../tests/streams/docker-26-containerd-not-found-repo.body"),
+        ] {
+            let m = message(capture);
+            assert!(m.starts_with("failed to resolve reference"), "{m}");
+            assert_eq!(classify_message(&m), Some(FailReason::NotFound), "{m}");
+        }
+        // The registry killed mid-pull: the stream ends at once with an
+        // error line (dockerd 20.10 retries each layer for 75 s first).
+        let m = message(include_str!(
+            "../tests/streams/docker-26-containerd-killed-registry.jsonl"
+        ));
+        assert!(m.ends_with(": EOF"), "{m}");
+        assert_eq!(classify_message(&m), Some(FailReason::Network), "{m}");
     }
 
     #[test]

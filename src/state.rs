@@ -62,7 +62,8 @@ impl ImageCount {
     pub fn add(&mut self, bytes: i64) {
         self.count += 1;
         // A negative size is the daemon's "unknown"; it adds nothing.
-        self.bytes += u64::try_from(bytes).unwrap_or(0);
+        // Saturating: a hostile list cannot wrap the total around.
+        self.bytes = self.bytes.saturating_add(u64::try_from(bytes).unwrap_or(0));
     }
 }
 

@@ -4,9 +4,11 @@
 //! a window with polls, image listings with a filter group, a pull, the
 //! registry checks, the events stream, `/system/df`, a prune round and the
 //! inspect of a container listed by its image ID; and every request but the
-//! negotiating
-//! `/_ping` carries the negotiated `/v1.41` prefix. And the repository's own config.toml
-//! watches `$DOCKER_HOST`, as `cargo run --release` there does.
+//! negotiating `/_ping` carries the negotiated prefix: `/v1.41` on dockerd
+//! 20.10, `/v1.45` on Docker 26 (containerd image store), also when a
+//! dockerd 20.10 is replaced by a Docker 26 on the same socket while
+//! dockwatch watches it. And the repository's own config.toml watches
+//! `$DOCKER_HOST`, as `cargo run --release` there does.
 // Counts are whole numbers, exact in f64.
 #![allow(
     clippy::float_cmp,
@@ -22,7 +24,20 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{DockerCli, Dockwatch, OwnDaemon, Scrape, Testbed, temp_dir};
+use common::{
+    DockerCli, Dockwatch, FAST_POLL, OwnDaemon, Scrape, Scratch, Store, Testbed, daemon_toml,
+    temp_dir,
+};
+
+/// The API version dockwatch speaks to a daemon of this store: dockerd
+/// 20.10's newest (1.41), Docker 26's (1.45, also the newest dockwatch is
+/// tested against).
+fn negotiated(store: Store) -> &'static str {
+    match store {
+        Store::Classic => "1.41",
+        Store::Containerd => "1.45",
+    }
+}
 
 /// The `endpoint` label dockwatch gives a request dockerd logged.
 fn endpoint_of(method: &str, path: &str) -> Option<&'static str> {
@@ -51,28 +66,36 @@ fn endpoint_of(method: &str, path: &str) -> Option<&'static str> {
     })
 }
 
-/// Requests per endpoint in dockerd's log after byte `from`.
-fn logged(log: &str, from: usize) -> BTreeMap<String, u64> {
+/// Requests per endpoint in dockerd's log after byte `from`; every one but
+/// a `/_ping` must carry the `/v{api}/` prefix.
+fn logged(log: &str, from: usize, api: &str) -> BTreeMap<String, u64> {
+    let prefix = format!("/v{api}/");
     let mut out = BTreeMap::new();
     for line in log[from..].lines() {
         let Some(call) = line.split("msg=\"Calling ").nth(1) else {
             continue;
         };
-        let mut words = call.trim_end_matches('"').split_whitespace();
+        // The message ends at its closing quote: Docker 26 logs more fields
+        // after it (`spanID=... traceID=...`), 20.10 none.
+        let mut words = call
+            .split('"')
+            .next()
+            .unwrap_or_default()
+            .split_whitespace();
         let (Some(method), Some(path)) = (words.next(), words.next()) else {
             continue;
         };
         let endpoint = endpoint_of(method, path).unwrap_or_else(|| {
             panic!("dockerd got a request dockwatch has no endpoint for: {line}")
         });
-        // dockerd 20.10 speaks 1.41 at most: every request carries it, but
-        // the one that asks which version to speak (as the docker CLI does).
+        // Every request carries the negotiated version, but the one that
+        // asks which version to speak (as the docker CLI does).
         if endpoint == "ping" {
             assert_eq!(path, "/_ping", "{line}");
         } else {
             assert!(
-                path.starts_with("/v1.41/"),
-                "a request without the negotiated prefix: {line}"
+                path.starts_with(&prefix),
+                "a request without the negotiated prefix {prefix}: {line}"
             );
         }
         *out.entry(endpoint.to_owned()).or_default() += 1;
@@ -119,16 +142,29 @@ fn leave_dangling(cli: &DockerCli, dir: &Path) {
 }
 
 #[test]
-#[allow(clippy::too_many_lines)] // one window, start to end
 fn dockerd_request_log_equals_the_per_endpoint_counts() {
+    request_log_equals_the_per_endpoint_counts_on(Store::Classic);
+}
+
+/// The same on Docker 26 with the containerd image store: every request
+/// (the pull, the image inspects, the prune's delete included) says /v1.45.
+#[test]
+fn containerd_store_request_log_equals_the_per_endpoint_counts() {
+    request_log_equals_the_per_endpoint_counts_on(Store::Containerd);
+}
+
+#[allow(clippy::too_many_lines)] // one window, start to end
+fn request_log_equals_the_per_endpoint_counts_on(store: Store) {
     let bed = Testbed::get();
+    let api = negotiated(store);
     let dir = temp_dir("own-debug");
-    let own = OwnDaemon::start_with(&dir, &["--debug"]);
+    let own = OwnDaemon::start_on(&dir, store, &bed, &["--debug"]);
     let log_path = dir.join("dockerd.log");
     let read_log = || std::fs::read_to_string(&log_path).unwrap_or_default();
     let image = format!("{}/dwtest/multi:1", bed.var("REGISTRY"));
-    run_by_image_id(&bed.cli_at(&own.host()), &dir);
-    leave_dangling(&bed.cli_at(&own.host()), &dir);
+    let cli = bed.cli_for(store, &own.host());
+    run_by_image_id(&cli, &dir);
+    leave_dangling(&cli, &dir);
     // Everything before dockwatch starts (the daemon's start, the test's
     // pings, images and container) is not dockwatch's.
     let from = read_log().len();
@@ -188,26 +224,27 @@ older_than = "0s"
     let info = s
         .labels_of("dockwatch_daemon_info", &[("daemon", "own")])
         .expect("daemon_info");
-    assert_eq!(info["api_version"], "1.41");
-    assert_eq!(info["negotiated_api_version"], "1.41");
+    assert_eq!(info["api_version"], api, "{store:?}: {info:?}");
+    assert_eq!(info["negotiated_api_version"], api, "{store:?}: {info:?}");
 
     // Compare in a quiet moment: two scrapes that agree, with the log read
     // between them. A request in flight shows in neither scrape or in both.
     let deadline = Instant::now() + Duration::from_secs(30);
     let (before, log, after) = loop {
         let before = counted(&dw.scrape());
-        let log = logged(&read_log(), from);
+        let log = logged(&read_log(), from, api);
         let after = counted(&dw.scrape());
         if before == after && log == before {
             break (before, log, after);
         }
         assert!(
             Instant::now() < deadline,
-            "dockerd's request log and dockwatch's counts never agreed in a quiet moment:\n\
+            "{store:?}: dockerd's request log and dockwatch's counts never agreed in a quiet moment:\n\
              dockerd logged {log:?}\ndockwatch counted {before:?} then {after:?}"
         );
         std::thread::sleep(Duration::from_millis(150));
     };
+    eprintln!("compared: {store:?}: dockerd logged {log:?}, dockwatch counted {before:?}");
     assert_eq!(log, before);
     assert_eq!(log, after);
     for endpoint in [
@@ -239,6 +276,103 @@ older_than = "0s"
     drop(dw);
     drop(own);
     std::fs::remove_dir_all(&dir).ok();
+}
+
+/// The labels of every `dockwatch_daemon_info` series of daemon `up`.
+fn infos(s: &Scrape) -> Vec<BTreeMap<String, String>> {
+    s.samples
+        .iter()
+        .filter(|(n, l, _)| {
+            n == "dockwatch_daemon_info" && l.get("daemon").is_some_and(|d| d == "up")
+        })
+        .map(|(_, l, _)| l.clone())
+        .collect()
+}
+
+/// A daemon upgraded while dockwatch watches it: a dockerd 20.10 of the
+/// test's own on a socket, spoken to in 1.41; stopped; a Docker 26 on the
+/// containerd store (its own data root) started on the same socket path.
+/// The failed connection made dockwatch forget the old version, so it asks
+/// the new daemon again (`/_ping`) and speaks 1.45 to it: the new daemon's
+/// debug log has no request in any other version. (The old daemon often
+/// answers one call of the poll in which it goes away; that answer must
+/// not bring 1.41 back.)
+#[test]
+fn a_daemon_upgraded_in_place_is_renegotiated() {
+    let bed = Testbed::get();
+    let dir = Scratch::new("upgrade");
+    let (old_dir, new_dir) = (dir.0.join("old"), dir.0.join("new"));
+    for d in [&old_dir, &new_dir] {
+        std::fs::create_dir_all(d).expect("daemon dir");
+    }
+    let mut old = OwnDaemon::start_on(&old_dir, Store::Classic, &bed, &["--debug"]);
+    let socket = old.socket();
+    let dw = Dockwatch::start(&format!("{FAST_POLL}{}", daemon_toml("up", &old.host())));
+    let s = dw.wait_for("dockerd 20.10 negotiated", Duration::from_secs(15), |s| {
+        infos(s)
+            .first()
+            .is_some_and(|i| i["negotiated_api_version"] == "1.41")
+    });
+    let before = infos(&s);
+    assert_eq!(before.len(), 1, "{before:?}");
+    assert!(before[0]["version"].starts_with("20.10."), "{before:?}");
+    assert_eq!(before[0]["api_version"], "1.41", "{before:?}");
+    let old_log = std::fs::read_to_string(old_dir.join("dockerd.log")).unwrap_or_default();
+    let old_calls = logged(&old_log, 0, "1.41");
+    assert!(old_calls.get("version") >= Some(&1), "{old_calls:?}");
+
+    // The upgrade: the old daemon goes, dockwatch sees it down (a failed
+    // connection), the new one comes on the same path.
+    old.stop();
+    dw.wait_for("the old daemon down", Duration::from_secs(15), |s| {
+        s.get("dockwatch_daemon_up", &[("daemon", "up")]) == Some(0.0)
+    });
+    let new = OwnDaemon::start_on_socket(&new_dir, Store::Containerd, &bed, &["--debug"], &socket);
+    assert_eq!(new.host(), old.host());
+    // Within a few polls (1 s apart).
+    let s = dw.wait_for("Docker 26 renegotiated", Duration::from_secs(15), |s| {
+        s.get("dockwatch_daemon_up", &[("daemon", "up")]) == Some(1.0)
+            && infos(s).first().is_some_and(|i| {
+                i["negotiated_api_version"] == "1.45" && i["api_version"] == "1.45"
+            })
+    });
+    let after = infos(&s);
+    eprintln!("compared: upgrade in place: daemon_info before {before:?}, after {after:?}");
+    assert_eq!(
+        after.len(),
+        1,
+        "one daemon_info series, the new one: {after:?}"
+    );
+    assert!(after[0]["version"].starts_with("26.1."), "{after:?}");
+    assert_eq!(after[0]["storage_driver"], "overlayfs", "{after:?}");
+
+    // What the new daemon was sent: /_ping (the test's own waits and
+    // dockwatch's negotiation), all else in /v1.45 (`logged` checks each).
+    let new_log = std::fs::read_to_string(new_dir.join("dockerd.log")).unwrap_or_default();
+    let new_calls = logged(&new_log, 0, "1.45");
+    eprintln!(
+        "compared: upgrade in place: the old daemon logged {old_calls:?}, the new one {new_calls:?}"
+    );
+    for endpoint in ["ping", "version", "info", "container_list"] {
+        assert!(
+            new_calls.get(endpoint) >= Some(&1),
+            "the new daemon got no {endpoint} call: {new_calls:?}"
+        );
+    }
+    assert!(
+        !new_log.contains("/v1.41/"),
+        "the old version was spoken to the new daemon"
+    );
+    // Asked, not relearned from a /version sent in the old version.
+    let log = dw.log();
+    assert!(
+        log.lines()
+            .any(|l| l.contains("API version negotiated") && l.contains("daemon_api_version=1.45")),
+        "{log}"
+    );
+    drop(dw);
+    drop(new);
+    drop(old);
 }
 
 /// `cargo run --release` in the repository reads ./config.toml; with

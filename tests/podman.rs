@@ -34,6 +34,10 @@ fn podman_counts_match_the_cli_and_a_prepull_works() {
     assert_eq!(s.get("dockwatch_daemon_up", &d), Some(1.0));
     let info = s.labels_of("dockwatch_daemon_info", &d).expect("info");
     assert_eq!(info["engine"], "podman");
+    // Podman 4.3's Docker-compatible API says 1.41, as dockerd 20.10 does:
+    // every request is sent with /v1.41.
+    assert_eq!(info["api_version"], "1.41", "{info:?}");
+    assert_eq!(info["negotiated_api_version"], "1.41", "{info:?}");
     assert_eq!(s.get("dockwatch_image_present", &d), Some(1.0));
     assert_eq!(s.get("dockwatch_prepull_ready", &d), Some(1.0));
 

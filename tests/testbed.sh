@@ -15,6 +15,10 @@
 # What `up` starts (all processes in their own session, logs under DIR):
 #   dockerd A      unix://DIR/a/docker.sock only
 #   dockerd B      tcp://127.0.0.1:PORT_B only, mutual TLS (--tlsverify)
+#   dockerd C      unix://DIR/c/docker.sock only: Debian 13's Docker 26.1 (API 1.45)
+#                  with its containerd 1.7, unpacked into TRIXIE_CACHE (below), on
+#                  the containerd image store ("containerd-snapshotter": true in
+#                  its daemon.json; storage driver overlayfs); the system's runc
 #   registry       docker-registry (distribution 2.8) on 127.0.0.1:PORT_R, plain HTTP
 #   registry-auth  docker-registry on 127.0.0.1:PORT_RA, plain HTTP, htpasswd (bcrypt)
 #                  basic auth: user dwuser, random password in DIR/registry-auth.pass
@@ -32,13 +36,16 @@
 #      label dwtest.group=cache), 3 dangling images; containers (all --network
 #      none): 2 running, 2 exited (codes 0 and 3), 1 created.
 #   B: tagged dwtest/app:1 remote/only:1, 2 dangling; 1 running + 1 exited (0).
+#   C: the same as A (images and containers, names dwtest-c-*).
 #   podman: tagged dwtest/app:1 dwtest/tool:1 (imported through the Docker API,
 #      so podman names them docker.io/dwtest/app:1 ...), 1 dangling; containers
 #      (--network none): 1 running, 1 exited (0).
 #   registry: REGISTRY/dwtest/multi:1, 3 layers (600 kB, 300 kB, 100 kB);
 #             REGISTRY/dwtest/multi:2, FROM multi:1 plus 1 layer (200 kB), so a
 #             pull of :2 after :1 shows 3 "Already exists" and 1 download;
-#             REGISTRY/dwtest/big:1, 4 layers of 16 MiB random (~64 MiB, incompressible).
+#             REGISTRY/dwtest/big:1, 4 layers of 16 MiB random (~64 MiB, incompressible);
+#             REGISTRY/dwtest/mixed:1, 3 layers of 3 MiB, 100 kB and 2 MiB random (the
+#             containerd store tells a layer's bytes only once 1 MiB of it is in).
 #   registry-auth: REGISTRY_AUTH/private/app:1, 2 layers (50 kB, 20 kB).
 #   All registry images are built on A and removed from A again: A and B hold
 #   exactly the seeds above. Every layer size in the registries' manifests
@@ -46,7 +53,22 @@
 #
 # Knobs (environment): TESTBED_STORAGE_DRIVER (default overlay2; empty = let
 # dockerd choose), TESTBED_DOCKER_CLI (default /usr/bin/docker, the 20.10 CLI
-# that ships with docker.io), TESTBED_TIMEOUT (readiness timeout, default 60 s).
+# that ships with docker.io), TESTBED_TIMEOUT (readiness timeout, default 60 s),
+# TESTBED_TRIXIE_CACHE (where Debian 13's Docker is unpacked, default
+# /var/cache/dockwatch-testbed/trixie), TESTBED_DEBIAN_MIRROR (the Debian
+# mirror to fetch it from; default: the one the system's apt sources name).
+#
+# Debian 13's Docker (daemon C): `install` (and so `up`) fetches the trixie
+# packages docker.io, containerd and docker-cli with apt-get download, through
+# an apt configuration of its own under TRIXIE_CACHE/apt (its own sources list
+# naming the system's Debian mirror with suite trixie, signed-by the Debian
+# archive keyring; its own lists and cache folders: the system's apt state is
+# untouched, nothing is installed), and unpacks them with dpkg-deb -x into
+# TRIXIE_CACHE/root. Once there it is reused by every later `up` (delete the
+# folder to fetch again). Its usr/bin and usr/sbin go first on C's PATH, so
+# dockerd starts Debian 13's containerd and shim; Debian 13's runc needs glibc
+# 2.38 and is not fetched: C uses the system's runc (and docker-init).
+# TRIXIE_CACHE/root/usr/bin/docker is Docker 26's own CLI (DOCKER_C_CLI).
 set -euo pipefail
 
 # apache2-utils: htpasswd (bcrypt) for the auth registry. chromium: headless
@@ -107,6 +129,137 @@ install_packages() {
 	done
 }
 
+# ---------------------------------------------------------------- Debian 13's Docker
+TRIXIE_CACHE=${TESTBED_TRIXIE_CACHE:-/var/cache/dockwatch-testbed/trixie}
+TRIXIE_ROOT=$TRIXIE_CACHE/root
+TRIXIE_PACKAGES=(docker.io containerd docker-cli)
+DEBIAN_KEYRING=/usr/share/keyrings/debian-archive-keyring.gpg
+
+# The URI of the Debian archive the system's apt sources use for its own
+# release (deb822 .sources files and one-line lists alike; the security
+# archive and other vendors' sources are skipped). Empty if there is none.
+debian_mirror() {
+	local codename
+	codename=$(. /etc/os-release && echo "${VERSION_CODENAME:-}")
+	python3 - "$codename" /etc/apt/sources.list /etc/apt/sources.list.d/* <<'EOF'
+import re, sys
+codename, files = sys.argv[1], sys.argv[2:]
+def ok(uri, suites, components):
+    return (codename in suites and "main" in components
+            and "security" not in uri and uri.startswith(("http://", "https://")))
+for f in files:
+    try:
+        text = open(f).read()
+    except OSError:
+        continue
+    if f.endswith(".sources"):
+        for stanza in re.split(r"\n\s*\n", text):
+            fields, key = {}, None
+            for line in stanza.splitlines():
+                if line.startswith("#") or not line.strip():
+                    continue
+                if line[0] in " \t" and key:
+                    fields[key] += " " + line.strip()
+                elif ":" in line:
+                    key, value = line.split(":", 1)
+                    key = key.strip().lower()
+                    fields[key] = value.strip()
+            if fields.get("enabled", "yes").lower() == "no" or "deb" not in fields.get("types", "").split():
+                continue
+            for uri in fields.get("uris", "").split():
+                if ok(uri, fields.get("suites", "").split(), fields.get("components", "").split()):
+                    print(uri.rstrip("/"))
+                    sys.exit(0)
+    elif f.endswith(".list"):
+        for line in text.splitlines():
+            line = re.sub(r"\[[^]]*\]", " ", line.split("#", 1)[0]).split()
+            if len(line) >= 4 and line[0] == "deb" and ok(line[1], [line[2]], line[3:]):
+                print(line[1].rstrip("/"))
+                sys.exit(0)
+EOF
+}
+
+trixie_failure() { # WHAT LOG
+	{
+		echo "=================================================================="
+		echo "TESTBED FAILURE: Debian 13's Docker for dockerd C: $1"
+		[ -z "${2:-}" ] || { echo "--- last 30 lines of $2 ---"; tail -n 30 "$2" 2>/dev/null; }
+		echo "--- how to fix ---"
+		echo "- the Debian mirror must be reachable: it is $mirror (from the system's apt"
+		echo "  sources; set TESTBED_DEBIAN_MIRROR=http://deb.debian.org/debian to pick another)"
+		echo "- 'NO_PUBKEY' or 'not signed': $DEBIAN_KEYRING must hold the trixie keys:"
+		echo "  apt-get update && apt-get install debian-archive-keyring (bookworm's 2023.3+deb12u1 has them)"
+		echo "- 'Unable to locate package' / 'Can't select candidate version': trixie no longer"
+		echo "  carries ${TRIXIE_PACKAGES[*]} under these names; pick them with"
+		echo "  apt-cache -o Dir::Etc::sourcelist=$TRIXIE_CACHE/apt/sources.list ... policy docker.io"
+		echo "- a binary that does not run: it needs a newer glibc than this machine has"
+		echo "  (objdump -T FILE | grep GLIBC_); only runc is known to, and it is not fetched"
+		echo "- to start over: rm -rf $TRIXIE_CACHE"
+		echo "=================================================================="
+	} >&2
+	exit 1
+}
+
+# Fetches and unpacks Debian 13's docker.io, containerd and docker-cli into
+# TRIXIE_ROOT, once: a complete unpack (TRIXIE_ROOT/.complete) is reused. Two
+# beds coming up at once take turns on a lock; the unpack is made aside and
+# renamed into place, so a half-made one is never used. The .deb files and
+# apt's lists are removed again afterwards (TRIXIE_ROOT is all that is kept).
+install_trixie() {
+	[ -f "$TRIXIE_ROOT/.complete" ] && return 0
+	[ "$(id -u)" = 0 ] || die "Debian 13's Docker is not unpacked in $TRIXIE_ROOT yet and we are not root: run tests/testbed.sh install as root"
+	local c=$TRIXIE_CACHE mirror=${TESTBED_DEBIAN_MIRROR:-}
+	mkdir -p "$c"
+	exec 9>"$c/.lock"
+	flock -w 900 9 || die "could not lock $c/.lock within 15 minutes (another bed is stuck fetching Debian 13's Docker?)"
+	if [ -f "$TRIXIE_ROOT/.complete" ]; then
+		exec 9>&-
+		return 0
+	fi
+	local t0=$SECONDS
+	[ -n "$mirror" ] || mirror=$(debian_mirror)
+	[ -n "$mirror" ] || trixie_failure "no Debian mirror found in /etc/apt/sources.list or /etc/apt/sources.list.d/*"
+	[ -r "$DEBIAN_KEYRING" ] || trixie_failure "$DEBIAN_KEYRING is missing (apt-get install debian-archive-keyring)"
+	log "fetching Debian 13's ${TRIXIE_PACKAGES[*]} from $mirror into $c (once; later beds reuse it)"
+	local apt="$c/apt" tmp="$c/root.tmp.$$"
+	rm -rf "$apt" "$c"/root.tmp.*
+	mkdir -p "$apt/lists/partial" "$apt/cache/archives/partial" "$apt/debs" "$tmp"
+	printf 'deb [signed-by=%s] %s trixie main\n' "$DEBIAN_KEYRING" "$mirror" >"$apt/sources.list"
+	local o=(-q -o "Dir::Etc::sourcelist=$apt/sources.list" -o Dir::Etc::sourceparts=-
+		-o "Dir::State::Lists=$apt/lists" -o "Dir::Cache=$apt/cache"
+		-o APT::Sandbox::User=root -o Acquire::IndexTargets::deb::DEP-11::DefaultEnabled=false
+		-o Acquire::IndexTargets::deb::DEP-11-icons::DefaultEnabled=false
+		-o Acquire::IndexTargets::deb::Contents-deb::DefaultEnabled=false)
+	apt-get "${o[@]}" update >"$apt/update.log" 2>&1 || trixie_failure "apt-get update of the trixie sources failed" "$apt/update.log"
+	# apt-get update exits 0 on a signature it cannot check; its warnings say so
+	! grep -qE 'NO_PUBKEY|not signed|is not signed|EXPKEYSIG' "$apt/update.log" ||
+		trixie_failure "the trixie Release file could not be verified" "$apt/update.log"
+	local pkgs=() p
+	for p in "${TRIXIE_PACKAGES[@]}"; do pkgs+=("$p/trixie"); done
+	(cd "$apt/debs" && apt-get "${o[@]}" download "${pkgs[@]}") >"$apt/download.log" 2>&1 ||
+		trixie_failure "apt-get download ${pkgs[*]} failed" "$apt/download.log"
+	local deb versions=()
+	for deb in "$apt/debs"/*.deb; do
+		dpkg-deb -x "$deb" "$tmp" || trixie_failure "dpkg-deb -x $deb failed"
+		versions+=("$(dpkg-deb -f "$deb" Package)=$(dpkg-deb -f "$deb" Version)")
+	done
+	# docker.io's docker-init is a link to tini-static, which is not fetched:
+	# without the dangling link dockerd finds the system's docker-init.
+	[ -e "$tmp/usr/bin/docker-init" ] || rm -f "$tmp/usr/bin/docker-init"
+	local bin flag
+	for bin in usr/sbin/dockerd:--version usr/bin/containerd:--version usr/bin/containerd-shim-runc-v2:-v usr/bin/docker:--version; do
+		flag=${bin#*:} bin=${bin%%:*}
+		[ -x "$tmp/$bin" ] || trixie_failure "$bin is not in the unpacked packages (${versions[*]})"
+		"$tmp/$bin" "$flag" >"$apt/version.log" 2>&1 || trixie_failure "$bin does not run on this machine" "$apt/version.log"
+	done
+	printf '%s\n' "${versions[@]}" >"$tmp/.complete"
+	rm -rf "$TRIXIE_ROOT"
+	mv "$tmp" "$TRIXIE_ROOT"
+	rm -rf "$apt"
+	exec 9>&-
+	log "Debian 13's Docker unpacked in $TRIXIE_ROOT in $((SECONDS - t0))s: ${versions[*]}"
+}
+
 # ---------------------------------------------------------------- helpers
 free_ports() { # N -> N distinct free TCP ports on 127.0.0.1, space separated
 	python3 - "$1" <<'EOF'
@@ -139,6 +292,10 @@ dk_b() {
 }
 
 ping_a() { [ "$(curl -sS --max-time 3 --unix-socket "$TB/a/docker.sock" http://localhost/_ping 2>/dev/null)" = OK ]; }
+# daemon C, with Docker 26's own CLI
+DOCKER_C_CLI=$TRIXIE_ROOT/usr/bin/docker
+dk_c() { "$DOCKER_C_CLI" -H "unix://$TB/c/docker.sock" "$@"; }
+ping_c() { [ "$(curl -sS --max-time 3 --unix-socket "$TB/c/docker.sock" http://localhost/_ping 2>/dev/null)" = OK ]; }
 ping_b() {
 	[ "$(curl -sS --max-time 3 --cacert "$TB/certs/ca.pem" --cert "$TB/certs/cert.pem" \
 		--key "$TB/certs/key.pem" "https://127.0.0.1:$PORT_B/_ping" 2>/dev/null)" = OK ]
@@ -259,14 +416,19 @@ EOF
 }
 
 # ---------------------------------------------------------------- daemons
+# DOCKERD_JSON_EXTRA (more daemon.json members) and DOCKERD_BIN (a folder put
+# first on dockerd's PATH, whose usr/sbin/dockerd is started) are read if set.
 start_dockerd() { # SUBDIR DRIVER EXTRA_ARGS... ; sets START_PID
-	local d=$1 driver=$2
+	local d=$1 driver=$2 run=(dockerd)
 	shift 2
 	mkdir -p "$d/data" "$d/exec"
 	# own daemon.json: isolates from /etc/docker/daemon.json, and moves the
 	# trust key (daemon ID) off the shared /etc/docker/key.json, so A and B
 	# report distinct IDs and the host's /etc/docker is left untouched.
-	printf '{"deprecated-key-path": "%s/key.json"}\n' "$d" >"$d/daemon.json"
+	printf '{"deprecated-key-path": "%s/key.json"%s}\n' "$d" "${DOCKERD_JSON_EXTRA:+, $DOCKERD_JSON_EXTRA}" >"$d/daemon.json"
+	if [ -n "${DOCKERD_BIN:-}" ]; then
+		run=(env "PATH=$DOCKERD_BIN/usr/bin:$DOCKERD_BIN/usr/sbin:$PATH" "$DOCKERD_BIN/usr/sbin/dockerd")
+	fi
 	local args=(
 		--data-root "$d/data" --exec-root "$d/exec" --pidfile "$d/dockerd.pid"
 		--config-file "$d/daemon.json"
@@ -274,10 +436,34 @@ start_dockerd() { # SUBDIR DRIVER EXTRA_ARGS... ; sets START_PID
 	)
 	[ -z "$driver" ] || args+=(--storage-driver "$driver")
 	args+=("$@")
-	printf '%q ' dockerd "${args[@]}" >"$d/dockerd.cmd"
+	printf '%q ' "${run[@]}" "${args[@]}" >"$d/dockerd.cmd"
 	echo >>"$d/dockerd.cmd"
-	setsid dockerd "${args[@]}" </dev/null >>"$d/dockerd.log" 2>&1 &
+	setsid "${run[@]}" "${args[@]}" </dev/null >>"$d/dockerd.log" 2>&1 &
 	START_PID=$!
+}
+
+DOCKERD_C_HINT="- tests/testbed.sh install fetches Debian 13's Docker into $TRIXIE_ROOT; if it
+  is damaged: rm -rf $TRIXIE_CACHE and rerun
+- 'containerd ... not found' or a shim error: $TRIXIE_ROOT/usr/bin must hold
+  containerd and containerd-shim-runc-v2; runc (and docker-init) come from the system
+  (apt-get install docker.io)
+- 'GLIBC_2.xx not found': a Debian 13 binary needs a newer glibc than this machine has
+- must run as root; cgroups must be mounted under /sys/fs/cgroup"
+
+# Daemon C: Debian 13's dockerd 26.1 on the containerd image store, its own
+# managed containerd 1.7 (started by dockerd from TRIXIE_ROOT, with state under
+# DIR/c/data/containerd and DIR/c/exec/containerd). The storage driver is the
+# containerd snapshotter's (overlayfs): no --storage-driver. Sets C_PID.
+bring_up_c() {
+	local d="$TB/c" rc=0
+	DOCKERD_BIN=$TRIXIE_ROOT DOCKERD_JSON_EXTRA='"features": {"containerd-snapshotter": true}' \
+		start_dockerd "$d" "" -H "unix://$d/docker.sock"
+	wait_ready "$START_PID" ping_c || rc=$?
+	((rc == 0)) || start_failure "dockerd C (Debian 13's Docker 26)" "$d/dockerd.log" "$d/dockerd.cmd" "$DOCKERD_C_HINT"
+	grep -q 'containerd-snapshotter=true' "$d/dockerd.log" ||
+		start_failure "dockerd C on the containerd image store" "$d/dockerd.log" "$d/dockerd.cmd" \
+			"- its log must say containerd-snapshotter=true: check the features in $d/daemon.json"
+	echo "$START_PID" >"$d/pid"
 }
 
 # start A or B, wait for /_ping, fall back to dockerd's own storage driver choice
@@ -507,40 +693,44 @@ expect_count() { # WHAT EXPECTED ACTUAL
 	[ "$2" = "$3" ] || die "seed check failed: $1: expected $2, found $3"
 }
 
-seed_a() {
-	local r="$TB/seed/a-rootfs" cache=(--change 'LABEL dwtest.group=cache')
+# seed_like_a a|c: the seeds of A (see the top of this file), on A or C
+seed_like_a() {
+	local x=$1 dk=dk_$1 r="$TB/seed/$1-rootfs" cache=(--change 'LABEL dwtest.group=cache')
 	make_rootfs "$r"
-	import_image dk_a "$r" dwtest/app:1
-	import_image dk_a "$r" dwtest/app:2
-	import_image dk_a "$r" dwtest/tool:1 "${cache[@]}"
-	import_image dk_a "$r" ci/builder:1 "${cache[@]}"
-	import_image dk_a "$r" ci/runner:1
-	import_image dk_a "$r" ci/runner:2
-	import_image dk_a "$r" ""
-	import_image dk_a "$r" ""
-	import_image dk_a "$r" ""
+	import_image "$dk" "$r" dwtest/app:1
+	import_image "$dk" "$r" dwtest/app:2
+	import_image "$dk" "$r" dwtest/tool:1 "${cache[@]}"
+	import_image "$dk" "$r" ci/builder:1 "${cache[@]}"
+	import_image "$dk" "$r" ci/runner:1
+	import_image "$dk" "$r" ci/runner:2
+	import_image "$dk" "$r" ""
+	import_image "$dk" "$r" ""
+	import_image "$dk" "$r" ""
 
-	dk_a run -d --network none --name dwtest-a-running-1 dwtest/app:1 >/dev/null
-	dk_a run -d --network none --name dwtest-a-running-2 dwtest/tool:1 >/dev/null
-	dk_a run --network none --name dwtest-a-exited-0 dwtest/app:2 /bin/busybox true
+	"$dk" run -d --network none --name "dwtest-$x-running-1" dwtest/app:1 >/dev/null
+	"$dk" run -d --network none --name "dwtest-$x-running-2" dwtest/tool:1 >/dev/null
+	"$dk" run --network none --name "dwtest-$x-exited-0" dwtest/app:2 /bin/busybox true
 	local rc=0
-	dk_a run --network none --name dwtest-a-exited-3 ci/runner:1 /bin/busybox sh -c 'exit 3' || rc=$?
-	expect_count "exit code of dwtest-a-exited-3" 3 "$rc"
-	dk_a create --network none --name dwtest-a-created ci/runner:2 >/dev/null
-
+	"$dk" run --network none --name "dwtest-$x-exited-3" ci/runner:1 /bin/busybox sh -c 'exit 3' || rc=$?
+	expect_count "exit code of dwtest-$x-exited-3" 3 "$rc"
+	"$dk" create --network none --name "dwtest-$x-created" ci/runner:2 >/dev/null
 }
+
+seed_a() { seed_like_a a; }
+seed_c() { seed_like_a c; }
 
 # Registry seeds: built on A (legacy builder, no network), pushed, and removed
 # from A again (`rmi` of a tag also removes the builder's intermediate images
 # under it, so nothing dangling stays; check_seeds counts `images -a`).
 # multi:1 and multi:2 and private/app:1 share one small build context; big:1
-# has its own, so its 64 MiB are sent to dockerd once. Sets nothing: the layer
-# sizes are read back from the registries afterwards.
+# and mixed:1 have their own, so their bytes are sent to dockerd once. Sets
+# nothing: the layer sizes are read back from the registries afterwards.
 seed_registries() {
-	local ctx="$TB/seed/reg" bigctx="$TB/seed/big" i
+	local ctx="$TB/seed/reg" bigctx="$TB/seed/big" mixctx="$TB/seed/mixed" i
 	local m1="127.0.0.1:$PORT_R/dwtest/multi:1" m2="127.0.0.1:$PORT_R/dwtest/multi:2"
 	local big="127.0.0.1:$PORT_R/dwtest/big:1" priv="127.0.0.1:$PORT_RA/private/app:1"
-	mkdir -p "$ctx" "$bigctx"
+	local mixed="127.0.0.1:$PORT_R/dwtest/mixed:1"
+	mkdir -p "$ctx" "$bigctx" "$mixctx"
 	head -c 600000 /dev/urandom >"$ctx/layer1.bin"
 	head -c 300000 /dev/urandom >"$ctx/layer2.bin"
 	head -c 100000 /dev/urandom >"$ctx/layer3.bin"
@@ -555,6 +745,10 @@ seed_registries() {
 		head -c $((16 << 20)) /dev/urandom >"$bigctx/layer$i.bin"
 		printf 'COPY layer%s.bin /layer%s.bin\n' "$i" "$i" >>"$bigctx/Dockerfile"
 	done
+	head -c $((3 << 20)) /dev/urandom >"$mixctx/big1.bin"
+	head -c 100000 /dev/urandom >"$mixctx/small.bin"
+	head -c $((2 << 20)) /dev/urandom >"$mixctx/big2.bin"
+	printf 'FROM scratch\nCOPY big1.bin /big1.bin\nCOPY small.bin /small.bin\nCOPY big2.bin /big2.bin\n' >"$mixctx/Dockerfile"
 	build() { DOCKER_BUILDKIT=0 dk_a build --network none -q "$@" >/dev/null; }
 
 	# big:1 (build + gzip on push take the longest) beside the small ones
@@ -568,7 +762,9 @@ seed_registries() {
 	build -t "$m1" "$ctx"
 	build -t "$m2" -f "$ctx/Dockerfile.multi2" "$ctx"
 	build -t "$priv" -f "$ctx/Dockerfile.private" "$ctx"
+	build -t "$mixed" "$mixctx"
 	dk_a push "$m1" >/dev/null
+	dk_a push "$mixed" >/dev/null
 	dk_a push "$m2" >/dev/null # after :1, so its 3 shared layers exist already
 	# log in with a throw-away client config: nothing lands in ~/.docker or
 	# in the bed's own CLI config ($TB/cli); logged out again afterwards
@@ -580,7 +776,7 @@ seed_registries() {
 
 	wait "$bigjob"
 	# children before parents: multi:2 is built on multi:1
-	dk_a rmi "$m2" "$m1" "$big" "$priv" >/dev/null
+	dk_a rmi "$m2" "$m1" "$big" "$priv" "$mixed" >/dev/null
 }
 
 seed_b() {
@@ -605,17 +801,22 @@ seed_podman() {
 }
 
 check_seeds() {
-	local n
-	n=$(dk_a images -a -q | wc -l)
-	expect_count "A: all images" 9 "$n"
-	n=$(dk_a images -q --filter dangling=true | wc -l)
-	expect_count "A: dangling images" 3 "$n"
-	n=$(dk_a images -q --filter label=dwtest.group=cache | wc -l)
-	expect_count "A: images labelled dwtest.group=cache" 2 "$n"
-	n=$(dk_a ps -a -q | wc -l)
-	expect_count "A: containers" 5 "$n"
-	n=$(dk_a ps -q --filter status=running | wc -l)
-	expect_count "A: running containers" 2 "$n"
+	local n x X
+	for x in a c; do
+		X=${x^^}
+		n=$("dk_$x" images -a -q | wc -l)
+		expect_count "$X: all images" 9 "$n"
+		n=$("dk_$x" images -q --filter dangling=true | wc -l)
+		expect_count "$X: dangling images" 3 "$n"
+		n=$("dk_$x" images -q --filter label=dwtest.group=cache | wc -l)
+		expect_count "$X: images labelled dwtest.group=cache" 2 "$n"
+		n=$("dk_$x" ps -a -q | wc -l)
+		expect_count "$X: containers" 5 "$n"
+		n=$("dk_$x" ps -q --filter status=running | wc -l)
+		expect_count "$X: running containers" 2 "$n"
+	done
+	n=$(dk_c info --format '{{.Driver}} {{.ServerVersion}}')
+	[[ $n == "overlayfs 26.1."* ]] || die "seed check failed: C: expected storage driver overlayfs and Docker 26.1.x, found $n"
 	n=$(dk_b images -a -q | wc -l)
 	expect_count "B: all images" 4 "$n"
 	n=$(dk_b images -q --filter dangling=true | wc -l)
@@ -638,12 +839,18 @@ check_seeds() {
 	IMAGE_MULTI1_LAYERS=$(manifest_layers "127.0.0.1:$PORT_R" dwtest/multi 1)
 	IMAGE_MULTI2_LAYERS=$(manifest_layers "127.0.0.1:$PORT_R" dwtest/multi 2)
 	IMAGE_BIG_LAYERS=$(manifest_layers "127.0.0.1:$PORT_R" dwtest/big 1)
+	IMAGE_MIXED_LAYERS=$(manifest_layers "127.0.0.1:$PORT_R" dwtest/mixed 1)
 	IMAGE_PRIVATE_LAYERS=$(manifest_layers "127.0.0.1:$PORT_RA" private/app 1 auth)
 	expect_count "registry: layer sizes of dwtest/multi:1 (3)" 3 "$(commas "$IMAGE_MULTI1_LAYERS")"
 	expect_count "registry: layer sizes of dwtest/multi:2 (4)" 4 "$(commas "$IMAGE_MULTI2_LAYERS")"
 	expect_count "registry: dwtest/multi:2 starts with the layers of :1" "$IMAGE_MULTI1_LAYERS" \
 		"$(cut -d, -f1-3 <<<"$IMAGE_MULTI2_LAYERS")"
 	expect_count "registry: layer sizes of dwtest/big:1 (4)" 4 "$(commas "$IMAGE_BIG_LAYERS")"
+	expect_count "registry: layer sizes of dwtest/mixed:1 (3)" 3 "$(commas "$IMAGE_MIXED_LAYERS")"
+	local mixed_sizes
+	IFS=, read -ra mixed_sizes <<<"$IMAGE_MIXED_LAYERS"
+	((mixed_sizes[0] > 1 << 20 && mixed_sizes[1] < 1 << 20 && mixed_sizes[2] > 1 << 20)) ||
+		die "seed check failed: dwtest/mixed:1 should have layers over, under and over 1 MiB: $IMAGE_MIXED_LAYERS"
 	local size
 	for size in ${IMAGE_BIG_LAYERS//,/ }; do
 		((size > 16 << 20)) || die "seed check failed: a layer of dwtest/big:1 is only $size bytes (random data should not compress)"
@@ -675,6 +882,7 @@ cmd_up() {
 	set -E
 	trap 'die "unexpected failure (exit $?) in ${FUNCNAME[0]:-main} at line $LINENO: $BASH_COMMAND"' ERR
 	install_packages
+	install_trixie
 	if [ -e "$dir/$MARKER" ]; then
 		log "$dir holds an old test bed: tearing it down first"
 		(
@@ -686,7 +894,7 @@ cmd_up() {
 	[ -z "$(ls -A "$dir")" ] || die "$dir exists and is not empty (and is no test bed): pass a new or empty DIR"
 	TB=$(cd "$dir" && pwd -P)
 	touch "$TB/$MARKER"
-	mkdir -p "$TB/a" "$TB/b" "$TB/registry" "$TB/seed" "$TB/cli" "$TB/podman"
+	mkdir -p "$TB/a" "$TB/b" "$TB/c" "$TB/registry" "$TB/seed" "$TB/cli" "$TB/podman"
 	# keep the CLI away from ~/.docker (contexts, credentials, hints)
 	export DOCKER_CONFIG="$TB/cli" DOCKER_CLI_HINTS=false
 	unset DOCKER_HOST DOCKER_TLS_VERIFY DOCKER_CERT_PATH DOCKER_CONTEXT
@@ -707,17 +915,25 @@ cmd_up() {
 
 	start_registry
 	start_registry_auth
-	# B is brought up in the background while A comes up in the foreground.
+	# B and C are brought up in the background while A comes up in the foreground.
 	(bring_up_dockerd b 2>"$TB/b/start.err") &
 	local bpid=$!
+	(bring_up_c 2>"$TB/c/start.err") &
+	local cpid=$!
 	bring_up_dockerd a
 	wait "$bpid" || {
 		cat "$TB/b/start.err" >&2
 		exit 1
 	}
 	cat "$TB/b/start.err" >&2
+	wait "$cpid" || {
+		cat "$TB/c/start.err" >&2
+		exit 1
+	}
+	cat "$TB/c/start.err" >&2
 	DOCKERD_A_PID=$(cat "$TB/a/pid")
 	DOCKERD_B_PID=$(cat "$TB/b/pid")
+	DOCKERD_C_PID=$(cat "$TB/c/pid")
 	local rc=0
 	wait_ready "$REGISTRY_PID" ping_r || rc=$?
 	((rc == 0)) || start_failure "docker-registry" "$TB/registry/registry.log" "$TB/registry/registry.cmd" \
@@ -734,6 +950,8 @@ cmd_up() {
 	local rpid=$!
 	(seed_a >"$TB/a/seed.log" 2>&1) &
 	local apid=$!
+	(seed_c >"$TB/c/seed.log" 2>&1) &
+	cpid=$!
 	wait "$apid" || {
 		tail -n 30 "$TB/a/seed.log" >&2
 		die "seeding dockerd A failed (log: $TB/a/seed.log)"
@@ -746,6 +964,10 @@ cmd_up() {
 		tail -n 30 "$TB/b/seed.log" >&2
 		die "seeding dockerd B failed (log: $TB/b/seed.log)"
 	}
+	wait "$cpid" || {
+		tail -n 30 "$TB/c/seed.log" >&2
+		die "seeding dockerd C failed (log: $TB/c/seed.log)"
+	}
 	rc=0
 	wait "$podpid" || rc=$?
 	((rc != 90)) || start_failure "podman system service" "$TB/podman/service.log" "$TB/podman/service.cmd" "$PODMAN_HINT"
@@ -755,8 +977,10 @@ cmd_up() {
 	}
 	check_seeds
 
-	local driver
+	local driver c_driver c_version
 	driver=$(dk_a info --format '{{.Driver}}')
+	c_driver=$(dk_c info --format '{{.Driver}}')
+	c_version=$(dk_c version --format '{{.Server.Version}}')
 	cat >"$TB/env.tmp" <<EOF
 TESTBED_DIR=$TB
 DOCKER_A=unix://$TB/a/docker.sock
@@ -778,6 +1002,14 @@ DOCKERD_B_PID=$DOCKERD_B_PID
 REGISTRY_PID=$REGISTRY_PID
 DOCKERD_A_LOG=$TB/a/dockerd.log
 DOCKERD_B_LOG=$TB/b/dockerd.log
+DOCKER_C=unix://$TB/c/docker.sock
+DOCKER_C_SOCKET=$TB/c/docker.sock
+DOCKER_C_CLI=$DOCKER_C_CLI
+DOCKER_C_ROOT=$TRIXIE_ROOT
+DOCKERD_C_PID=$DOCKERD_C_PID
+DOCKERD_C_LOG=$TB/c/dockerd.log
+DOCKERD_C_VERSION=$c_version
+STORAGE_DRIVER_C=$c_driver
 REGISTRY_LOG=$TB/registry/registry.log
 STORAGE_DRIVER=$driver
 DOCKER_CLI=$DOCKER_CLI
@@ -791,10 +1023,12 @@ REGISTRY_AUTH_LOG=$TB/registry-auth/registry.log
 IMAGE_MULTI1=127.0.0.1:$PORT_R/dwtest/multi:1
 IMAGE_MULTI2=127.0.0.1:$PORT_R/dwtest/multi:2
 IMAGE_BIG=127.0.0.1:$PORT_R/dwtest/big:1
+IMAGE_MIXED=127.0.0.1:$PORT_R/dwtest/mixed:1
 IMAGE_PRIVATE=127.0.0.1:$PORT_RA/private/app:1
 IMAGE_MULTI1_LAYERS=$IMAGE_MULTI1_LAYERS
 IMAGE_MULTI2_LAYERS=$IMAGE_MULTI2_LAYERS
 IMAGE_BIG_LAYERS=$IMAGE_BIG_LAYERS
+IMAGE_MIXED_LAYERS=$IMAGE_MIXED_LAYERS
 IMAGE_PRIVATE_LAYERS=$IMAGE_PRIVATE_LAYERS
 PODMAN_HOST=unix://$TB/podman/podman.sock
 PODMAN_SOCKET=$TB/podman/podman.sock
@@ -809,7 +1043,7 @@ PODMAN_REGISTRIES_CONF=$TB/podman/registries.conf
 PODMAN_EVENTS_LOG=$TB/podman/events.log
 EOF
 	mv "$TB/env.tmp" "$TB/env"
-	echo "testbed up in $((SECONDS - t0))s: A=unix://$TB/a/docker.sock B=tcp://127.0.0.1:$PORT_B (mTLS) registry=127.0.0.1:$PORT_R registry-auth=127.0.0.1:$PORT_RA podman=unix://$TB/podman/podman.sock storage=$driver env=$TB/env"
+	echo "testbed up in $((SECONDS - t0))s: A=unix://$TB/a/docker.sock B=tcp://127.0.0.1:$PORT_B (mTLS) C=unix://$TB/c/docker.sock (Docker $c_version, $c_driver) registry=127.0.0.1:$PORT_R registry-auth=127.0.0.1:$PORT_RA podman=unix://$TB/podman/podman.sock storage=$driver env=$TB/env"
 }
 
 # ---------------------------------------------------------------- down
@@ -852,7 +1086,7 @@ bed_pids() {
 		[ "$p" = $$ ] && continue
 		[ "$p" = "$BASHPID" ] && continue
 		tr '\0' ' ' 2>/dev/null <"/proc/$p/cmdline" |
-			grep -qF -e "$TB/a/" -e "$TB/b/" -e "$TB/registry/" -e "$TB/registry-auth/" -e "$TB/podman/" && echo "$p"
+			grep -qF -e "$TB/a/" -e "$TB/b/" -e "$TB/c/" -e "$TB/registry/" -e "$TB/registry-auth/" -e "$TB/podman/" && echo "$p"
 	done
 	return 0
 }
@@ -890,12 +1124,13 @@ cmd_down() {
 	[ -n "$DOCKER_CLI" ] || DOCKER_CLI=$(command -v docker || echo /usr/bin/docker)
 	PORT_B=$(grep -s '^DOCKER_B_PORT=' "$TB/env" | cut -d= -f2-)
 
-	local reg rega a b pod
+	local reg rega a b dc pod
 	pod=$(pid_of_ours "$TB/podman/pid")
 	reg=$(pid_of_ours "$TB/registry/pid")
 	rega=$(pid_of_ours "$TB/registry-auth/pid")
 	a=$(pid_of_ours "$TB/a/dockerd.pid" || pid_of_ours "$TB/a/pid")
 	b=$(pid_of_ours "$TB/b/dockerd.pid" || pid_of_ours "$TB/b/pid")
+	dc=$(pid_of_ours "$TB/c/dockerd.pid" || pid_of_ours "$TB/c/pid")
 	# The registries hold nothing worth a graceful stop (a clean one drains for
 	# ~2 s), and a test may have frozen one with SIGSTOP: SIGCONT + SIGKILL.
 	# shellcheck disable=SC2086 # empty pids vanish on purpose
@@ -905,6 +1140,13 @@ cmd_down() {
 	if [ -n "$a" ]; then
 		timeout 10 "$DOCKER_CLI" -H "unix://$TB/a/docker.sock" ps -q 2>/dev/null |
 			xargs -r timeout 10 "$DOCKER_CLI" -H "unix://$TB/a/docker.sock" kill >/dev/null 2>&1 &
+	fi
+	local cli_c
+	cli_c=$(grep -s '^DOCKER_C_CLI=' "$TB/env" | cut -d= -f2-)
+	[ -x "$cli_c" ] || cli_c=$DOCKER_CLI
+	if [ -n "$dc" ]; then
+		timeout 10 "$cli_c" -H "unix://$TB/c/docker.sock" ps -q 2>/dev/null |
+			xargs -r timeout 10 "$cli_c" -H "unix://$TB/c/docker.sock" kill >/dev/null 2>&1 &
 	fi
 	if [ -n "$b" ] && [ -n "$PORT_B" ]; then
 		local tls=(-H "tcp://127.0.0.1:$PORT_B" --tlsverify --tlscacert "$TB/certs/ca.pem"
@@ -920,7 +1162,7 @@ cmd_down() {
 	fi
 	wait
 	# shellcheck disable=SC2086 # empty pids vanish on purpose
-	stop_pids 15 $reg $rega $a $b $pod
+	stop_pids 15 $reg $rega $a $b $dc $pod
 
 	# leftovers: managed containerd, containerd-shim-runc-v2 (their command
 	# lines name the exec-root under this bed), then container processes.
@@ -942,11 +1184,11 @@ cmd_down() {
 		ids+=("$c" "libpod-$c")
 		rm -rf "/run/runc/$c"
 	done
-	for c in "$TB"/a/data/containers/*/ "$TB"/b/data/containers/*/; do
+	for c in "$TB"/a/data/containers/*/ "$TB"/b/data/containers/*/ "$TB"/c/data/containers/*/; do
 		[ -d "$c" ] || continue
 		ids+=("$(basename "$c")")
 		# a shim that was SIGKILLed leaves its socket in /run/containerd/s,
-		# named sha256(containerd address + /moby/ + id) (containerd 1.6)
+		# named sha256(containerd address + /moby/ + id) (containerd 1.6 and 1.7)
 		c=${c%/}
 		h=$(printf '%s' "${c%%/data/containers/*}/exec/containerd/containerd.sock/moby/${ids[-1]}" | sha256sum)
 		rm -f "/run/containerd/s/${h%% *}"
@@ -1019,7 +1261,10 @@ usage() {
 main() {
 	(($# >= 1)) || usage
 	case $1 in
-	install) install_packages ;;
+	install)
+		install_packages
+		install_trixie
+		;;
 	up)
 		(($# == 2)) || usage
 		cmd_up "$2"

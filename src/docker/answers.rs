@@ -123,6 +123,32 @@ mod tests {
         }
     }
 
+    /// Docker 26.1 with the containerd image store (the test bed's daemon C).
+    #[test]
+    fn containerd_store_answers_decode() {
+        let v: Version =
+            serde_json::from_slice(&fixture("docker-26-containerd-version.json")).expect("version");
+        assert_eq!(v.engine(), "docker");
+        assert_eq!(v.version.as_deref(), Some("26.1.5+dfsg1"));
+        assert_eq!(v.api_version.as_deref(), Some("1.45"));
+        assert_eq!(v.min_api_version.as_deref(), Some("1.24"));
+        let info: Info =
+            serde_json::from_slice(&fixture("docker-26-containerd-info.json")).expect("info");
+        // The snapshotter's name, where the classic store says overlay2.
+        assert_eq!(info.driver.as_deref(), Some("overlayfs"));
+        assert!(info.system_time.is_some());
+        // Dangling images have `RepoTags: []` (classic: ["<none>:<none>"]);
+        // only the sizes are read, so both decode alike.
+        let images: Vec<ImageSummary> =
+            serde_json::from_slice(&fixture("docker-26-containerd-images.json")).expect("images");
+        assert_eq!(images.len(), 9);
+        assert!(images.iter().all(|i| i.size > 3_000_000));
+        let dangling: Vec<ImageSummary> =
+            serde_json::from_slice(&fixture("docker-26-containerd-images-dangling.json"))
+                .expect("dangling");
+        assert_eq!(dangling.len(), 3);
+    }
+
     /// Docker 29 (API 1.52): an untagged image has `RepoTags: []`, no
     /// `VirtualSize`; containers carry a `Health` object.
     #[test]

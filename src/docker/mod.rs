@@ -120,14 +120,24 @@ struct Inner {
     transport: Result<Transport, DockerError>,
     timeout: Duration,
     observer: Arc<dyn Observer>,
-    /// The negotiated API version every request is prefixed with; `None`
-    /// until negotiated, and again after the connection failed (the daemon
-    /// may come back upgraded).
-    api: RwLock<Option<ApiVersion>>,
+    /// The negotiated API version every request is prefixed with, and how
+    /// often it was forgotten.
+    api: RwLock<Negotiated>,
     /// Serialises negotiations, so concurrent first calls ping once.
     negotiating: tokio::sync::Mutex<()>,
     /// Whether "the daemon's minimum is above ours" was logged.
     told_minimum: AtomicBool,
+}
+
+/// The API version to speak, `None` until negotiated and again after the
+/// connection failed (the daemon may come back upgraded). `forgotten`
+/// counts those failures: an answer to a call begun before one (say, the
+/// `/version` of a poll in which the daemon went away) came from a daemon
+/// that may be gone, and is not learned from.
+#[derive(Debug, Default)]
+struct Negotiated {
+    version: Option<ApiVersion>,
+    forgotten: u64,
 }
 
 /// A call on its way: reports itself when it ends, or when it is dropped
@@ -175,7 +185,7 @@ impl Connection {
             transport: Transport::new(daemon),
             timeout,
             observer,
-            api: RwLock::new(None),
+            api: RwLock::new(Negotiated::default()),
             negotiating: tokio::sync::Mutex::new(()),
             told_minimum: AtomicBool::new(false),
         }))
@@ -183,27 +193,54 @@ impl Connection {
 
     /// The API version requests are sent with now, once negotiated.
     pub fn api_version(&self) -> Option<ApiVersion> {
-        *self.0.api.read().unwrap_or_else(PoisonError::into_inner)
+        self.0
+            .api
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .version
     }
 
-    fn set_api_version(&self, v: Option<ApiVersion>) {
-        *self.0.api.write().unwrap_or_else(PoisonError::into_inner) = v;
+    /// How often the version was forgotten so far: taken when a call
+    /// begins, and handed to `keep_api_version` with what its answer said.
+    fn api_epoch(&self) -> u64 {
+        self.0
+            .api
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .forgotten
     }
 
-    /// What the daemon says of its versions (every `/version` answer): a
+    /// The connection failed: whatever answers next may be another daemon.
+    fn forget_api_version(&self) {
+        let mut api = self.0.api.write().unwrap_or_else(PoisonError::into_inner);
+        api.version = None;
+        api.forgotten += 1;
+    }
+
+    /// Keeps `v`, learned from an answer to a call begun at `epoch`, unless
+    /// the version was forgotten since (then `v` may be a gone daemon's).
+    /// Returns what it replaced, or `Err` if it was not kept.
+    fn keep_api_version(&self, epoch: u64, v: ApiVersion) -> Result<Option<ApiVersion>, ()> {
+        let mut api = self.0.api.write().unwrap_or_else(PoisonError::into_inner);
+        if api.forgotten != epoch {
+            return Err(());
+        }
+        Ok(api.version.replace(v))
+    }
+
+    /// What the daemon says of its versions (every `/version` answer, and a
+    /// refusal naming its minimum), in answer to a call begun at `epoch`: a
     /// daemon upgraded behind the same address is spoken to in its new
     /// version from the next call on.
-    fn learn(&self, newest: ApiVersion, min: Option<ApiVersion>) {
+    fn learn(&self, epoch: u64, newest: ApiVersion, min: Option<ApiVersion>) {
         let v = negotiate(newest, min);
         if v > NEWEST_API && !self.0.told_minimum.swap(true, Ordering::Relaxed) {
             tracing::warn!(daemon = %self.0.name, api_version = %v, newest_tested = %NEWEST_API, "the daemon's minimum API version is above the newest dockwatch is tested against; speaking its minimum");
         }
-        let old = self.api_version();
-        if old != Some(v) {
-            self.set_api_version(Some(v));
-            if let Some(old) = old {
-                tracing::info!(daemon = %self.0.name, from = %old, to = %v, "API version renegotiated");
-            }
+        if let Ok(Some(old)) = self.keep_api_version(epoch, v)
+            && old != v
+        {
+            tracing::info!(daemon = %self.0.name, from = %old, to = %v, "API version renegotiated");
         }
     }
 
@@ -218,6 +255,7 @@ impl Connection {
         if let Some(v) = self.api_version() {
             return Ok(v);
         }
+        let epoch = self.api_epoch();
         let newest = self
             .timed(ApiEndpoint::Ping, self.0.timeout, async {
                 let response = t.send(hyper::Method::GET, "/_ping", &[]).await?;
@@ -233,8 +271,11 @@ impl Connection {
             })
             .await?;
         let v = negotiate(newest, None);
-        tracing::info!(daemon = %self.0.name, daemon_api_version = %newest, api_version = %v, "API version negotiated");
-        self.set_api_version(Some(v));
+        // Another call failed to connect while this one asked: this call
+        // goes on in `v`, the next one asks again.
+        if self.keep_api_version(epoch, v).is_ok() {
+            tracing::info!(daemon = %self.0.name, daemon_api_version = %newest, api_version = %v, "API version negotiated");
+        }
         Ok(v)
     }
 
@@ -295,6 +336,7 @@ impl Connection {
         timeout: Duration,
         call: impl Future<Output = Result<T, DockerError>>,
     ) -> Result<T, DockerError> {
+        let epoch = self.api_epoch();
         let pending = Pending {
             conn: Arc::clone(&self.0),
             endpoint,
@@ -309,14 +351,14 @@ impl Connection {
         match &result {
             // Whatever answers next may be another daemon (an upgrade).
             Err(DockerError::Connect(_) | DockerError::Tls(_) | DockerError::Timeout(_)) => {
-                self.set_api_version(None);
+                self.forget_api_version();
             }
             Err(DockerError::Http {
                 status: 400,
                 message,
             }) => {
                 if let Some(min) = minimum_in_refusal(message) {
-                    self.learn(min, Some(min));
+                    self.learn(epoch, min, Some(min));
                 }
             }
             _ => {}
@@ -353,6 +395,7 @@ impl Connection {
     /// `GET /version`; what it says of the daemon's versions is learned.
     pub async fn version(&self) -> Result<Version, DockerError> {
         let t = self.0.timeout;
+        let epoch = self.api_epoch();
         let v: Version = self
             .get(
                 ApiEndpoint::Version,
@@ -364,7 +407,7 @@ impl Connection {
             .await?;
         if let Some(newest) = v.api_version.as_deref().and_then(ApiVersion::parse) {
             let min = v.min_api_version.as_deref().and_then(ApiVersion::parse);
-            self.learn(newest, min);
+            self.learn(epoch, newest, min);
         }
         Ok(v)
     }
@@ -547,6 +590,43 @@ mod tests {
         assert_eq!(ApiVersion::parse("1"), None);
         assert_eq!(ApiVersion::parse("x.y"), None);
         assert_eq!(v(" 1.45 ").to_string(), "1.45");
+    }
+
+    /// A poll's `/version` answered by a daemon that went away while
+    /// another call of the same poll failed to connect (seen when a dockerd
+    /// 20.10 was stopped mid-poll and a Docker 26 started on its socket):
+    /// the old version must not come back, or the new daemon is spoken to
+    /// in it without being asked.
+    #[test]
+    fn an_answer_begun_before_a_failed_connection_is_not_learned() {
+        let daemon = DaemonConfig {
+            name: "d".into(),
+            host: crate::config::Host::parse("unix:///nonexistent.sock").expect("a host"),
+            tls: None,
+        };
+        let c = Connection::new(&daemon, Duration::from_secs(1), Arc::new(Unobserved));
+        let v = |s| ApiVersion::parse(s).expect("a version");
+        c.learn(c.api_epoch(), v("1.41"), Some(v("1.12")));
+        assert_eq!(c.api_version(), Some(v("1.41")));
+        // The poll begins; one of its calls fails to connect.
+        let begun = c.api_epoch();
+        c.forget_api_version();
+        assert_eq!(c.api_version(), None);
+        // Then its /version answer (the old daemon's) comes in.
+        c.learn(begun, v("1.41"), Some(v("1.12")));
+        assert_eq!(
+            c.api_version(),
+            None,
+            "learned from a daemon that may be gone"
+        );
+        // Neither is a negotiation's answer kept.
+        assert!(c.keep_api_version(begun, v("1.41")).is_err());
+        // A call begun after the failure learns: the new daemon's version.
+        c.learn(c.api_epoch(), v("1.45"), Some(v("1.24")));
+        assert_eq!(c.api_version(), Some(v("1.45")));
+        // And a later answer relearns, as after an upgrade without a failure.
+        c.learn(c.api_epoch(), v("1.52"), Some(v("1.44")));
+        assert_eq!(c.api_version(), Some(NEWEST_API));
     }
 
     #[test]

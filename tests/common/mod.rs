@@ -15,7 +15,19 @@ use serde_json::Value;
 
 pub mod gate;
 pub mod prometheus;
+pub mod slow_link;
 pub mod variant;
+
+/// The two image stores a dockerd can use, which report sizes, layers and
+/// disk usage differently (see the README, "Image stores").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Store {
+    /// The graph driver store (overlay2) of dockerd 20.10: daemons A and B.
+    Classic,
+    /// The containerd image store (snapshotter overlayfs) of Docker 26:
+    /// daemon C.
+    Containerd,
+}
 
 /// Sends a signal with kill(1) (no libc in the test dependencies); fails
 /// the test if it cannot be sent.
@@ -198,6 +210,11 @@ impl Testbed {
         tls_daemon_toml(name, self.var("DOCKER_B"), ca, cert, key)
     }
 
+    /// TOML for daemon C: Docker 26 on the containerd image store.
+    pub fn daemon_c(&self, name: &str) -> String {
+        daemon_toml(name, self.var("DOCKER_C"))
+    }
+
     pub fn daemon_b(&self, name: &str) -> String {
         self.daemon_b_with(
             name,
@@ -226,6 +243,23 @@ impl Testbed {
     /// The docker CLI aimed at daemon A.
     pub fn cli_a(&self) -> DockerCli {
         self.cli_at(self.var("DOCKER_A"))
+    }
+
+    /// Docker 26's own CLI aimed at daemon C.
+    pub fn cli_c(&self) -> DockerCli {
+        self.cli_for(Store::Containerd, self.var("DOCKER_C"))
+    }
+
+    /// The CLI that goes with a daemon's store, aimed at `host`: the bed's
+    /// docker CLI for dockerd 20.10, Docker 26's own for Docker 26.
+    pub fn cli_for(&self, store: Store, host: &str) -> DockerCli {
+        match store {
+            Store::Classic => self.cli_at(host),
+            Store::Containerd => DockerCli {
+                program: self.var("DOCKER_C_CLI").to_owned(),
+                args: vec!["-H".into(), host.into()],
+            },
+        }
     }
 
     /// The docker CLI aimed at daemon B over mutual TLS.
@@ -336,6 +370,36 @@ impl DockerCli {
         self.run(&["import", &tar.to_string_lossy(), tag]);
     }
 
+    /// What `docker images` prints as each image's size, summed, and by how
+    /// much that sum may miss the exact one: the CLI prints 3 significant
+    /// digits (`3.07MB`), so each image may be off by half its last digit.
+    pub fn listed_size(&self, ids: &[String]) -> (f64, f64) {
+        let wanted: std::collections::BTreeSet<&str> = ids.iter().map(String::as_str).collect();
+        let mut seen = std::collections::BTreeSet::new();
+        let (mut sum, mut slack) = (0.0, 0.0);
+        for line in self
+            .run(&[
+                "images",
+                "-a",
+                "--no-trunc",
+                "--format",
+                "{{.ID}} {{.Size}}",
+            ])
+            .lines()
+        {
+            let (id, size) = line.split_once(' ').expect("ID SIZE");
+            // An image with several tags is listed once per tag.
+            if !wanted.contains(id) || !seen.insert(id.to_owned()) {
+                continue;
+            }
+            let (bytes, half_digit) = parse_human_size(size);
+            sum += bytes;
+            slack += half_digit;
+        }
+        assert_eq!(seen.len(), ids.len(), "docker images lists every image");
+        (sum, slack)
+    }
+
     /// `docker ps -a` counted by state.
     pub fn container_states(&self) -> BTreeMap<String, u64> {
         let mut counts = BTreeMap::new();
@@ -344,6 +408,52 @@ impl DockerCli {
         }
         counts
     }
+}
+
+/// A size as the docker CLI prints it with 3 significant digits
+/// (`3.07MB`, `512kB`, `0B`; decimal units), as bytes, with half its last
+/// digit: the most the printed number can be off.
+pub fn parse_human_size(text: &str) -> (f64, f64) {
+    let split = text
+        .find(|c: char| c.is_ascii_alphabetic() && c != 'e')
+        .unwrap_or_else(|| panic!("no unit in {text:?}"));
+    let (number, unit) = text.split_at(split);
+    let value: f64 = number.parse().unwrap_or_else(|e| panic!("{text:?}: {e}"));
+    let scale = match unit {
+        "B" => 1.0,
+        "kB" => 1e3,
+        "MB" => 1e6,
+        "GB" => 1e9,
+        "TB" => 1e12,
+        other => panic!("unknown unit {other:?} in {text:?}"),
+    };
+    if value == 0.0 {
+        return (0.0, 0.0);
+    }
+    let last_digit = 10_f64.powf(value.abs().log10().floor() - 2.0);
+    (value * scale, last_digit * scale / 2.0)
+}
+
+/// No byte count in the exposition is negative or a wrapped-around
+/// unsigned number (anything from 2^63 up): checked on every series whose
+/// name says bytes.
+pub fn assert_byte_counts_sane(scrape: &Scrape) {
+    let mut checked = 0;
+    for (name, labels, value) in &scrape.samples {
+        if !(name.ends_with("_bytes") || name.ends_with("_bytes_total")) {
+            continue;
+        }
+        assert!(
+            value.is_finite() && *value >= 0.0 && *value < 9.2e18,
+            "{name}{labels:?} = {value}: a byte count must be neither negative nor wrapped around"
+        );
+        checked += 1;
+    }
+    assert!(
+        checked > 0,
+        "no byte series in the scrape:\n{}",
+        scrape.text
+    );
 }
 
 /// A free port on 127.0.0.1 (free when asked; good enough for tests).
@@ -720,14 +830,20 @@ pub struct OwnDaemon {
     pub child: Option<Child>,
     /// More dockerd flags (say, `--debug`).
     pub extra_args: Vec<String>,
-    /// A folder whose dockerd (and containerd) run instead of the
-    /// system's: first on the daemon's PATH.
-    pub bin_dir: Option<PathBuf>,
+    /// Folders whose dockerd, containerd and shim run instead of the
+    /// system's: first on the daemon's PATH, dockerd taken from the first
+    /// that holds one. Empty: the system's dockerd 20.10.
+    pub bin_dirs: Vec<PathBuf>,
+    /// Its image store (the containerd one is turned on by the
+    /// `--config-file` in `extra_args`).
+    pub store: Store,
+    /// Where it listens: `dir/docker.sock` unless started on another path.
+    pub socket: PathBuf,
 }
 
 impl OwnDaemon {
     pub fn socket(&self) -> PathBuf {
-        self.dir.join("docker.sock")
+        self.socket.clone()
     }
 
     pub fn host(&self) -> String {
@@ -740,44 +856,79 @@ impl OwnDaemon {
 
     /// Starts one with more dockerd flags.
     pub fn start_with(dir: &Path, extra_args: &[&str]) -> Self {
+        Self::launch(
+            dir,
+            Store::Classic,
+            Vec::new(),
+            extra_args,
+            &dir.join("docker.sock"),
+        )
+    }
+
+    /// Starts one like the bed's daemon C: Debian 13's Docker 26 (API 1.45)
+    /// from `DOCKER_C_ROOT`, unpacked by `tests/testbed.sh install` (its
+    /// containerd 1.7 and shim first on PATH, the system's runc), on the
+    /// containerd image store, the store Docker 29 uses by default.
+    pub fn start_containerd_store(dir: &Path) -> Self {
+        Self::start_on(dir, Store::Containerd, &Testbed::get(), &[])
+    }
+
+    /// Starts one on either store (dockerd 20.10 on the classic one, Docker
+    /// 26 on the containerd one) with more dockerd flags.
+    pub fn start_on(dir: &Path, store: Store, bed: &Testbed, extra_args: &[&str]) -> Self {
+        Self::start_on_socket(dir, store, bed, extra_args, &dir.join("docker.sock"))
+    }
+
+    /// The same, listening on `socket` rather than in its own folder: say,
+    /// where another daemon of the test listened before (an upgrade in
+    /// place). Its data, exec root, pidfile and log stay in `dir`.
+    pub fn start_on_socket(
+        dir: &Path,
+        store: Store,
+        bed: &Testbed,
+        extra_args: &[&str],
+        socket: &Path,
+    ) -> Self {
+        let bin_dirs = match store {
+            Store::Classic => Vec::new(),
+            Store::Containerd => {
+                let root = Path::new(bed.var("DOCKER_C_ROOT"));
+                vec![root.join("usr/bin"), root.join("usr/sbin")]
+            }
+        };
+        Self::launch(dir, store, bin_dirs, extra_args, socket)
+    }
+
+    fn launch(
+        dir: &Path,
+        store: Store,
+        bin_dirs: Vec<PathBuf>,
+        extra_args: &[&str],
+        socket: &Path,
+    ) -> Self {
+        std::fs::create_dir_all(dir).expect("daemon dir");
+        let mut args: Vec<String> = extra_args.iter().map(|&a| a.to_owned()).collect();
+        if store == Store::Containerd {
+            let config = dir.join("daemon.json");
+            std::fs::write(&config, r#"{"features": {"containerd-snapshotter": true}}"#)
+                .expect("daemon.json");
+            args.push(format!("--config-file={}", config.display()));
+        }
         let mut d = Self {
             dir: dir.to_owned(),
             child: None,
-            extra_args: extra_args.iter().map(|&a| a.to_owned()).collect(),
-            bin_dir: None,
+            extra_args: args,
+            bin_dirs,
+            store,
+            socket: socket.to_owned(),
         };
         d.restart();
         d
     }
 
-    /// Starts Docker 26 (Debian 13's, unpacked by `tests/bed/docker26.sh`
-    /// into a cache folder on first use) with the containerd image store,
-    /// the store Docker 29 uses by default.
-    pub fn start_containerd_store(dir: &Path) -> Self {
-        let cache = std::env::var("DW_DOCKER26_DIR")
-            .unwrap_or_else(|_| "/var/tmp/dockwatch-docker26".to_owned());
-        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/bed/docker26.sh");
-        let out = Command::new(script)
-            .arg(&cache)
-            .output()
-            .expect("run tests/bed/docker26.sh");
-        assert_success(
-            &out,
-            "tests/bed/docker26.sh (fetches Debian 13's docker.io with apt-get)",
-        );
-        let bin = String::from_utf8_lossy(&out.stdout).trim().to_owned();
-        std::fs::create_dir_all(dir).expect("daemon dir");
-        let config = dir.join("daemon.json");
-        std::fs::write(&config, r#"{"features": {"containerd-snapshotter": true}}"#)
-            .expect("daemon.json");
-        let mut d = Self {
-            dir: dir.to_owned(),
-            child: None,
-            extra_args: vec![format!("--config-file={}", config.display())],
-            bin_dir: Some(PathBuf::from(bin)),
-        };
-        d.restart();
-        d
+    /// The image store this daemon uses.
+    pub fn store(&self) -> Store {
+        self.store
     }
 
     /// Starts the daemon (again) and waits until `/_ping` answers.
@@ -787,19 +938,22 @@ impl OwnDaemon {
             .append(true)
             .open(self.dir.join("dockerd.log"))
             .expect("dockerd log");
-        let mut command = match &self.bin_dir {
-            Some(bin) => {
-                let path = format!(
-                    "{}:{}",
-                    bin.display(),
-                    std::env::var("PATH").unwrap_or_default()
-                );
-                let mut c = Command::new(bin.join("dockerd"));
-                c.env("PATH", path);
-                c
-            }
-            None => Command::new("dockerd"),
-        };
+        let dockerd = self
+            .bin_dirs
+            .iter()
+            .map(|d| d.join("dockerd"))
+            .find(|p| p.exists())
+            .unwrap_or_else(|| PathBuf::from("dockerd"));
+        let mut command = Command::new(dockerd);
+        if !self.bin_dirs.is_empty() {
+            let mut path: Vec<String> = self
+                .bin_dirs
+                .iter()
+                .map(|d| d.display().to_string())
+                .collect();
+            path.push(std::env::var("PATH").unwrap_or_default());
+            command.env("PATH", path.join(":"));
+        }
         let child = command
             .arg("--data-root")
             .arg(self.dir.join("data"))
@@ -854,10 +1008,21 @@ pub fn own_daemon_with_image(
     tag: &str,
     image: &str,
 ) -> (Scratch, OwnDaemon, DockerCli) {
+    own_daemon_with_image_on(bed, Store::Classic, tag, image)
+}
+
+/// The same on either image store: dockerd 20.10 (classic) or Docker 26 on
+/// the containerd store, with the CLI that goes with it.
+pub fn own_daemon_with_image_on(
+    bed: &Testbed,
+    store: Store,
+    tag: &str,
+    image: &str,
+) -> (Scratch, OwnDaemon, DockerCli) {
     let dir = Scratch::new(tag);
     std::fs::create_dir_all(dir.0.join("d")).expect("daemon dir");
-    let own = OwnDaemon::start(&dir.0.join("d"));
-    let cli = bed.cli_at(&own.host());
+    let own = OwnDaemon::start_on(&dir.0.join("d"), store, bed, &[]);
+    let cli = bed.cli_for(store, &own.host());
     cli.import_tiny(&dir.0, image);
     (dir, own, cli)
 }
