@@ -81,7 +81,8 @@ impl Watchers {
         let registries: Arc<[RegistryConfig]> = config.registries.clone().into();
         let prepulls = prepull_lists(config);
         let observer: Arc<dyn docker::Observer> = shared.metrics.clone();
-        for daemon in &config.daemons {
+        let count = config.daemons.len();
+        for (index, daemon) in config.daemons.iter().enumerate() {
             if matches!(daemon.host.endpoint, Endpoint::Tcp(_)) && daemon.tls.is_none() {
                 tracing::warn!(daemon = %daemon.name, host = %daemon.host, "talking to this daemon over plain TCP: anyone who can reach that port is root on its host; add a [daemons.tls] table for mutual TLS");
             }
@@ -98,6 +99,7 @@ impl Watchers {
                 daemon: daemon.clone(),
                 connection: connection.clone(),
                 interval: config.poll.interval,
+                first_poll: poller::spread(index, count, config.poll.interval),
                 images_interval: config.poll.images_interval(),
                 image_events,
                 filters: Arc::clone(&filters),
@@ -108,6 +110,7 @@ impl Watchers {
                 let disk = disk::DiskWatcher {
                     connection: connection.clone(),
                     interval: config.poll.disk_interval,
+                    first: poller::spread(index, count, config.poll.disk_interval),
                     state: Arc::clone(&shared.state),
                 };
                 tasks.spawn(disk.run(stop_rx.clone()));
