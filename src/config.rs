@@ -96,7 +96,15 @@ pub struct PollConfig {
     /// `/system/df`; 0 turns it off.
     #[serde(deserialize_with = "de_duration")]
     pub disk_interval: Duration,
+    /// Docker API calls in progress at once, over all daemons together.
+    pub max_concurrent_calls: usize,
 }
+
+/// Room for a poll of every daemon of a fleet at once (most calls take
+/// milliseconds), and for many hung daemons holding a call each until its
+/// timeout without stalling the rest; it bounds the sockets, answers and
+/// decoding in progress after a restart or reload. See BENCHMARKS.md.
+pub const DEFAULT_MAX_CONCURRENT_CALLS: usize = 64;
 
 impl Default for PollConfig {
     fn default() -> Self {
@@ -105,6 +113,7 @@ impl Default for PollConfig {
             timeout: Duration::from_secs(5),
             images_interval: None,
             disk_interval: Duration::from_secs(300),
+            max_concurrent_calls: DEFAULT_MAX_CONCURRENT_CALLS,
         }
     }
 }
@@ -674,6 +683,12 @@ impl ConfigFile {
                 ),
             ));
         }
+        if self.poll.max_concurrent_calls == 0 {
+            problems.push(Problem::new(
+                "poll.max_concurrent_calls",
+                "must be at least 1",
+            ));
+        }
         if !self.poll.disk_interval.is_zero() && self.poll.disk_interval < self.poll.interval {
             problems.push(Problem::new(
                 "poll.disk_interval",
@@ -974,6 +989,7 @@ mod tests {
         assert_eq!(c.server.listen.to_string(), "0.0.0.0:9779");
         assert_eq!(c.poll.interval, Duration::from_secs(15));
         assert_eq!(c.poll.timeout, Duration::from_secs(5));
+        assert_eq!(c.poll.max_concurrent_calls, DEFAULT_MAX_CONCURRENT_CALLS);
     }
 
     #[test]
@@ -1018,6 +1034,14 @@ mod tests {
                 "poll.timeout",
             ),
             ("[poll]\ntimeout = \"0s\"", "poll.timeout"),
+            (
+                "[poll]\nmax_concurrent_calls = 0",
+                "poll.max_concurrent_calls",
+            ),
+            (
+                "[poll]\nmax_concurrent_calls = -1",
+                "poll.max_concurrent_calls",
+            ),
             ("[server]\nlisten = \"nowhere\"", "server.listen"),
             (
                 "[[daemons]]\nname = \"a\"\nhost = \"ftp://x\"",

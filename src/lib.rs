@@ -82,12 +82,23 @@ impl Watchers {
         let prepulls = prepull_lists(config);
         let observer: Arc<dyn docker::Observer> = shared.metrics.clone();
         let count = config.daemons.len();
+        let calls = Arc::new(tokio::sync::Semaphore::new(
+            config
+                .poll
+                .max_concurrent_calls
+                .min(tokio::sync::Semaphore::MAX_PERMITS),
+        ));
         for (index, daemon) in config.daemons.iter().enumerate() {
             if matches!(daemon.host.endpoint, Endpoint::Tcp(_)) && daemon.tls.is_none() {
                 tracing::warn!(daemon = %daemon.name, host = %daemon.host, "talking to this daemon over plain TCP: anyone who can reach that port is root on its host; add a [daemons.tls] table for mutual TLS");
             }
             // The one connection every task of this daemon goes through.
-            let connection = Connection::new(daemon, config.poll.timeout, Arc::clone(&observer));
+            let connection = Connection::limited(
+                daemon,
+                config.poll.timeout,
+                Arc::clone(&observer),
+                Some(Arc::clone(&calls)),
+            );
             let image_events = Arc::new(tokio::sync::Notify::new());
             let events = events::EventWatcher {
                 connection: connection.clone(),
