@@ -100,11 +100,14 @@ pub struct PollConfig {
     pub max_concurrent_calls: usize,
 }
 
-/// Room for a poll of every daemon of a fleet at once (most calls take
-/// milliseconds), and for many hung daemons holding a call each until its
-/// timeout without stalling the rest; it bounds the sockets, answers and
-/// decoding in progress after a restart or reload. See BENCHMARKS.md.
-pub const DEFAULT_MAX_CONCURRENT_CALLS: usize = 64;
+/// Calls in progress = calls a second × their duration: a thousand daemons
+/// at 15 s make some 470 calls a second, so 256 leaves room for calls of
+/// half a second on average, or for a hundred daemons that hang (each holding
+/// a call until its timeout, about 50 at a time) beside fast ones; it still
+/// bounds the sockets, answers and decoding in progress when a thousand
+/// event streams start at once or image events come from every daemon
+/// together. Measured in BENCHMARKS.md ("A thousand daemons").
+pub const DEFAULT_MAX_CONCURRENT_CALLS: usize = 256;
 
 impl Default for PollConfig {
     fn default() -> Self {
