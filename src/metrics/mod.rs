@@ -158,46 +158,53 @@ impl Metrics {
     /// it was made (and it is under a second old), else a new one. Under a
     /// scrape storm this makes a scrape a copy instead of an encode; the
     /// lock also keeps concurrent scrapes from encoding the same body twice.
+    /// Blocks while another scrape encodes: call it off the async workers.
     pub fn scrape(&self) -> Bytes {
-        let mut cache = self.cache.lock().unwrap_or_else(PoisonError::into_inner);
-        self.fresh(&mut cache).body.clone()
+        self.with_body(Instant::now(), |c| c.body.clone())
     }
 
     /// The body for `/metrics`, gzip-compressed: compressed once per body,
     /// so a scrape of an unchanged body costs a copy, as [`Self::scrape`]
     /// does. `None` if compressing failed (logged): send the plain body.
     pub fn scrape_gzip(&self) -> Option<Bytes> {
-        let mut cache = self.cache.lock().unwrap_or_else(PoisonError::into_inner);
-        let c = self.fresh(&mut cache);
-        if c.gzip.is_none() {
-            match gzip(&c.body) {
-                Ok(gz) => c.gzip = Some(gz),
-                Err(e) => tracing::error!(error = %e, "compressing /metrics failed"),
+        self.with_body(Instant::now(), |c| {
+            if c.gzip.is_none() {
+                match gzip(&c.body) {
+                    Ok(gz) => c.gzip = Some(gz),
+                    Err(e) => tracing::error!(error = %e, "compressing /metrics failed"),
+                }
             }
-        }
-        c.gzip.clone()
+            c.gzip.clone()
+        })
     }
 
-    /// The cached body, made anew if anything changed since (or it is over
-    /// a second old).
-    fn fresh<'c>(&self, cache: &'c mut Option<CachedBody>) -> &'c mut CachedBody {
+    /// `f` of the cached body for a scrape that arrived at `arrived`, made
+    /// anew unless nothing changed since it was made (and it is under a
+    /// second old) or it was begun after the scrape arrived. The latter keeps
+    /// a fleet's body, which changes with every Docker call, from being
+    /// encoded once per scrape: the scrapes that waited while one was encoded
+    /// all take the next one, which holds every change made before they came.
+    fn with_body<R>(&self, arrived: Instant, f: impl FnOnce(&mut CachedBody) -> R) -> R {
+        let mut cache = self.cache.lock().unwrap_or_else(PoisonError::into_inner);
         let key = [
             self.version.load(Ordering::Acquire),
             self.state.version(),
             self.board.version(),
         ];
-        if cache
-            .as_ref()
-            .is_some_and(|c| c.key != key || c.made.elapsed() >= PROCESS_REFRESH)
-        {
+        let usable = cache.as_ref().is_some_and(|c| {
+            c.made >= arrived || (c.key == key && c.made.elapsed() < PROCESS_REFRESH)
+        });
+        if !usable {
             *cache = None;
         }
-        cache.get_or_insert_with(|| CachedBody {
+        // `made` is taken before encoding: the body holds every change made
+        // before that moment.
+        f(cache.get_or_insert_with(|| CachedBody {
             key,
             made: Instant::now(),
             body: Bytes::from(self.encode()),
             gzip: None,
-        })
+        }))
     }
 
     /// Records a (re)load of the configuration.
@@ -654,6 +661,24 @@ mod tests {
             m.encode(),
             "the cached body is what encode makes"
         );
+    }
+
+    /// A scrape that arrived before a body was begun takes that body even if
+    /// something changed since (it holds every change made before the scrape
+    /// came); one that arrived later gets a new body.
+    #[test]
+    fn scrapes_that_waited_share_the_next_body() {
+        let state = Arc::new(State::new(["a"]));
+        let m = Metrics::new(Arc::clone(&state), Arc::new(PullBoard::new([])), false);
+        let arrived = Instant::now();
+        std::thread::sleep(Duration::from_millis(2));
+        let made = m.scrape();
+        state.publish("a", DaemonSnapshot::default());
+        let waited = m.with_body(arrived, |c| c.body.clone());
+        assert_eq!(waited.as_ptr(), made.as_ptr(), "begun after it arrived");
+        let later = m.scrape();
+        assert_ne!(later.as_ptr(), made.as_ptr(), "a change since: a new body");
+        assert!(String::from_utf8_lossy(&later).contains("dockwatch_daemon_up{daemon=\"a\"} 0\n"));
     }
 
     /// The gzip form is the body, compressed once per body: a second scrape

@@ -72,14 +72,29 @@ async fn metrics_handler(AxumState(app): AxumState<App>, headers: HeaderMap) -> 
         .iter()
         .filter_map(|v| v.to_str().ok())
         .any(accepts_gzip);
-    if gzip && let Some(body) = app.metrics.scrape_gzip() {
-        return (
+    // Encoding (and compressing) a fleet's body takes tens of milliseconds,
+    // and a scrape waits while another one encodes: off the async workers,
+    // which keep polling meanwhile.
+    let metrics = Arc::clone(&app.metrics);
+    let body = tokio::task::spawn_blocking(move || {
+        if gzip && let Some(body) = metrics.scrape_gzip() {
+            return (body, true);
+        }
+        (metrics.scrape(), false)
+    })
+    .await;
+    match body {
+        Ok((body, true)) => (
             [content_type, vary, (header::CONTENT_ENCODING, "gzip")],
             body,
         )
-            .into_response();
+            .into_response(),
+        Ok((body, false)) => ([content_type, vary], body).into_response(),
+        Err(e) => {
+            tracing::error!(error = %e, "making the /metrics body failed");
+            StatusCode::INTERNAL_SERVER_ERROR.into_response()
+        }
     }
-    ([content_type, vary], app.metrics.scrape()).into_response()
 }
 
 /// Whether an `Accept-Encoding` value allows gzip: `gzip` or `*` listed
