@@ -47,7 +47,8 @@ and answers one per line:
       CLOCK_MONOTONIC): a poll is the cluster of calls around one /version
       request; it is on time if its last answer went out within one interval of
       its first request; every tick skipped (a gap of more than 1.5 intervals
-      between polls) counts as a poll not on time
+      between polls, or between an edge of the window and a poll) counts as a
+      poll not on time
   {"cmd": "peak"}                        most requests in progress at once since the last "peak"
   {"cmd": "sent"}                        events sent per endpoint
 SIGTERM or SIGINT stops it.
@@ -480,15 +481,14 @@ def poll_stats(ep: Endpoint, t0: float, t1: float, interval: float) -> dict:
         if t0 <= start < t1:
             polls.append((start, end))
     on_time = sum(1 for s, e in polls if e - s <= interval)
+    # Ticks skipped: gaps of more than 1.5 intervals between polls, and
+    # between the window's edges and the first and last poll (a fixed count
+    # per window would misjudge a daemon whose ticks sit on an edge).
+    edges = [t0] + [s for s, _ in polls] + [t1]
     missed = 0
-    for (s0, _), (s1, _) in zip(polls, polls[1:]):
-        gap = s1 - s0
-        if gap > 1.5 * interval:
-            missed += round(gap / interval) - 1
-    expected_at_least = int((t1 - t0) // interval)
-    if len(polls) + missed < expected_at_least:
-        # Missing at the window's edges, or no poll at all.
-        missed = expected_at_least - len(polls)
+    for a, b in zip(edges, edges[1:]):
+        if b - a > 1.5 * interval:
+            missed += round((b - a) / interval) - 1 if (a, b) != (t0, t1) else int((t1 - t0) // interval)
     durations = [e - s for s, e in polls if e != float("inf")]
     return {"polls": len(polls), "on_time": on_time, "missed": missed, "durations": durations,
             "starts": [s for s, _ in polls]}
