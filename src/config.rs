@@ -130,7 +130,18 @@ pub struct PollConfig {
     /// `/system/df`; 0 turns it off.
     #[serde(deserialize_with = "de_duration")]
     pub disk_interval: Duration,
+    /// Docker API calls in progress at once, over all daemons together.
+    pub max_concurrent_calls: usize,
 }
+
+/// Calls in progress = calls a second × their duration: a thousand daemons
+/// at 15 s make some 470 calls a second, so 256 leaves room for calls of
+/// half a second on average, or for a hundred daemons that hang (each holding
+/// a call until its timeout, about 50 at a time) beside fast ones; it still
+/// bounds the sockets, answers and decoding in progress when a thousand
+/// event streams start at once or image events come from every daemon
+/// together. Measured in BENCHMARKS.md ("A thousand daemons").
+pub const DEFAULT_MAX_CONCURRENT_CALLS: usize = 256;
 
 impl Default for PollConfig {
     fn default() -> Self {
@@ -139,6 +150,7 @@ impl Default for PollConfig {
             timeout: Duration::from_secs(5),
             images_interval: None,
             disk_interval: Duration::from_secs(300),
+            max_concurrent_calls: DEFAULT_MAX_CONCURRENT_CALLS,
         }
     }
 }
@@ -850,6 +862,12 @@ impl ConfigFile {
                 ),
             ));
         }
+        if self.poll.max_concurrent_calls == 0 {
+            problems.push(Problem::new(
+                "poll.max_concurrent_calls",
+                "must be at least 1",
+            ));
+        }
         if !self.poll.disk_interval.is_zero() && self.poll.disk_interval < self.poll.interval {
             problems.push(Problem::new(
                 "poll.disk_interval",
@@ -1218,6 +1236,7 @@ mod tests {
         assert_eq!(c.server.listen.to_string(), "0.0.0.0:9779");
         assert_eq!(c.poll.interval, Duration::from_secs(15));
         assert_eq!(c.poll.timeout, Duration::from_secs(5));
+        assert_eq!(c.poll.max_concurrent_calls, DEFAULT_MAX_CONCURRENT_CALLS);
     }
 
     #[test]
@@ -1262,6 +1281,14 @@ mod tests {
                 "poll.timeout",
             ),
             ("[poll]\ntimeout = \"0s\"", "poll.timeout"),
+            (
+                "[poll]\nmax_concurrent_calls = 0",
+                "poll.max_concurrent_calls",
+            ),
+            (
+                "[poll]\nmax_concurrent_calls = -1",
+                "poll.max_concurrent_calls",
+            ),
             ("[server]\nlisten = \"nowhere\"", "server.listen"),
             (
                 "[[daemons]]\nname = \"a\"\nhost = \"ftp://x\"",

@@ -14,12 +14,15 @@ use crate::state::State;
 pub struct DiskWatcher {
     pub connection: Connection,
     pub interval: Duration,
+    /// Wait before the first `/system/df`, spread like the polls.
+    pub first: Duration,
     pub state: Arc<State>,
 }
 
 impl DiskWatcher {
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
-        let mut ticker = tokio::time::interval(self.interval);
+        let mut ticker =
+            tokio::time::interval_at(tokio::time::Instant::now() + self.first, self.interval);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let name = self.connection.name().to_owned();
         let mut failing = false;

@@ -92,14 +92,28 @@ struct Running {
 }
 
 impl Running {
-    fn start(daemon: &config::DaemonConfig, config: &Config, shared: &Shared) -> Self {
+    /// Starts the daemon that is `index` of `count` watched: its first poll
+    /// waits its share of the interval ([`poller::spread`]); its calls take
+    /// turns with every other daemon's under `calls`.
+    fn start(
+        daemon: &config::DaemonConfig,
+        (index, count): (usize, usize),
+        calls: &Arc<tokio::sync::Semaphore>,
+        config: &Config,
+        shared: &Shared,
+    ) -> Self {
         let (stop, stop_rx) = watch::channel(false);
         let mut tasks = JoinSet::new();
         if matches!(daemon.host.endpoint, Endpoint::Tcp(_)) && daemon.tls.is_none() {
             tracing::warn!(daemon = %daemon.name, host = %daemon.host, "talking to this daemon over plain TCP: anyone who can reach that port is root on its host; add a [daemons.tls] table for mutual TLS");
         }
         let observer: Arc<dyn docker::Observer> = shared.metrics.clone();
-        let connection = Connection::new(daemon, config.poll.timeout, observer);
+        let connection = Connection::limited(
+            daemon,
+            config.poll.timeout,
+            observer,
+            Some(Arc::clone(calls)),
+        );
         let image_events = Arc::new(events::ImageEvents::default());
         let events = events::EventWatcher {
             connection: connection.clone(),
@@ -113,6 +127,7 @@ impl Running {
         let poller = Poller {
             daemon: daemon.clone(),
             connection: connection.clone(),
+            first_poll: poller::spread(index, count, config.poll.interval),
             interval: config.poll.interval,
             images_interval: config.poll.images_interval(),
             image_events,
@@ -124,6 +139,7 @@ impl Running {
         if !config.poll.disk_interval.is_zero() {
             let disk = disk::DiskWatcher {
                 connection: connection.clone(),
+                first: poller::spread(index, count, config.poll.disk_interval),
                 interval: config.poll.disk_interval,
                 state: Arc::clone(&shared.state),
             };
@@ -208,6 +224,9 @@ struct Fleet {
     running: std::collections::BTreeMap<String, Running>,
     /// Each discovery source's last list.
     discovered: std::collections::BTreeMap<usize, Vec<config::DaemonConfig>>,
+    /// The cap on Docker calls in progress at once, over every daemon:
+    /// `[poll] max_concurrent_calls` permits.
+    calls: Option<(usize, Arc<tokio::sync::Semaphore>)>,
 }
 
 impl Fleet {
@@ -290,10 +309,22 @@ impl Fleet {
             }
         }
         shared.board.reset(new_images);
-        for d in &wanted {
+        let cap = config
+            .poll
+            .max_concurrent_calls
+            .min(tokio::sync::Semaphore::MAX_PERMITS);
+        let calls = match &self.calls {
+            Some((n, calls)) if *n == cap => Arc::clone(calls),
+            _ => {
+                let calls = Arc::new(tokio::sync::Semaphore::new(cap));
+                self.calls = Some((cap, Arc::clone(&calls)));
+                calls
+            }
+        };
+        for (index, d) in wanted.iter().enumerate() {
             if !self.running.contains_key(&d.name) {
-                self.running
-                    .insert(d.name.clone(), Running::start(d, config, shared));
+                let started = Running::start(d, (index, wanted.len()), &calls, config, shared);
+                self.running.insert(d.name.clone(), started);
             }
         }
     }

@@ -35,6 +35,9 @@ pub struct Poller {
     pub daemon: DaemonConfig,
     pub connection: Connection,
     pub interval: Duration,
+    /// Wait before the first poll ([`spread`]), so the polls of many daemons
+    /// do not all start at once on every tick.
+    pub first_poll: Duration,
     /// While the event stream is followed, the full image listing runs
     /// this often, and soon after an image event; while it is not, every
     /// `interval`.
@@ -58,6 +61,24 @@ pub const MAX_INSPECTS_PER_POLL: usize = 10;
 /// Image bursts (a pull, a prune) come as many events; wait this long after
 /// the first so one refresh covers them.
 const IMAGE_EVENT_COALESCE: Duration = Duration::from_millis(500);
+
+/// The most daemons whose first polls start per [`SPREAD_SLOT`]: a few
+/// daemons still start within a fraction of a second, a fleet spreads over
+/// the whole interval.
+const SPREAD_SLOT: Duration = Duration::from_millis(50);
+
+/// How long daemon `index` of `count` waits before its first poll: the
+/// daemons' first polls are spread evenly over `count` slots of 50 ms, or over
+/// the whole `interval` when they are more. Ticks then keep their phase, so a
+/// thousand daemons on a 15 s interval poll about 67 a second, rather than
+/// all at once on every tick (each daemon's calls, and the scrapes at that
+/// moment, would wait on the others').
+pub fn spread(index: usize, count: usize, interval: Duration) -> Duration {
+    let count = u32::try_from(count.max(1)).unwrap_or(u32::MAX);
+    let index = u32::try_from(index).unwrap_or(u32::MAX).min(count - 1);
+    let window = interval.min(SPREAD_SLOT.saturating_mul(count));
+    window / count * index
+}
 
 /// What the image calls of a poll found.
 #[derive(Debug, Clone)]
@@ -143,7 +164,8 @@ struct Memory {
 impl Poller {
     /// Polls until `shutdown` changes (or its sender goes away).
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
-        let mut ticker = tokio::time::interval(self.interval);
+        let mut ticker =
+            tokio::time::interval_at(tokio::time::Instant::now() + self.first_poll, self.interval);
         ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
         let mut mem = Memory::default();
         loop {
@@ -465,6 +487,22 @@ impl Poller {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn first_polls_are_spread_evenly() {
+        let i = Duration::from_secs(15);
+        // One daemon starts at once; a few within their slots.
+        assert_eq!(spread(0, 1, i), Duration::ZERO);
+        assert_eq!(spread(1, 4, i), Duration::from_millis(50));
+        assert_eq!(spread(3, 4, i), Duration::from_millis(150));
+        // A fleet spreads over the whole interval, evenly.
+        assert_eq!(spread(0, 1000, i), Duration::ZERO);
+        assert_eq!(spread(500, 1000, i), Duration::from_millis(7500));
+        assert_eq!(spread(999, 1000, i), Duration::from_millis(14_985));
+        // Nonsense stays inside the interval.
+        assert_eq!(spread(5, 0, i), Duration::ZERO);
+        assert!(spread(usize::MAX, 1000, i) < i);
+    }
 
     #[test]
     fn unknown_sizes_count_the_image_not_the_bytes() {

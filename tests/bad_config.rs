@@ -266,6 +266,16 @@ fn cases() -> Vec<Case> {
             "poll.timeout",
         ),
         case(
+            "no Docker calls at all",
+            "[poll]\nmax_concurrent_calls = 0\n",
+            "poll.max_concurrent_calls",
+        ),
+        case(
+            "calls at once is a word",
+            "[poll]\nmax_concurrent_calls = \"many\"\n",
+            "poll.max_concurrent_calls",
+        ),
+        case(
             "images_interval below interval",
             "[poll]\ninterval = \"10s\"\ntimeout = \"1s\"\nimages_interval = \"5s\"\n",
             "poll.images_interval",

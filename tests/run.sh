@@ -60,6 +60,11 @@ cargo test --all-targets --no-fail-fast || failed+=("cargo test")
 section "benchmark smoke: benches/fleet.py --smoke"
 python3 benches/fleet.py --smoke --binary target/debug/dockwatch || failed+=("benchmark smoke")
 
+# A replay fleet of 50 endpoints (5 hung for a while) and 2 real dockerd of
+# its own: every number checked against the captures and the docker CLI.
+section "benchmark smoke: benches/fleet_scale.py --smoke"
+python3 benches/fleet_scale.py --smoke --binary target/debug/dockwatch || failed+=("fleet-scale smoke")
+
 section "summary"
 if ((${#failed[@]})); then
 	echo "FAILED: ${failed[*]}"

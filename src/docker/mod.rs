@@ -127,6 +127,9 @@ struct Inner {
     negotiating: tokio::sync::Mutex<()>,
     /// Whether "the daemon's minimum is above ours" was logged.
     told_minimum: AtomicBool,
+    /// Calls in progress over every daemon's connection together
+    /// (`[poll].max_concurrent_calls`); `None` for a one-off connection.
+    calls: Option<Arc<tokio::sync::Semaphore>>,
 }
 
 /// The API version to speak, `None` until negotiated and again after the
@@ -179,6 +182,17 @@ impl Connection {
     /// The daemon's connection. Nothing is sent yet; unreadable TLS files
     /// make every call fail (and say so) rather than this.
     pub fn new(daemon: &DaemonConfig, timeout: Duration, observer: Arc<dyn Observer>) -> Self {
+        Self::limited(daemon, timeout, observer, None)
+    }
+
+    /// The daemon's connection, whose calls each take a permit of `calls`
+    /// while they are in progress (streams: until their answer begins).
+    pub fn limited(
+        daemon: &DaemonConfig,
+        timeout: Duration,
+        observer: Arc<dyn Observer>,
+        calls: Option<Arc<tokio::sync::Semaphore>>,
+    ) -> Self {
         Self(Arc::new(Inner {
             name: daemon.name.clone(),
             tls: daemon.tls.clone(),
@@ -188,6 +202,7 @@ impl Connection {
             api: RwLock::new(Negotiated::default()),
             negotiating: tokio::sync::Mutex::new(()),
             told_minimum: AtomicBool::new(false),
+            calls,
         }))
     }
 
@@ -337,6 +352,12 @@ impl Connection {
         call: impl Future<Output = Result<T, DockerError>>,
     ) -> Result<T, DockerError> {
         let epoch = self.api_epoch();
+        // Waiting for a turn is not the daemon's time: it is neither timed
+        // nor bounded by the call's timeout.
+        let _turn = match &self.0.calls {
+            Some(calls) => calls.acquire().await.ok(),
+            None => None,
+        };
         let pending = Pending {
             conn: Arc::clone(&self.0),
             endpoint,

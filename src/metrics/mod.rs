@@ -83,6 +83,24 @@ struct CachedBody {
     key: [u64; 3],
     made: Instant,
     body: Bytes,
+    /// `body` gzip-compressed, made when a scraper first asks for it.
+    gzip: Option<Bytes>,
+}
+
+/// gzip level for `/metrics`: the fastest. The exposition is so repetitive
+/// that it already shrinks about tenfold, and a body of a thousand daemons is
+/// compressed in a fraction of the time a higher level takes.
+const GZIP_LEVEL: u32 = 1;
+
+/// `body`, gzip-compressed.
+fn gzip(body: &[u8]) -> std::io::Result<Bytes> {
+    use std::io::Write as _;
+    let mut gz = flate2::write::GzEncoder::new(
+        Vec::with_capacity(body.len() / 8),
+        flate2::Compression::new(GZIP_LEVEL),
+    );
+    gz.write_all(body)?;
+    Ok(Bytes::from(gz.finish()?))
 }
 
 /// How long a body may be reused while nothing changed: bounds how old the
@@ -184,26 +202,53 @@ impl Metrics {
     /// it was made (and it is under a second old), else a new one. Under a
     /// scrape storm this makes a scrape a copy instead of an encode; the
     /// lock also keeps concurrent scrapes from encoding the same body twice.
+    /// Blocks while another scrape encodes: call it off the async workers.
     pub fn scrape(&self) -> Bytes {
+        self.with_body(Instant::now(), |c| c.body.clone())
+    }
+
+    /// The body for `/metrics`, gzip-compressed: compressed once per body,
+    /// so a scrape of an unchanged body costs a copy, as [`Self::scrape`]
+    /// does. `None` if compressing failed (logged): send the plain body.
+    pub fn scrape_gzip(&self) -> Option<Bytes> {
+        self.with_body(Instant::now(), |c| {
+            if c.gzip.is_none() {
+                match gzip(&c.body) {
+                    Ok(gz) => c.gzip = Some(gz),
+                    Err(e) => tracing::error!(error = %e, "compressing /metrics failed"),
+                }
+            }
+            c.gzip.clone()
+        })
+    }
+
+    /// `f` of the cached body for a scrape that arrived at `arrived`, made
+    /// anew unless nothing changed since it was made (and it is under a
+    /// second old) or it was begun after the scrape arrived. The latter keeps
+    /// a fleet's body, which changes with every Docker call, from being
+    /// encoded once per scrape: the scrapes that waited while one was encoded
+    /// all take the next one, which holds every change made before they came.
+    fn with_body<R>(&self, arrived: Instant, f: impl FnOnce(&mut CachedBody) -> R) -> R {
         let mut cache = self.cache.lock().unwrap_or_else(PoisonError::into_inner);
         let key = [
             self.version.load(Ordering::Acquire),
             self.state.version(),
             self.board.version(),
         ];
-        if let Some(c) = cache.as_ref()
-            && c.key == key
-            && c.made.elapsed() < PROCESS_REFRESH
-        {
-            return c.body.clone();
+        let usable = cache.as_ref().is_some_and(|c| {
+            c.made >= arrived || (c.key == key && c.made.elapsed() < PROCESS_REFRESH)
+        });
+        if !usable {
+            *cache = None;
         }
-        let body = Bytes::from(self.encode());
-        *cache = Some(CachedBody {
+        // `made` is taken before encoding: the body holds every change made
+        // before that moment.
+        f(cache.get_or_insert_with(|| CachedBody {
             key,
             made: Instant::now(),
-            body: body.clone(),
-        });
-        body
+            body: Bytes::from(self.encode()),
+            gzip: None,
+        }))
     }
 
     /// The series of one daemon (every family with a `daemon` label), as
@@ -880,5 +925,51 @@ mod tests {
             m.encode(),
             "the cached body is what encode makes"
         );
+    }
+
+    /// A scrape that arrived before a body was begun takes that body even if
+    /// something changed since (it holds every change made before the scrape
+    /// came); one that arrived later gets a new body.
+    #[test]
+    fn scrapes_that_waited_share_the_next_body() {
+        let state = Arc::new(State::new(["a"]));
+        let m = Metrics::new(Arc::clone(&state), Arc::new(PullBoard::new([])), false);
+        let arrived = Instant::now();
+        std::thread::sleep(Duration::from_millis(2));
+        let made = m.scrape();
+        state.publish("a", DaemonSnapshot::default());
+        let waited = m.with_body(arrived, |c| c.body.clone());
+        assert_eq!(waited.as_ptr(), made.as_ptr(), "begun after it arrived");
+        let later = m.scrape();
+        assert_ne!(later.as_ptr(), made.as_ptr(), "a change since: a new body");
+        assert!(String::from_utf8_lossy(&later).contains("dockwatch_daemon_up{daemon=\"a\"} 0\n"));
+    }
+
+    /// The gzip form is the body, compressed once per body: a second scrape
+    /// of an unchanged body gets the same bytes, a change makes new ones.
+    #[test]
+    fn gzip_is_the_body_compressed_once_per_change() {
+        use std::io::Read as _;
+        let state = Arc::new(State::new(["a"]));
+        let board = Arc::new(PullBoard::new([]));
+        let m = Metrics::new(Arc::clone(&state), board, false);
+        let unzip = |gz: &Bytes| {
+            let mut out = Vec::new();
+            flate2::read::GzDecoder::new(&gz[..])
+                .read_to_end(&mut out)
+                .expect("valid gzip");
+            out
+        };
+        let gz = m.scrape_gzip().expect("compressed");
+        assert_eq!(unzip(&gz), m.scrape().to_vec());
+        let again = m.scrape_gzip().expect("compressed");
+        assert_eq!(gz.as_ptr(), again.as_ptr(), "nothing changed: same bytes");
+
+        state.publish("a", DaemonSnapshot::default());
+        let changed = m.scrape_gzip().expect("compressed");
+        assert_ne!(changed.as_ptr(), gz.as_ptr());
+        let text = String::from_utf8(unzip(&changed)).expect("utf-8");
+        assert!(text.contains("dockwatch_daemon_up{daemon=\"a\"} 0\n"));
+        assert_eq!(text.as_bytes(), &m.scrape()[..]);
     }
 }

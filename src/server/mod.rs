@@ -18,7 +18,7 @@ use tokio::sync::mpsc;
 
 use axum::Router;
 use axum::extract::State as AxumState;
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 
@@ -95,25 +95,80 @@ async fn probe_handler(
         )
             .into_response();
     }
-    (
-        [(
-            header::CONTENT_TYPE,
-            prometheus_client::encoding::prometheus_text::CONTENT_TYPE,
-        )],
-        app.metrics.probe(&target),
-    )
-        .into_response()
+    // A split may encode the whole exposition: off the async workers.
+    let metrics = Arc::clone(&app.metrics);
+    match tokio::task::spawn_blocking(move || metrics.probe(&target)).await {
+        Ok(body) => (
+            [(
+                header::CONTENT_TYPE,
+                prometheus_client::encoding::prometheus_text::CONTENT_TYPE,
+            )],
+            body,
+        )
+            .into_response(),
+        Err(e) => {
+            tracing::error!(error = %e, "making a /probe body failed");
+            StatusCode::INTERNAL_SERVER_ERROR.into_response()
+        }
+    }
 }
 
-async fn metrics_handler(AxumState(app): AxumState<App>) -> Response {
-    (
-        [(
-            header::CONTENT_TYPE,
-            prometheus_client::encoding::prometheus_text::CONTENT_TYPE,
-        )],
-        app.metrics.scrape(),
-    )
-        .into_response()
+async fn metrics_handler(AxumState(app): AxumState<App>, headers: HeaderMap) -> Response {
+    let content_type = (
+        header::CONTENT_TYPE,
+        prometheus_client::encoding::prometheus_text::CONTENT_TYPE,
+    );
+    let vary = (header::VARY, "accept-encoding");
+    let gzip = headers
+        .get_all(header::ACCEPT_ENCODING)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(accepts_gzip);
+    // Encoding (and compressing) a fleet's body takes tens of milliseconds,
+    // and a scrape waits while another one encodes: off the async workers,
+    // which keep polling meanwhile.
+    let metrics = Arc::clone(&app.metrics);
+    let body = tokio::task::spawn_blocking(move || {
+        if gzip && let Some(body) = metrics.scrape_gzip() {
+            return (body, true);
+        }
+        (metrics.scrape(), false)
+    })
+    .await;
+    match body {
+        Ok((body, true)) => (
+            [content_type, vary, (header::CONTENT_ENCODING, "gzip")],
+            body,
+        )
+            .into_response(),
+        Ok((body, false)) => ([content_type, vary], body).into_response(),
+        Err(e) => {
+            tracing::error!(error = %e, "making the /metrics body failed");
+            StatusCode::INTERNAL_SERVER_ERROR.into_response()
+        }
+    }
+}
+
+/// Whether an `Accept-Encoding` value allows gzip: `gzip` or `*` listed
+/// with a weight above 0 (RFC 9110, 12.5.3), `gzip` taking precedence.
+/// Prometheus sends `Accept-Encoding: gzip`.
+fn accepts_gzip(value: &str) -> bool {
+    let mut any = false;
+    for item in value.split(',') {
+        let mut parts = item.split(';');
+        let coding = parts.next().unwrap_or_default().trim();
+        let weight = parts
+            .filter_map(|p| p.trim().split_once('='))
+            .find(|(k, _)| k.trim().eq_ignore_ascii_case("q"))
+            .map_or(1.0, |(_, q)| q.trim().parse::<f64>().unwrap_or(0.0));
+        if coding.eq_ignore_ascii_case("gzip") || coding.eq_ignore_ascii_case("x-gzip") {
+            return weight > 0.0;
+        }
+        if coding == "*" {
+            any = weight > 0.0;
+        }
+    }
+    any
 }
 
 /// Asks for a reload; its outcome shows in
@@ -142,5 +197,38 @@ async fn ready(AxumState(app): AxumState<App>) -> Response {
             "not ready: waiting for the first poll of every daemon\n",
         )
             .into_response()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::accepts_gzip;
+
+    #[test]
+    fn gzip_when_the_scraper_accepts_it() {
+        for yes in [
+            "gzip",
+            "GZIP",
+            "deflate, gzip",
+            "gzip;q=0.5",
+            "gzip; q=1.0, identity",
+            "x-gzip",
+            "*",
+            "br;q=1, *;q=0.1",
+        ] {
+            assert!(accepts_gzip(yes), "{yes:?}");
+        }
+        for no in [
+            "",
+            "identity",
+            "deflate, br",
+            "gzip;q=0",
+            "gzip;q=0.0, *",
+            "*;q=0",
+            "gzip;q=nonsense",
+            "gzipped",
+        ] {
+            assert!(!accepts_gzip(no), "{no:?}");
+        }
     }
 }
