@@ -655,11 +655,11 @@ def bench(args, work: Path, cleanups: list) -> str:
         dw.wait_ready()
         # The first poll and the listing when the event stream connects.
         time.sleep(2 if args.smoke else 10)
-        c0, t_0 = cpu_seconds(dockerd_a), time.monotonic()
+        c0, since = cpu_seconds(dockerd_a), time.monotonic()
         log(f"dockerd A CPU with image lists {mode}, {args.cost_window} s at interval {args.interval}")
         time.sleep(args.cost_window)
-        spent = max(cpu_seconds(dockerd_a) - c0 - idle_rate * (time.monotonic() - t_0), 0.0)
-        cost[mode] = spent / (time.monotonic() - t_0) * 3600
+        spent = max(cpu_seconds(dockerd_a) - c0 - idle_rate * (time.monotonic() - since), 0.0)
+        cost[mode] = spent / (time.monotonic() - since) * 3600
         dw.stop()
 
     # ---------------------------------------------------------- 3. memory, with pre-pulls
