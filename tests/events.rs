@@ -120,41 +120,64 @@ fn events_exits_refresh_and_disk_usage_on(store: Store) {
         "300",
     ]);
     cli.run(&["kill", "killed"]);
-    let hog = run(&[
-        "--name",
-        "oom",
-        "-m",
-        "8m",
-        "--memory-swap",
-        "8m",
-        "dwtest/ev:1",
-        "/bin/busybox",
-        "sh",
-        "-c",
-        "x=aaaaaaaaaaaaaaaa; while true; do x=$x$x; done",
-    ]);
-    assert_eq!(
-        cli.run(&["inspect", "--format", "{{.State.OOMKilled}}", "oom"])
-            .trim(),
-        "true",
-        "the memory hog was not OOM-killed: docker run said {hog}; state {}",
-        cli.run(&["inspect", "--format", "{{json .State}}", "oom"])
+    // A hog killed within its first milliseconds is sometimes not marked
+    // OOMKilled by dockerd (its oom event comes too early): that run is a
+    // signal exit as docker reports it, and the test tries again, so that
+    // it sees the oom case it is about. Every run is counted below.
+    let mut missed = 0.0;
+    let mut hogs = Vec::new();
+    for attempt in 1..=3 {
+        let name = if attempt == 1 {
+            "oom".to_owned()
+        } else {
+            format!("oom-{attempt}")
+        };
+        let said = run(&[
+            "--name",
+            &name,
+            "-m",
+            "8m",
+            "--memory-swap",
+            "8m",
+            "dwtest/ev:1",
+            "/bin/busybox",
+            "sh",
+            "-c",
+            "x=aaaaaaaaaaaaaaaa; while true; do x=$x$x; done",
+        ]);
+        let state = cli.run(&["inspect", "--format", "{{json .State}}", &name]);
+        hogs.push(format!("{name}: {said}; {state}"));
+        if cli
+            .run(&["inspect", "--format", "{{.State.OOMKilled}}", &name])
+            .trim()
+            == "true"
+        {
+            break;
+        }
+        missed += 1.0;
+    }
+    assert!(
+        missed < 3.0,
+        "the memory hog was never OOM-killed:\n{}",
+        hogs.join("\n")
     );
-    let s = dw.wait_for("four exits", Duration::from_secs(20), |s| {
+    let s = dw.wait_for("every run's exit", Duration::from_secs(20), |s| {
         ["zero", "nonzero", "signal", "oom"]
             .iter()
             .all(|c| exits(s, c) >= 1.0)
+            && exits(s, "signal") >= 1.0 + missed
     });
     for class in ["zero", "nonzero", "signal", "oom"] {
+        let made = if class == "signal" { 1.0 + missed } else { 1.0 };
         eprintln!(
-            "compared: {store:?} exits {class}: dockwatch {}, made 1",
+            "compared: {store:?} exits {class}: dockwatch {}, made {made}",
             exits(&s, class)
         );
-        assert_eq!(exits(&s, class), 1.0, "{class}:\n{}", s.text);
+        assert_eq!(exits(&s, class), made, "{class}:\n{}", s.text);
     }
-    assert_eq!(events(&s, "container", "create"), 4.0);
-    assert_eq!(events(&s, "container", "start"), 4.0);
-    assert_eq!(events(&s, "container", "die"), 4.0);
+    assert_eq!(events(&s, "container", "create"), 4.0 + missed);
+    assert_eq!(events(&s, "container", "start"), 4.0 + missed);
+    assert_eq!(events(&s, "container", "die"), 4.0 + missed);
     assert_eq!(events(&s, "container", "oom"), 1.0);
     assert!(events(&s, "container", "kill") >= 1.0);
 
