@@ -409,6 +409,34 @@ fn assert_no_secret(dw: &Dockwatch, s: &Scrape, secret: &str) {
 fn big_pull_running(bed: &Testbed, t: &Target) -> (String, Dockwatch) {
     let big = format!("{}/dwtest/big:1", bed.var("REGISTRY"));
     t.cli.rmi_f(&[&big]);
+    if t.store == Store::Containerd {
+        // The containerd store keeps an image's layers in its content store
+        // after `docker rmi` until its garbage collector runs: a pull right
+        // after an earlier test's would find every layer there and download
+        // nothing. Drop what no image refers to any more, as its GC would.
+        let ctr = format!("{}/usr/bin/ctr", bed.var("DOCKER_C_ROOT"));
+        let socket = format!(
+            "{}/c/exec/containerd/containerd.sock",
+            bed.var("TESTBED_DIR")
+        );
+        let out = Command::new(&ctr)
+            .args([
+                "-a",
+                &socket,
+                "-n",
+                "moby",
+                "content",
+                "prune",
+                "references",
+            ])
+            .output()
+            .expect("Debian 13's ctr, unpacked by tests/testbed.sh install");
+        assert!(
+            out.status.success(),
+            "ctr content prune: {}",
+            output_text(&out)
+        );
+    }
     let dw = Dockwatch::start(&prepull_config(t, "", &[&big]));
     dw.wait_for_layers(t.name, &big);
     (big, dw)
