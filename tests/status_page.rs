@@ -17,7 +17,7 @@ fn config(bed: &Testbed, dir: &std::path::Path) -> String {
     // A long timeout: sixty names on one dockerd of a busy machine must not
     // look down for a slow answer.
     let mut out =
-        String::from("[poll]\ninterval = \"20s\"\ntimeout = \"10s\"\ndisk_interval = \"0\"\n");
+        String::from("[poll]\ninterval = \"10s\"\ntimeout = \"5s\"\ndisk_interval = \"0\"\n");
     for i in 0..UP {
         out += &common::daemon_toml(&format!("build-{i:03}"), bed.var("DOCKER_A"));
     }
@@ -126,5 +126,78 @@ fn status_page_carries_a_fleet() {
     );
     let size = std::fs::metadata(&png).map_or(0, |m| m.len());
     assert!(size > 10_000, "a screenshot of the page: {size} bytes");
+    std::fs::remove_dir_all(dir).ok();
+}
+
+/// The replay fleet (benches/replay.py) stands in for a thousand daemons:
+/// the page lists every one, the down daemons first, and filters them.
+#[test]
+fn status_page_carries_a_thousand_daemons() {
+    const FLEET: usize = 1000;
+    let dir = temp_dir("status-fleet");
+    let fleet_dir = dir.join("fleet");
+    std::fs::create_dir_all(&fleet_dir).expect("fleet dir");
+    let log = std::fs::File::create(dir.join("replay.log")).expect("log");
+    let mut replay = std::process::Command::new("python3")
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/benches/replay.py"))
+        .args(["serve", "--count", &FLEET.to_string(), "--dir"])
+        .arg(&fleet_dir)
+        .stdout(std::process::Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("python3 benches/replay.py");
+    let endpoints = fleet_dir.join("endpoints.json");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    while !endpoints.exists() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the replay fleet did not start: {}",
+            std::fs::read_to_string(dir.join("replay.log")).unwrap_or_default()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    let list: Vec<serde_json::Value> =
+        serde_json::from_str(&std::fs::read_to_string(&endpoints).expect("endpoints.json"))
+            .expect("a list");
+    assert_eq!(list.len(), FLEET);
+    let mut config =
+        String::from("[poll]\ninterval = \"10s\"\ntimeout = \"5s\"\ndisk_interval = \"0\"\n");
+    for e in &list {
+        config += &common::daemon_toml(
+            e["name"].as_str().expect("a name"),
+            e["host"].as_str().expect("a host"),
+        );
+    }
+    for i in 0..DOWN {
+        let sock = dir.join(format!("gone-{i}.sock"));
+        config += &common::daemon_toml(&format!("gone-{i}"), &format!("unix://{}", sock.display()));
+    }
+    let dw = Dockwatch::start(&config);
+    let url = format!("http://127.0.0.1:{}/", dw.port);
+    let dom = chromium(&["--dump-dom"], &url);
+    let all = rows(&dom);
+    assert_eq!(all.len(), FLEET + DOWN, "one row per daemon");
+    assert!(
+        all.iter().take(DOWN).all(|r| r.0 == "down"),
+        "{:?}",
+        &all[..DOWN]
+    );
+    assert!(
+        all.iter().skip(DOWN).all(|r| r.0 == "up"),
+        "every replay endpoint up"
+    );
+    // A filter that keeps one daemon of the thousand.
+    let one = list[FLEET / 2]["name"].as_str().expect("a name");
+    let dom = chromium(&["--dump-dom"], &format!("{url}#{one}"));
+    let visible: Vec<String> = rows(&dom)
+        .into_iter()
+        .filter(|r| !r.2)
+        .map(|r| r.1)
+        .collect();
+    assert!(visible.iter().any(|n| n == one), "{visible:?}");
+    assert!(visible.len() < 20, "the filter narrows: {}", visible.len());
+    drop(dw);
+    let _ = replay.kill();
+    let _ = replay.wait();
     std::fs::remove_dir_all(dir).ok();
 }
