@@ -274,12 +274,7 @@ mod tests {
         );
     }
 
-    fn fixture(name: &str) -> Vec<u8> {
-        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("tests/streams")
-            .join(name);
-        std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-    }
+    use crate::files::fixture;
 
     /// Docker 29 (API 1.52) sends only the summaries; a negative size (the
     /// containerd store's "reclaimable" can be) is exported as 0, never as

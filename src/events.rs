@@ -494,10 +494,7 @@ mod tests {
 
     /// Counts every line of a recorded stream; returns the exposition.
     fn count_stream(name: &str) -> String {
-        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("tests/streams")
-            .join(name);
-        count_lines(&std::fs::read_to_string(&path).expect("fixture"))
+        count_lines(&String::from_utf8_lossy(&crate::files::fixture(name)))
     }
 
     /// Counts every line of `text` (one event each); returns the exposition.

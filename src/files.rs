@@ -22,3 +22,13 @@ pub fn read_small_file(path: &Path) -> Result<Vec<u8>, String> {
     }
     std::fs::read(path).map_err(|e| format!("cannot read {}: {}", path.display(), e.kind()))
 }
+
+/// A file of `tests/streams/` (the captured and written daemon answers), for
+/// the unit tests that decode them.
+#[cfg(test)]
+pub(crate) fn fixture(name: &str) -> Vec<u8> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/streams")
+        .join(name);
+    std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
