@@ -11,9 +11,9 @@ use std::hint::black_box;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use dockwatch::folds::progress::{Progress, PullEvent};
 use dockwatch::labels::{ApiEndpoint, ContainerState, ExitClass, PullResult};
 use dockwatch::metrics::Metrics;
-use dockwatch::progress::{Progress, PullEvent};
 use dockwatch::state::{
     ContainerSignals, DaemonInfo, DaemonSnapshot, FinishedPull, ImageCount, PollData, PullBoard,
     State,
@@ -209,7 +209,7 @@ fn default_scale_metrics() -> Metrics {
             stalled: false,
             message: None,
             digest: Some(format!("sha256:{:064x}", 7)),
-            totals: dockwatch::progress::Totals {
+            totals: dockwatch::folds::progress::Totals {
                 layers: 2,
                 layers_downloaded: 2,
                 layers_already_exist: 0,

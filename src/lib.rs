@@ -7,31 +7,15 @@
 //! reads them. No module imports another in a circle: `tests/layers.py`
 //! prints them in an order where each uses only the ones after it.
 
-pub mod checker;
-pub mod checks;
 pub mod config;
-pub mod credentials;
-pub mod df;
-pub mod discovery;
-pub mod disk;
 pub mod docker;
-pub mod events;
-pub mod file_sd;
-pub mod files;
+pub mod folds;
 pub mod labels;
 pub mod metrics;
-pub mod outdated;
-pub mod poller;
-pub mod progress;
-pub mod pruner;
-pub mod puller;
-pub mod ratelimit;
-pub mod reference;
 pub mod server;
 pub mod state;
 pub mod systemd;
-pub mod tls;
-pub mod window;
+pub mod tasks;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -42,16 +26,20 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
-use crate::checker::Checker;
+use crate::config::tls;
 use crate::config::{Config, Endpoint, ImageFilterConfig, RegistryConfig};
 use crate::docker::Connection;
+use crate::folds::ratelimit::RegistryGate;
+use crate::folds::reference::ImageRef;
 use crate::metrics::Metrics;
-use crate::poller::Poller;
-use crate::pruner::Pruner;
-use crate::puller::Puller;
-use crate::ratelimit::RegistryGate;
-use crate::reference::ImageRef;
 use crate::state::{PruneMemory, PullBoard, State};
+use crate::tasks::image_events::ImageEvents;
+use crate::tasks::poller::Poller;
+use crate::tasks::pruner::Pruner;
+use crate::tasks::puller::Puller;
+use crate::tasks::registry_check::Checker;
+use crate::tasks::schedule::spread;
+use crate::tasks::{discovery, disk, events};
 
 /// How long tasks get to finish after the shutdown signal before they are
 /// dropped; the whole exit stays well inside systemd's and Docker's budgets.
@@ -83,7 +71,7 @@ struct Shared {
 /// One watched daemon's tasks (events, poller, disk, puller), all on its
 /// one connection.
 #[derive(Debug)]
-struct Running {
+struct DaemonTasks {
     daemon: config::DaemonConfig,
     /// Its pre-pull images, as labels.
     images: Vec<String>,
@@ -91,9 +79,9 @@ struct Running {
     tasks: JoinSet<()>,
 }
 
-impl Running {
+impl DaemonTasks {
     /// Starts the daemon that is `index` of `count` watched: its first poll
-    /// waits its share of the interval ([`poller::spread`]); its calls take
+    /// waits its share of the interval ([`spread`]); its calls take
     /// turns with every other daemon's under `calls`.
     fn start(
         daemon: &config::DaemonConfig,
@@ -114,7 +102,7 @@ impl Running {
             observer,
             Some(Arc::clone(calls)),
         );
-        let image_events = Arc::new(events::ImageEvents::default());
+        let image_events = Arc::new(ImageEvents::default());
         let events = events::EventWatcher {
             connection: connection.clone(),
             metrics: Arc::clone(&shared.metrics),
@@ -127,7 +115,7 @@ impl Running {
         let poller = Poller {
             daemon: daemon.clone(),
             connection: connection.clone(),
-            first_poll: poller::spread(index, count, config.poll.interval),
+            first_poll: spread(index, count, config.poll.interval),
             interval: config.poll.interval,
             images_interval: config.poll.images_interval(),
             image_events,
@@ -139,7 +127,7 @@ impl Running {
         if !config.poll.disk_interval.is_zero() {
             let disk = disk::DiskWatcher {
                 connection: connection.clone(),
-                first: poller::spread(index, count, config.poll.disk_interval),
+                first: spread(index, count, config.poll.disk_interval),
                 interval: config.poll.disk_interval,
                 state: Arc::clone(&shared.state),
             };
@@ -199,7 +187,7 @@ impl Running {
 }
 
 /// Stops every task of `daemons` at once, waiting up to [`SHUTDOWN_GRACE`].
-async fn stop_all(daemons: Vec<Running>) {
+async fn stop_all(daemons: Vec<DaemonTasks>) {
     let mut all = JoinSet::new();
     for mut r in daemons {
         r.stop.send_replace(true);
@@ -221,7 +209,7 @@ async fn stop_all(daemons: Vec<Running>) {
 /// each with its own tasks, so one that comes or goes touches no other.
 #[derive(Debug, Default)]
 struct Fleet {
-    running: std::collections::BTreeMap<String, Running>,
+    running: std::collections::BTreeMap<String, DaemonTasks>,
     /// Each discovery source's last list.
     discovered: std::collections::BTreeMap<usize, Vec<config::DaemonConfig>>,
     /// The cap on Docker calls in progress at once, over every daemon:
@@ -323,7 +311,7 @@ impl Fleet {
         };
         for (index, d) in wanted.iter().enumerate() {
             if !self.running.contains_key(&d.name) {
-                let started = Running::start(d, (index, wanted.len()), &calls, config, shared);
+                let started = DaemonTasks::start(d, (index, wanted.len()), &calls, config, shared);
                 self.running.insert(d.name.clone(), started);
             }
         }

@@ -10,7 +10,7 @@ use tracing_subscriber::EnvFilter;
 
 use dockwatch::config;
 
-mod pull_view;
+mod cli;
 
 /// Watches Docker Engine daemons and serves what it sees to Prometheus.
 // Doc comments here are the --help text, so no Markdown backticks.
@@ -81,7 +81,7 @@ fn init_logging(format: LogFormat) {
 fn load_config(
     path: Option<&std::path::Path>,
 ) -> Result<(config::Config, config::Source), ExitCode> {
-    dockwatch::checks::load(path).map_err(|e| {
+    dockwatch::config::load::load(path).map_err(|e| {
         eprint!("{e}");
         ExitCode::from(EXIT_BAD_CONFIG)
     })
@@ -116,7 +116,7 @@ fn run(config: config::Config, path: Option<PathBuf>) -> anyhow::Result<()> {
         let sighup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
             .context("cannot watch SIGHUP")?;
         tokio::spawn(forward_sighup(sighup, reload_tx));
-        let load = move || dockwatch::checks::load(path.as_deref()).map(|(c, _)| c);
+        let load = move || dockwatch::config::load::load(path.as_deref()).map(|(c, _)| c);
         dockwatch::run(config, load, reload_rx, http_reload, shutdown_signal()).await?;
         anyhow::Ok(())
     })
@@ -139,8 +139,8 @@ const EXIT_PULL_FAILED: u8 = 1;
 /// `dockwatch pull`: one pull with the config's daemon, credentials and
 /// limits, drawn as bars on a terminal and as lines otherwise.
 fn pull(config: &config::Config, image: &str, daemon: Option<&str>) -> anyhow::Result<ExitCode> {
+    use dockwatch::folds::reference::ImageRef;
     use dockwatch::labels::PullResult;
-    use dockwatch::reference::ImageRef;
 
     let image = ImageRef::parse(image).map_err(anyhow::Error::msg)?;
     let target = match daemon {
@@ -155,12 +155,12 @@ fn pull(config: &config::Config, image: &str, daemon: Option<&str>) -> anyhow::R
             config.daemons.len()
         ),
     };
-    let credentials = dockwatch::credentials::for_image(
+    let credentials = dockwatch::config::credentials::for_image(
         &image,
         &config.registries,
         config.prepull.docker_config.as_deref(),
     )?;
-    let limits = dockwatch::puller::Limits {
+    let limits = dockwatch::tasks::puller::Limits {
         timeout: config.prepull.timeout,
         stall_timeout: config.prepull.stall_timeout,
     };
@@ -179,9 +179,9 @@ fn pull(config: &config::Config, image: &str, daemon: Option<&str>) -> anyhow::R
                 stop_tx.send_replace(true);
             }
         });
-        let mut view = pull_view::PullView::new(std::io::stdout().is_terminal());
+        let mut view = cli::pull_view::PullView::new(std::io::stdout().is_terminal());
         println!("pulling {image} on {} ({})", target.name, target.host);
-        let outcome = dockwatch::puller::pull_image(
+        let outcome = dockwatch::tasks::puller::pull_image(
             &connection,
             &image,
             credentials,
@@ -282,9 +282,9 @@ async fn prune_one(
     target: &config::DaemonConfig,
     dry_run: bool,
     stop: &tokio::sync::watch::Receiver<bool>,
-) -> dockwatch::pruner::Round {
+) -> dockwatch::tasks::pruner::Round {
     use dockwatch::labels::PruneResult;
-    use dockwatch::pruner::{Plan, Step};
+    use dockwatch::tasks::pruner::{Plan, Step};
 
     // Calls seen by no metrics: the printed lines say it all.
     let observer = std::sync::Arc::new(dockwatch::docker::Unobserved);
@@ -315,15 +315,16 @@ async fn prune_one(
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0.0, |d| d.as_secs_f64());
-    let round = dockwatch::pruner::prune_round(&connection, &plan, now, stop, |step| match step {
-        Step::Removed(i) => println!("removed {} {}", i.id, size(i.bytes())),
-        Step::WouldRemove(i) => println!("would remove {} {}", i.id, size(i.bytes())),
-        Step::Refused(i, reason, message) => {
-            println!("refused {} ({}): {message}", i.id, reason.as_str());
-        }
-        Step::Failed(i, e) => eprintln!("failed {}: {e}", i.id),
-    })
-    .await;
+    let round =
+        dockwatch::tasks::pruner::prune_round(&connection, &plan, now, stop, |step| match step {
+            Step::Removed(i) => println!("removed {} {}", i.id, size(i.bytes())),
+            Step::WouldRemove(i) => println!("would remove {} {}", i.id, size(i.bytes())),
+            Step::Refused(i, reason, message) => {
+                println!("refused {} ({}): {message}", i.id, reason.as_str());
+            }
+            Step::Failed(i, e) => eprintln!("failed {}: {e}", i.id),
+        })
+        .await;
     let kept: Vec<String> = round
         .kept
         .iter()

@@ -7,11 +7,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::Instant;
 
-use crate::df::DiskUsage;
+use crate::docker::df::DiskUsage;
+use crate::folds::progress::{Layer, Progress, Totals};
 use crate::labels::{
     CheckFailure, CheckResult, ContainerState, ErrorReason, FailReason, HealthStatus, PullResult,
 };
-use crate::progress::{Layer, Progress, Totals};
 
 /// What one poll of one daemon found. Immutable once published.
 #[derive(Debug, Clone, Default, PartialEq)]

@@ -3,7 +3,7 @@
 //! case lists), without a panic, within 5 s.
 //!
 //! The table is checked in-process, through the public loader
-//! `dockwatch::checks::load_with_env` (what `check-config` calls), with the
+//! `dockwatch::config::load::load_with_env` (what `check-config` calls), with the
 //! case's variables as the docker CLI's environment (`DOCKER_HOST`, ...);
 //! its error is rendered as `check-config` prints it and judged like the
 //! binary's output. The loader reads the `DOCKWATCH_*` overrides from the
@@ -30,7 +30,7 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use common::{Scratch, reap, wait_exit};
-use dockwatch::checks::load_with_env;
+use dockwatch::config::load::load_with_env;
 
 struct Case {
     name: &'static str,

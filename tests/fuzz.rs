@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use dockwatch::config;
-use dockwatch::progress::{
+use dockwatch::folds::progress::{
     ErrorDetail, Finish, Layer, LayerStatus, MAX_LAYERS, Progress, ProgressDetail, PullEvent,
     Totals,
 };
@@ -768,7 +768,7 @@ fn load_checked(
             .find(|(name, _)| name == k)
             .map(|(_, v)| v.replace(SCRATCH, &scratch.dir.display().to_string()))
     };
-    let result = dockwatch::checks::load_with_env(Some(path), &lookup);
+    let result = dockwatch::config::load::load_with_env(Some(path), &lookup);
     match result {
         Ok((c, _)) => {
             prop_assert!(c.validate().is_empty());

@@ -7,11 +7,16 @@ binary `dockwatch::x`), and checks the graph of top-level modules has no
 cycle; inside a folder module (src/docker/, src/metrics/, ...) the files must
 not form a circle either (`super::x` and `self::x` count). Prints the modules
 in an order where each uses only modules after it, or the circle it found.
+Also: no per-daemon task in src/tasks/ names another task; what tasks share
+lives in the helper files listed in TASK_HELPERS.
 Exit 0 if there is none, 1 if there is one.
 """
 import os
 import re
 import sys
+
+# src/tasks/ files that are not tasks but what tasks share.
+TASK_HELPERS = {"mod", "failure", "image_events", "schedule"}
 
 SRC = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "src")
 
@@ -72,7 +77,7 @@ def order(graph):
 
 
 def main():
-    top, folders = {}, {}
+    top, folders, task_refs = {}, {}, {}
     for root, _, files in os.walk(SRC):
         for f in files:
             if not f.endswith(".rs"):
@@ -89,6 +94,8 @@ def main():
                 inner = rel[-1].removesuffix(".rs")
                 local = names_in(text, "super") | names_in(text, "self")
                 folders.setdefault(module, {}).setdefault(inner, set()).update(local)
+                if module == "tasks":
+                    task_refs[inner] = local | names_in(text, "crate::tasks")
     graph = {m: {r for r in refs if r in top} for m, refs in top.items()}
     problems = []
     cycle = find_cycle(graph)
@@ -104,12 +111,18 @@ def main():
         c = find_cycle(g)
         if c:
             problems.append(f"src/{folder}/ files import each other in a circle: " + " -> ".join(c))
+    tasks = set(task_refs) - TASK_HELPERS
+    for task in sorted(tasks):
+        others = sorted((task_refs[task] & tasks) - {task})
+        if others:
+            problems.append(f"src/tasks/{task}.rs is a task and imports another task: {', '.join(others)}")
     if problems:
         for p in problems:
             print(p)
         return 1
     print("no import circles in src/; from the top down (each uses only modules after it):")
     print("  " + " > ".join(order(graph)))
+    print(f"no task imports another (tasks: {', '.join(sorted(tasks))}; shared: {', '.join(sorted(TASK_HELPERS - {'mod'}))})")
     return 0
 
 

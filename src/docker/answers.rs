@@ -90,7 +90,7 @@ pub struct ImageSummary {
 mod tests {
     use super::*;
 
-    use crate::files::fixture;
+    use crate::config::files::fixture;
 
     #[test]
     fn podman_answers_decode() {

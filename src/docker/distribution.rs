@@ -7,8 +7,8 @@
 use serde::Deserialize;
 
 use super::{Connection, DockerError, SMALL_ANSWER, transport};
+use crate::folds::reference::ImageRef;
 use crate::labels::ApiEndpoint;
-use crate::reference::ImageRef;
 
 /// The registry's descriptor of what a tag points at: an image index (a
 /// multi-platform image) or a single image manifest.

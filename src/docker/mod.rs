@@ -8,6 +8,7 @@
 
 pub mod answers;
 mod containers;
+pub mod df;
 mod distribution;
 mod error;
 pub mod prune;
@@ -28,9 +29,9 @@ pub use error::DockerError;
 pub use transport::LineStream;
 
 use crate::config::{DaemonConfig, TlsConfig};
-use crate::df::DiskUsage;
+use crate::docker::df::DiskUsage;
+use crate::folds::reference::ImageRef;
 use crate::labels::{ApiEndpoint, ErrorReason};
-use crate::reference::ImageRef;
 use answers::{ContainerSummary, ImageSummary, Info, Version};
 use transport::Transport;
 
@@ -322,7 +323,7 @@ impl Connection {
     fn explain(&self, e: DockerError) -> DockerError {
         match (e, &self.0.tls) {
             (e @ (DockerError::Connect(_) | DockerError::Tls(_)), Some(tls)) => {
-                match crate::tls::client_cert_expired(tls) {
+                match crate::config::tls::client_cert_expired(tls) {
                     Some(expired) => DockerError::Tls(format!("{expired}; {e}")),
                     None => e,
                 }
@@ -506,7 +507,7 @@ impl Connection {
             "/system/df",
             LIST_ANSWER,
             timeout,
-            crate::df::parse,
+            crate::docker::df::parse,
         )
         .await
     }

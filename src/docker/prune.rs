@@ -6,8 +6,8 @@
 use serde::Deserialize;
 
 use super::{Connection, DockerError, LIST_ANSWER, SMALL_ANSWER, image_list_path, transport};
+use crate::folds::reference::ImageRef;
 use crate::labels::ApiEndpoint;
-use crate::reference::ImageRef;
 
 /// One entry of `GET /images/json?filters=...` as pruning reads it.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]

@@ -54,7 +54,7 @@ impl Transport {
                 addr: addr.clone(),
             },
             (Endpoint::Tcp(addr), Some(tls)) => {
-                let config = crate::tls::client_config(tls)
+                let config = crate::config::tls::client_config(tls)
                     .map_err(|(field, e)| DockerError::Tls(format!("tls.{field}: {e}")))?;
                 let connector = hyper_rustls::HttpsConnectorBuilder::new()
                     .with_tls_config(config)

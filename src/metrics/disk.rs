@@ -8,7 +8,7 @@ use prometheus_client::collector::Collector;
 use prometheus_client::encoding::DescriptorEncoder;
 
 use super::family::{daemon, gauge_family};
-use crate::df::Usage;
+use crate::docker::df::Usage;
 use crate::state::State;
 
 #[derive(Debug)]

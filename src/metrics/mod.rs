@@ -16,7 +16,7 @@ mod probe;
 mod process;
 mod prune;
 mod pulls;
-mod registry;
+mod registry_checks;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -48,7 +48,7 @@ pub struct Metrics {
     registry: Registry,
     api: api::ApiFamilies,
     pulls: pulls::PullFamilies,
-    checks: registry::CheckFamilies,
+    checks: registry_checks::CheckFamilies,
     events: events::EventFamilies,
     restarts: containers::RestartFamily,
     discovery: discovery::DiscoveryFamilies,
@@ -147,8 +147,8 @@ impl Metrics {
         dw.register_collector(Box::new(pulls::PullCollector {
             board: Arc::clone(&board),
         }));
-        let checks = registry::CheckFamilies::register(dw);
-        dw.register_collector(Box::new(registry::CheckCollector {
+        let checks = registry_checks::CheckFamilies::register(dw);
+        dw.register_collector(Box::new(registry_checks::CheckCollector {
             board: Arc::clone(&board),
         }));
         let events = events::EventFamilies::register(dw);
@@ -539,17 +539,17 @@ mod tests {
         // The last /system/df worked on local, failed on build-01.
         state.publish_disk(
             "local",
-            Ok(crate::df::DiskUsage {
-                images: crate::df::Usage {
+            Ok(crate::docker::df::DiskUsage {
+                images: crate::docker::df::Usage {
                     size: 12_000_000,
                     reclaimable: 5_000_000,
                 },
-                containers: crate::df::Usage {
+                containers: crate::docker::df::Usage {
                     size: 4096,
                     reclaimable: 1024,
                 },
-                volumes: crate::df::Usage::default(),
-                build_cache: crate::df::Usage {
+                volumes: crate::docker::df::Usage::default(),
+                build_cache: crate::docker::df::Usage {
                     size: 2048,
                     reclaimable: 2048,
                 },
@@ -562,7 +562,7 @@ mod tests {
 
     /// One finished pull and one running, on "local".
     fn fixed_board() -> Arc<PullBoard> {
-        use crate::progress::{Progress, PullEvent};
+        use crate::folds::progress::{Progress, PullEvent};
         use crate::state::RunningPull;
         let done = "127.0.0.1:5000/dwtest/multi:1";
         let running = "127.0.0.1:5000/dwtest/big:1";
@@ -597,7 +597,7 @@ mod tests {
                 stalled: false,
                 message: None,
                 digest: None,
-                totals: crate::progress::Totals {
+                totals: crate::folds::progress::Totals {
                     layers: 3,
                     layers_downloaded: 3,
                     layers_already_exist: 0,
@@ -827,8 +827,8 @@ mod tests {
             assert!(!failed.contains(&format!("dockwatch_{family}")), "{failed}");
         }
 
-        let usage = crate::df::DiskUsage {
-            images: crate::df::Usage {
+        let usage = crate::docker::df::DiskUsage {
+            images: crate::docker::df::Usage {
                 size: 100,
                 reclaimable: 40,
             },

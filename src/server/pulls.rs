@@ -15,8 +15,8 @@ use axum::extract::State as AxumState;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
+use crate::folds::progress::{Bytes, Finish, Layer, Progress, Totals};
 use crate::labels::{CheckFailure, CheckResult, FailReason};
-use crate::progress::{Bytes, Finish, Layer, Progress, Totals};
 use crate::state::{FinishedPull, ImagePulls, PullBoard, RegistryCheck, RunningPull};
 
 use super::App;
@@ -268,8 +268,8 @@ impl From<&Totals> for TotalsView {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::folds::progress::PullEvent;
     use crate::labels::PullResult;
-    use crate::progress::PullEvent;
 
     /// Folds dockerd-style stream lines, as the puller does.
     fn fold(lines: &[&str]) -> Progress {

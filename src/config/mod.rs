@@ -5,6 +5,12 @@
 //! No I/O here but reading the config file: the files the config names are
 //! checked by the `checks` module.
 
+pub mod credentials;
+pub mod file_sd;
+pub mod files;
+pub mod load;
+pub mod tls;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::net::SocketAddr;
@@ -23,8 +29,8 @@ pub const DEFAULT_IMAGES_INTERVAL: Duration = Duration::from_secs(600);
 /// Where dockerd listens by default.
 pub const DEFAULT_DOCKER_HOST: &str = "unix:///var/run/docker.sock";
 
-use crate::reference::{ImageRef, registry_host};
-use crate::window::Window;
+use crate::folds::reference::{ImageRef, registry_host};
+use crate::folds::window::Window;
 
 /// The configuration. `D`, `I` and `W` are the daemon, pre-pull image and
 /// pre-pull window entries: typed in [`Config`], as written in [`ConfigFile`].
@@ -1166,7 +1172,7 @@ mod tests {
                 .map(|e| Problem::new(key_of(&e.path), e.kind.to_string()))
                 .collect::<Vec<_>>()
         })?;
-        let mut problems = crate::checks::files(&file);
+        let mut problems = crate::config::load::files(&file);
         match file.into_config() {
             Ok(config) if problems.is_empty() => Ok(config),
             Ok(_) => Err(problems),

@@ -5,7 +5,7 @@
 use std::path::Path;
 
 use crate::config::{self, Config, ConfigError, ConfigFile, Endpoint, Problem, Source};
-use crate::{credentials, file_sd, tls};
+use crate::config::{credentials, file_sd, tls};
 
 /// Every problem with the files and variables `config` names, each under
 /// its key. Empty means all of them can be read and used now. It takes the

@@ -13,8 +13,8 @@ use std::time::{Duration, SystemTime};
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
+use crate::config::file_sd::{self, Target};
 use crate::config::{DaemonConfig, DiscoveryConfig};
-use crate::file_sd::{self, Target};
 use crate::metrics::Metrics;
 
 /// How often the files' size and modification time are looked at.

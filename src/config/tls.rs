@@ -10,7 +10,7 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
 use crate::config::TlsConfig;
-use crate::files::read_small_file;
+use crate::config::files::read_small_file;
 
 /// Every PEM certificate in a file; at least one.
 pub fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {

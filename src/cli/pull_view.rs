@@ -7,7 +7,7 @@ use std::io::Write;
 
 use indicatif::{HumanBytes, MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use dockwatch::progress::{Layer, LayerStatus, Progress};
+use dockwatch::folds::progress::{Layer, LayerStatus, Progress};
 
 /// Renders pull progress as it arrives.
 #[derive(Debug)]

@@ -11,11 +11,12 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use futures_util::StreamExt;
 use serde::Deserialize;
-use tokio::sync::{Notify, watch};
+use tokio::sync::watch;
 
 use crate::docker::{Connection, DockerError};
 use crate::labels::{ExitClass, event_action};
 use crate::metrics::Metrics;
+use crate::tasks::image_events::ImageEvents;
 
 /// Containers whose `oom` came but not yet their `die`; bounded.
 const MAX_PENDING_OOM: usize = 10_000;
@@ -129,33 +130,6 @@ const RESUME_OVERLAP_NANOS: i64 = 1_000_000_000;
 /// How many recent events are remembered to skip replays.
 const RECENT: usize = 4096;
 
-/// What the events task tells the poller: an image changed (list images
-/// again soon), and whether the stream is following the daemon now (then
-/// the image figures are kept fresh by events, and the full listing can run
-/// rarely).
-#[derive(Debug, Default)]
-pub struct ImageEvents {
-    changed: Notify,
-    following: std::sync::atomic::AtomicBool,
-}
-
-impl ImageEvents {
-    /// Waits for the next image event.
-    pub async fn changed(&self) {
-        self.changed.notified().await;
-    }
-
-    /// True while the event stream is connected and read.
-    pub fn following(&self) -> bool {
-        self.following.load(std::sync::atomic::Ordering::Acquire)
-    }
-
-    fn set_following(&self, on: bool) {
-        self.following
-            .store(on, std::sync::atomic::Ordering::Release);
-    }
-}
-
 /// One daemon's event listener.
 #[derive(Debug, Clone)]
 pub struct EventWatcher {
@@ -253,7 +227,7 @@ impl EventWatcher {
         // From here on every image change comes as an event (a resume
         // replays what happened while the stream was down).
         self.image_events.set_following(true);
-        self.image_events.changed.notify_one();
+        self.image_events.notify_changed();
         let mut counted = 0;
         while let Some(line) = stream.next().await {
             let line = line?;
@@ -282,7 +256,7 @@ impl EventWatcher {
         let daemon = self.connection.name();
         self.metrics.count_event(daemon, tally.typ, tally.action);
         if tally.typ == "image" {
-            self.image_events.changed.notify_one();
+            self.image_events.notify_changed();
         }
         if let Some(class) = tally.exit {
             self.metrics.count_exit(daemon, class);
@@ -434,9 +408,9 @@ mod tests {
     #[test]
     fn captured_events_of_both_image_stores() {
         use ExitClass::{Nonzero, Oom, Signal};
-        let classic = fold(include_str!("../tests/streams/events-dockerd.jsonl"));
+        let classic = fold(include_str!("../../tests/streams/events-dockerd.jsonl"));
         let containerd = fold(include_str!(
-            "../tests/streams/docker-26-containerd-events.jsonl"
+            "../../tests/streams/docker-26-containerd-events.jsonl"
         ));
         for (store, tallies) in [("classic", &classic), ("containerd", &containerd)] {
             let exits: Vec<_> = tallies.iter().filter_map(|t| t.exit).collect();
@@ -479,7 +453,7 @@ mod tests {
 
     #[test]
     fn replayed_events_are_not_counted_again() {
-        let capture = include_str!("../tests/streams/docker-26-containerd-events.jsonl");
+        let capture = include_str!("../../tests/streams/docker-26-containerd-events.jsonl");
         let mut seen = Seen::default();
         let first = capture
             .lines()
@@ -494,7 +468,9 @@ mod tests {
 
     /// Counts every line of a recorded stream; returns the exposition.
     fn count_stream(name: &str) -> String {
-        count_lines(&String::from_utf8_lossy(&crate::files::fixture(name)))
+        count_lines(&String::from_utf8_lossy(&crate::config::files::fixture(
+            name,
+        )))
     }
 
     /// Counts every line of `text` (one event each); returns the exposition.

@@ -18,26 +18,20 @@
 //! the host for pulls as a pull's 429 does.
 
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use tokio::sync::{Notify, watch};
 use tokio::time::Instant;
 
+use crate::config::credentials::{self, DockerCredentials};
 use crate::config::{PrepullConfig, RegistryConfig};
-use crate::credentials::{self, DockerCredentials};
 use crate::docker::{Connection, DockerError, RegistryDescriptor, endpoint_missing};
+use crate::folds::ratelimit::{RegistryGate, retry_after_hint};
+use crate::folds::reference::ImageRef;
 use crate::labels::{CheckFailure, CheckResult, FailReason};
 use crate::metrics::Metrics;
-use crate::puller::classify_error;
-use crate::ratelimit::{RegistryGate, retry_after_hint};
-use crate::reference::ImageRef;
 use crate::state::{PullBoard, RegistryCheck};
-
-fn unix_now() -> f64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0.0, |d| d.as_secs_f64())
-}
+use crate::tasks::failure::classify_error;
+use crate::tasks::schedule::{random_below, unix_now};
 
 /// Classifies a failed check as pull failures are classified, plus an
 /// engine without the endpoint.
@@ -108,7 +102,7 @@ impl Checker {
         let start = Instant::now();
         let mut due: Vec<Instant> = images
             .iter()
-            .map(|_| start + crate::puller::random_below(self.prepull.jitter.min(interval)))
+            .map(|_| start + random_below(self.prepull.jitter.min(interval)))
             .collect();
         let mut unsupported = false;
         loop {

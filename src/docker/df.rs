@@ -274,7 +274,7 @@ mod tests {
         );
     }
 
-    use crate::files::fixture;
+    use crate::config::files::fixture;
 
     /// Docker 29 (API 1.52) sends only the summaries; a negative size (the
     /// containerd store's "reclaimable" can be) is exported as 0, never as
@@ -302,9 +302,10 @@ mod tests {
 
     #[test]
     fn podman_and_dockerd_captures() {
-        let d = parse(include_bytes!("../tests/streams/podman-df.json")).expect("podman");
+        let d = parse(include_bytes!("../../tests/streams/podman-df.json")).expect("podman");
         assert!(d.images.size > 0, "{d:?}");
-        let d = parse(include_bytes!("../tests/streams/df-dockerd-20.10.json")).expect("dockerd");
+        let d =
+            parse(include_bytes!("../../tests/streams/df-dockerd-20.10.json")).expect("dockerd");
         assert!(d.images.size > 0, "{d:?}");
     }
 
@@ -315,7 +316,7 @@ mod tests {
     #[test]
     fn containerd_store_as_docker_system_df_counts_it() {
         let d = parse(include_bytes!(
-            "../tests/streams/docker-26-containerd-df.json"
+            "../../tests/streams/docker-26-containerd-df.json"
         ))
         .expect("df");
         // docker system df: Images 18.19MB, reclaimable 2.849MB (15%).
@@ -346,7 +347,7 @@ mod tests {
     #[test]
     fn containerd_store_negative_reclaimable_is_zero() {
         let d = parse(include_bytes!(
-            "../tests/streams/docker-26-containerd-df-negative.json"
+            "../../tests/streams/docker-26-containerd-df-negative.json"
         ))
         .expect("df");
         assert_eq!(

@@ -349,9 +349,9 @@ impl Progress {
 mod tests {
     use super::*;
 
-    const COLD: &str = include_str!("../tests/streams/dockerd-20.10-cold-3-layers.jsonl");
-    const UP_TO_DATE: &str = include_str!("../tests/streams/dockerd-20.10-up-to-date.jsonl");
-    const SHARED: &str = include_str!("../tests/streams/dockerd-20.10-shared-layers.jsonl");
+    const COLD: &str = include_str!("../../tests/streams/dockerd-20.10-cold-3-layers.jsonl");
+    const UP_TO_DATE: &str = include_str!("../../tests/streams/dockerd-20.10-up-to-date.jsonl");
+    const SHARED: &str = include_str!("../../tests/streams/dockerd-20.10-shared-layers.jsonl");
 
     fn events(text: &str) -> Vec<PullEvent> {
         text.lines()
@@ -407,14 +407,15 @@ mod tests {
         assert_eq!(t.expected_bytes, 2_000_812);
     }
 
-    const C_COLD: &str = include_str!("../tests/streams/docker-26-containerd-cold-3-layers.jsonl");
+    const C_COLD: &str =
+        include_str!("../../tests/streams/docker-26-containerd-cold-3-layers.jsonl");
     const C_UP_TO_DATE: &str =
-        include_str!("../tests/streams/docker-26-containerd-up-to-date.jsonl");
+        include_str!("../../tests/streams/docker-26-containerd-up-to-date.jsonl");
     const C_SHARED: &str =
-        include_str!("../tests/streams/docker-26-containerd-shared-layers.jsonl");
-    const C_BIG: &str = include_str!("../tests/streams/docker-26-containerd-big-cold.jsonl");
+        include_str!("../../tests/streams/docker-26-containerd-shared-layers.jsonl");
+    const C_BIG: &str = include_str!("../../tests/streams/docker-26-containerd-big-cold.jsonl");
     const C_FROZEN: &str =
-        include_str!("../tests/streams/docker-26-containerd-frozen-registry.jsonl");
+        include_str!("../../tests/streams/docker-26-containerd-frozen-registry.jsonl");
 
     /// Docker 26 on the containerd image store: a layer's bytes appear only
     /// in the `Downloading` lines it sends every 100 ms while a download
@@ -554,12 +555,12 @@ mod tests {
     #[test]
     fn podman_streams_end_without_a_status() {
         let p = fold(&events(include_str!(
-            "../tests/streams/podman-pull-multi1.jsonl"
+            "../../tests/streams/podman-pull-multi1.jsonl"
         )));
         assert_eq!(p.finish, None);
         assert_eq!(p.ending_without_status(), Some(Finish::Updated));
         let p = fold(&events(include_str!(
-            "../tests/streams/podman-pull-multi1-again.jsonl"
+            "../../tests/streams/podman-pull-multi1-again.jsonl"
         )));
         assert_eq!(p.ending_without_status(), Some(Finish::UpToDate));
         assert_eq!(p.totals().layers_already_exist, 3);

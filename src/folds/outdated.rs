@@ -11,7 +11,7 @@
 
 use std::collections::HashMap;
 
-use crate::reference::{DOCKER_HUB, ImageRef, registry_host};
+use crate::folds::reference::{DOCKER_HUB, ImageRef, registry_host};
 
 /// The canonical tag a reference names, or `None` if it names no tag that
 /// could move: an image ID (`sha256:...`), a reference pinned by digest
@@ -72,7 +72,7 @@ impl Tags {
 
 /// A running container as the check sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Running {
+pub struct RunningContainer {
     /// The canonical tag it was created from; `None` if it was created from
     /// an ID or a digest, or the reference is not known (yet).
     pub tag: Option<String>,
@@ -80,7 +80,7 @@ pub struct Running {
     pub image_id: String,
 }
 
-impl Running {
+impl RunningContainer {
     /// True if its tag names another image now. A tag that names no image
     /// any more (removed) does not make it outdated: there is nothing newer
     /// to recreate it from.
@@ -96,11 +96,11 @@ impl Running {
 /// from each of `images` (label, canonical tag; a digest has no tag and
 /// counts 0).
 pub fn count(
-    running: &[Running],
+    running: &[RunningContainer],
     tags: &Tags,
     images: &[(String, Option<String>)],
 ) -> (u64, Vec<(String, u64)>) {
-    let outdated: Vec<&Running> = running.iter().filter(|r| r.outdated(tags)).collect();
+    let outdated: Vec<&RunningContainer> = running.iter().filter(|r| r.outdated(tags)).collect();
     let by_image = images
         .iter()
         .map(|(label, key)| {
@@ -165,8 +165,8 @@ mod tests {
         }
     }
 
-    fn running(tag: Option<&str>, image: &str) -> Running {
-        Running {
+    fn running(tag: Option<&str>, image: &str) -> RunningContainer {
+        RunningContainer {
             tag: tag.and_then(tag_key),
             image_id: image.to_owned(),
         }

@@ -17,7 +17,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use tokio::sync::watch;
 use tokio::time::Instant;
@@ -25,11 +25,11 @@ use tokio::time::Instant;
 use crate::config::PruneConfig;
 use crate::docker::prune::{DanglingImage, bare_id};
 use crate::docker::{Connection, DockerError};
+use crate::folds::reference::ImageRef;
 use crate::labels::{PruneRefusal, PruneResult};
 use crate::metrics::{Eligible, Metrics};
-use crate::puller::random_below;
-use crate::reference::ImageRef;
 use crate::state::{PruneMemory, State};
+use crate::tasks::schedule::{random_below, unix_now};
 
 /// What one round may remove, and what it must keep.
 #[derive(Debug, Clone)]
@@ -334,12 +334,6 @@ async fn guards(
         }
     }
     Ok((in_use, protected))
-}
-
-fn unix_now() -> f64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0.0, |d| d.as_secs_f64())
 }
 
 /// One daemon's pruner.

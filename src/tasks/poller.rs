@@ -15,7 +15,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 use tokio::time::MissedTickBehavior;
@@ -23,11 +23,12 @@ use tokio::time::MissedTickBehavior;
 use crate::config::{DaemonConfig, ImageFilterConfig};
 use crate::docker::answers::{ContainerSummary, ImageSummary};
 use crate::docker::{Connection, DockerError, TaggedImage};
-use crate::events::ImageEvents;
+use crate::folds::outdated::{RunningContainer, Tags, tag_key};
+use crate::folds::reference::ImageRef;
 use crate::labels::{ContainerState, HealthStatus};
-use crate::outdated::{Running, Tags, tag_key};
-use crate::reference::ImageRef;
 use crate::state::{ContainerSignals, DaemonInfo, DaemonSnapshot, ImageCount, PollData, State};
+use crate::tasks::image_events::ImageEvents;
+use crate::tasks::schedule::unix_now;
 
 /// Everything one daemon's poller needs.
 #[derive(Debug, Clone)]
@@ -62,24 +63,6 @@ pub const MAX_INSPECTS_PER_POLL: usize = 10;
 /// the first so one refresh covers them.
 const IMAGE_EVENT_COALESCE: Duration = Duration::from_millis(500);
 
-/// The most daemons whose first polls start per [`SPREAD_SLOT`]: a few
-/// daemons still start within a fraction of a second, a fleet spreads over
-/// the whole interval.
-const SPREAD_SLOT: Duration = Duration::from_millis(50);
-
-/// How long daemon `index` of `count` waits before its first poll: the
-/// daemons' first polls are spread evenly over `count` slots of 50 ms, or over
-/// the whole `interval` when they are more. Ticks then keep their phase, so a
-/// thousand daemons on a 15 s interval poll about 67 a second, rather than
-/// all at once on every tick (each daemon's calls, and the scrapes at that
-/// moment, would wait on the others').
-pub fn spread(index: usize, count: usize, interval: Duration) -> Duration {
-    let count = u32::try_from(count.max(1)).unwrap_or(u32::MAX);
-    let index = u32::try_from(index).unwrap_or(u32::MAX).min(count - 1);
-    let window = interval.min(SPREAD_SLOT.saturating_mul(count));
-    window / count * index
-}
-
 /// What the image calls of a poll found.
 #[derive(Debug, Clone)]
 struct ImageTotals {
@@ -100,13 +83,7 @@ struct Core {
     containers: [u64; ContainerState::ALL.len()],
     /// Running containers by health, indexed by `HealthStatus as usize`.
     health: [u64; HealthStatus::ALL.len()],
-    running: Vec<Running>,
-}
-
-fn unix_now() -> f64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0.0, |d| d.as_secs_f64())
+    running: Vec<RunningContainer>,
 }
 
 /// Count and total size of an image list.
@@ -385,7 +362,7 @@ impl Poller {
         c: &Connection,
         running: &[&ContainerSummary],
         references: &mut HashMap<String, Option<String>>,
-    ) -> Result<Vec<Running>, DockerError> {
+    ) -> Result<Vec<RunningContainer>, DockerError> {
         let mut known = HashMap::with_capacity(running.len());
         let mut inspects = 0;
         let mut out = Vec::with_capacity(running.len());
@@ -412,14 +389,14 @@ impl Poller {
                 }
                 (None, None) => {
                     // Its turn comes in a later poll.
-                    out.push(Running {
+                    out.push(RunningContainer {
                         tag: None,
                         image_id: image_id.to_owned(),
                     });
                     continue;
                 }
             };
-            out.push(Running {
+            out.push(RunningContainer {
                 tag: reference.as_deref().and_then(tag_key),
                 image_id: image_id.to_owned(),
             });
@@ -441,7 +418,8 @@ impl Poller {
                 (label, key)
             })
             .collect();
-        let (outdated, outdated_by_image) = crate::outdated::count(&core.running, tags, &images);
+        let (outdated, outdated_by_image) =
+            crate::folds::outdated::count(&core.running, tags, &images);
         ContainerSignals {
             health: core.health,
             outdated,
@@ -489,22 +467,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn first_polls_are_spread_evenly() {
-        let i = Duration::from_secs(15);
-        // One daemon starts at once; a few within their slots.
-        assert_eq!(spread(0, 1, i), Duration::ZERO);
-        assert_eq!(spread(1, 4, i), Duration::from_millis(50));
-        assert_eq!(spread(3, 4, i), Duration::from_millis(150));
-        // A fleet spreads over the whole interval, evenly.
-        assert_eq!(spread(0, 1000, i), Duration::ZERO);
-        assert_eq!(spread(500, 1000, i), Duration::from_millis(7500));
-        assert_eq!(spread(999, 1000, i), Duration::from_millis(14_985));
-        // Nonsense stays inside the interval.
-        assert_eq!(spread(5, 0, i), Duration::ZERO);
-        assert!(spread(usize::MAX, 1000, i) < i);
-    }
-
-    #[test]
     fn unknown_sizes_count_the_image_not_the_bytes() {
         let list = [ImageSummary { size: -1 }, ImageSummary { size: 5 }];
         let t = total(&list);
@@ -526,11 +488,11 @@ mod tests {
             serde_json::from_slice(bytes).expect("an image list")
         };
         let all = total(&decode(include_bytes!(
-            "../tests/streams/docker-26-containerd-images.json"
+            "../../tests/streams/docker-26-containerd-images.json"
         )));
         assert_eq!((all.count, all.bytes), (9, 27_614_174));
         let dangling = total(&decode(include_bytes!(
-            "../tests/streams/docker-26-containerd-images-dangling.json"
+            "../../tests/streams/docker-26-containerd-images-dangling.json"
         )));
         assert_eq!((dangling.count, dangling.bytes), (3, 9_204_702));
     }

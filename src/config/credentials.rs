@@ -14,7 +14,7 @@ use base64::Engine as _;
 use serde::Deserialize;
 
 use crate::config::RegistryConfig;
-use crate::reference::{ImageRef, registry_host};
+use crate::folds::reference::{ImageRef, registry_host};
 
 /// A secret string that cannot be printed by accident.
 #[derive(Clone, PartialEq, Eq)]
@@ -46,7 +46,7 @@ fn read_secret_file(path: &Path) -> Result<Secret, CredentialError> {
     };
     // The error says why (missing, permission, not a file), never what is
     // inside.
-    let bytes = crate::files::read_small_file(path).map_err(CredentialError::Other)?;
+    let bytes = crate::config::files::read_small_file(path).map_err(CredentialError::Other)?;
     let text = String::from_utf8(bytes).map_err(|_| err("not UTF-8 text".into()))?;
     let secret = text.trim_end_matches(['\n', '\r']);
     if secret.is_empty() {
@@ -117,7 +117,7 @@ pub fn read_docker_config(path: &Path) -> Result<BTreeMap<String, StoredAuth>, C
         path: path.to_owned(),
         reason,
     };
-    let bytes = crate::files::read_small_file(path).map_err(CredentialError::Other)?;
+    let bytes = crate::config::files::read_small_file(path).map_err(CredentialError::Other)?;
     let text = String::from_utf8(bytes).map_err(|_| err("not UTF-8 text".into()))?;
     // serde's message may quote the offending token, which could be a
     // secret: report only where the JSON broke.

@@ -3,31 +3,31 @@
 //! retrying failures sooner with exponential backoff. Scheduled pulls start
 //! only inside a pre-pull window (when windows are set) and never while the
 //! image's registry host is rate-limited (the agent-wide gate of
-//! [`crate::ratelimit`]). One pull is one `POST /images/create` stream
-//! folded by [`crate::progress`]; closing the stream (on a stall, the
+//! [`crate::folds::ratelimit`]). One pull is one `POST /images/create` stream
+//! folded by [`crate::folds::progress`]; closing the stream (on a stall, the
 //! timeout or shutdown) cancels the pull on the daemon. A pull already
 //! running is never cut by a window closing.
 
-use std::collections::hash_map::RandomState;
-use std::hash::{BuildHasher, Hasher};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use futures_util::StreamExt;
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
+use crate::config::credentials::{self, DockerCredentials};
 use crate::config::{PrepullConfig, RegistryConfig};
-use crate::credentials::{self, DockerCredentials};
-use crate::docker::{Connection, DockerError};
+use crate::docker::Connection;
+use crate::folds::progress::{Finish, Progress, PullEvent};
+use crate::folds::ratelimit::{RegistryGate, backoff, retry_after_hint};
+use crate::folds::reference::ImageRef;
+use crate::folds::window::{self, Window};
 use crate::labels::{FailReason, PullResult};
 use crate::metrics::Metrics;
-use crate::progress::{Finish, Progress, PullEvent};
-use crate::ratelimit::{RegistryGate, backoff, retry_after_hint};
-use crate::reference::ImageRef;
 use crate::state::{FinishedPull, PruneMemory, PullBoard, RunningPull};
-use crate::window::{self, Window};
+use crate::tasks::failure::{classify_error, classify_message};
+use crate::tasks::schedule::{random_below, sleep_until_opt, unix_now};
 
 /// Time limits of one pull.
 #[derive(Debug, Clone, Copy)]
@@ -46,101 +46,6 @@ pub struct PullOutcome {
     pub message: Option<String>,
     pub progress: Progress,
     pub duration: Duration,
-}
-
-/// Reads a failure message from a daemon or registry. Order matters:
-/// "pull access denied ... does not exist" is a missing image on Docker Hub;
-/// a full disk and a rate limit are named before anything their messages
-/// may also hold (a path, Docker Hub's "authenticating and upgrading").
-pub fn classify_message(message: &str) -> Option<FailReason> {
-    let m = message.to_ascii_lowercase();
-    let any = |words: &[&str]| words.iter().any(|w| m.contains(w));
-    if any(&["no space left on device", "disk quota exceeded"]) {
-        Some(FailReason::DiskFull)
-    } else if any(&[
-        "toomanyrequests",
-        "too many requests",
-        "rate limit",
-        "status code 429",
-        "http 429",
-    ]) {
-        Some(FailReason::RateLimited)
-    } else if any(&[
-        "unauthorized",
-        "authentication required",
-        "no basic auth credentials",
-        "incorrect username or password",
-    ]) {
-        Some(FailReason::Unauthorized)
-    } else if any(&[
-        "manifest unknown",
-        "not found",
-        "does not exist",
-        "name unknown",
-    ]) {
-        Some(FailReason::NotFound)
-    } else if any(&["denied", "forbidden"]) {
-        Some(FailReason::Unauthorized)
-    } else if any(&[
-        "x509",
-        "tls:",
-        "certificate",
-        "http response to https client",
-    ]) {
-        Some(FailReason::Tls)
-    } else if any(&[
-        "connection refused",
-        "connection reset",
-        "no such host",
-        "i/o timeout",
-        "network is unreachable",
-        "no route to host",
-        "dial tcp",
-        "unexpected eof",
-        "broken pipe",
-        "client.timeout exceeded",
-        // containerd's word for a request that got no answer (the
-        // containerd image store; a registry killed mid-pull ends in EOF)
-        "failed to do request",
-    ]) {
-        Some(FailReason::Network)
-    } else if any(&["context canceled"]) {
-        Some(FailReason::Canceled)
-    } else if any(&[
-        "internal server error",
-        "service unavailable",
-        "bad gateway",
-        "blob unknown",
-    ]) {
-        Some(FailReason::Registry)
-    } else {
-        None
-    }
-}
-
-/// Classifies an error of a pull request (or its stream) or of a registry
-/// check: the reason and the daemon's or registry's message.
-pub fn classify_error(e: DockerError) -> (FailReason, String) {
-    let reason = match &e {
-        // dockerd passes a registry's 429 on as its own.
-        DockerError::Http { status: 429, .. } => FailReason::RateLimited,
-        DockerError::Http { status: 404, .. } => FailReason::NotFound,
-        DockerError::Http {
-            status: 401 | 403, ..
-        } => FailReason::Unauthorized,
-        // dockerd answers registry failures (bad credentials too) with 500.
-        DockerError::Http { message, .. } => {
-            classify_message(message).unwrap_or(FailReason::Daemon)
-        }
-        DockerError::Timeout(_) => FailReason::Timeout,
-        DockerError::Tls(_) => FailReason::Tls,
-        DockerError::Connect(_) | DockerError::Decode(_) => FailReason::Daemon,
-    };
-    let message = match e {
-        DockerError::Http { message, .. } => message,
-        other => other.to_string(),
-    };
-    (reason, message)
 }
 
 /// The result, reason and message of a pull from how its stream ended and
@@ -264,31 +169,6 @@ pub async fn pull_image(
         message,
         progress,
         duration: started.elapsed(),
-    }
-}
-
-fn unix_now() -> f64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0.0, |d| d.as_secs_f64())
-}
-
-/// A random duration in `[0, max)`, from the std hasher's random keys.
-pub fn random_below(max: Duration) -> Duration {
-    let nanos = u64::try_from(max.as_nanos()).unwrap_or(u64::MAX);
-    if nanos == 0 {
-        return Duration::ZERO;
-    }
-    let mut h = RandomState::new().build_hasher();
-    h.write_u64(nanos);
-    Duration::from_nanos(h.finish() % nanos)
-}
-
-/// Sleeps until `at`, or forever without one.
-async fn sleep_until_opt(at: Option<Instant>) {
-    match at {
-        Some(t) => tokio::time::sleep_until(t).await,
-        None => std::future::pending().await,
     }
 }
 
@@ -574,110 +454,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn messages_from_real_daemons() {
-        let cases = [
-            (
-                "manifest for 127.0.0.1:5000/example/nope:1 not found: manifest unknown: manifest unknown",
-                FailReason::NotFound,
-            ),
-            (
-                "Head \"http://127.0.0.1:5001/v2/private/app/manifests/1\": no basic auth credentials",
-                FailReason::Unauthorized,
-            ),
-            (
-                "unauthorized: authentication required",
-                FailReason::Unauthorized,
-            ),
-            (
-                "pull access denied for nope, repository does not exist or may require 'docker login'",
-                FailReason::NotFound,
-            ),
-            (
-                "Get \"https://127.0.0.1:5000/v2/\": http: server gave HTTP response to HTTPS client",
-                FailReason::Tls,
-            ),
-            (
-                "Get \"http://127.0.0.1:5000/v2/\": dial tcp 127.0.0.1:5000: connect: connection refused",
-                FailReason::Network,
-            ),
-            ("toomanyrequests: slow down", FailReason::RateLimited),
-            (
-                "toomanyrequests: You have reached your pull rate limit. You may increase the limit by authenticating and upgrading: https://www.docker.com/increase-rate-limit",
-                FailReason::RateLimited,
-            ),
-            (
-                "toomanyrequests: retry-after: 880.092µs, allowed: 44000/minute",
-                FailReason::RateLimited,
-            ),
-            // dockerd 20.10 with its data root on a full file system.
-            (
-                "write /var/lib/docker/tmp/GetImageBlob2129887559: no space left on device",
-                FailReason::DiskFull,
-            ),
-            (
-                "failed to register layer: Error processing tar file(exit status 1): write /layer1.bin: no space left on device",
-                FailReason::DiskFull,
-            ),
-        ];
-        for (msg, want) in cases {
-            assert_eq!(classify_message(msg), Some(want), "{msg}");
-        }
-        assert_eq!(classify_message("something new"), None);
-    }
-
-    /// The messages of Docker 26 on the containerd image store, as captured.
-    #[test]
-    fn messages_of_the_containerd_store() {
-        let message = |capture: &str| {
-            let line = capture.lines().last().expect("a line");
-            let v: serde_json::Value = serde_json::from_str(line).expect("JSON");
-            v["errorDetail"]["message"]
-                .as_str()
-                .or(v["message"].as_str())
-                .expect("a message")
-                .to_owned()
-        };
-        // A missing tag or repository: HTTP 404 before any stream.
-        for capture in [
-            include_str!("../tests/streams/docker-26-containerd-not-found.body"),
-            include_str!("../tests/streams/docker-26-containerd-not-found-repo.body"),
-        ] {
-            let m = message(capture);
-            assert!(m.starts_with("failed to resolve reference"), "{m}");
-            assert_eq!(classify_message(&m), Some(FailReason::NotFound), "{m}");
-        }
-        // The registry killed mid-pull: the stream ends at once with an
-        // error line (dockerd 20.10 retries each layer for 75 s first).
-        let m = message(include_str!(
-            "../tests/streams/docker-26-containerd-killed-registry.jsonl"
-        ));
-        assert!(m.ends_with(": EOF"), "{m}");
-        assert_eq!(classify_message(&m), Some(FailReason::Network), "{m}");
-    }
-
-    #[test]
-    fn http_errors_before_the_stream() {
-        let err = |status, message: &str| DockerError::Http {
-            status,
-            message: message.into(),
-        };
-        assert_eq!(classify_error(err(404, "x")).0, FailReason::NotFound);
-        assert_eq!(
-            classify_error(err(500, "unauthorized: authentication required")).0,
-            FailReason::Unauthorized
-        );
-        assert_eq!(classify_error(err(500, "boom")).0, FailReason::Daemon);
-        assert_eq!(
-            classify_error(err(429, "toomanyrequests: slow down")).0,
-            FailReason::RateLimited
-        );
-        assert_eq!(
-            classify_error(DockerError::Decode("a line longer than 1 bytes".into())).0,
-            FailReason::Daemon
-        );
-    }
-
-    #[test]
     fn windows_gate_the_schedule_at_any_clock() {
         let ts = |t: &str| t.parse::<jiff::Timestamp>().expect("a time");
         // No windows: always open, nothing to wait for.
@@ -698,13 +474,5 @@ mod tests {
             window_state(&windows, ts("2026-03-01T04:59:30Z")),
             (true, Some(Duration::from_secs(30)))
         );
-    }
-
-    #[test]
-    fn jitter_stays_below_its_bound() {
-        for _ in 0..100 {
-            assert!(random_below(Duration::from_secs(3)) < Duration::from_secs(3));
-        }
-        assert_eq!(random_below(Duration::ZERO), Duration::ZERO);
     }
 }

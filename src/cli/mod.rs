@@ -1,0 +1,3 @@
+//! Binary-only parts of the command line.
+
+pub mod pull_view;
