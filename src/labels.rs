@@ -6,228 +6,160 @@ use std::fmt;
 
 use prometheus_client::encoding::{EncodeLabelValue, LabelValueEncoder};
 
-/// The Docker API endpoints dockwatch calls: the `endpoint` label's values.
-/// Each call method of the daemon connection is tied to one.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum ApiEndpoint {
-    Ping,
-    Version,
-    Info,
-    ImageList,
-    ImageInspect,
-    ImagePull,
-    ContainerList,
-    ContainerInspect,
-    SystemDf,
-    Events,
-    /// `GET /distribution/{name}/json`: the registry's descriptor of a tag,
-    /// asked through the daemon.
-    Distribution,
-    /// `DELETE /images/{id}` of a pruning round.
-    ImageDelete,
+/// A closed label set, written once: each value one line, `Variant =>
+/// "label_value"` (doc comments and attributes allowed). Makes the enum,
+/// `ALL` (every value, in order), `as_str` (the label value), `from_label`
+/// (its inverse), and the label value's `Display`, `Serialize` and
+/// `EncodeLabelValue`.
+macro_rules! label_set {
+    (
+        $(#[$attr:meta])*
+        pub enum $name:ident {
+            $( $(#[$vattr:meta])* $variant:ident => $value:literal ),+ $(,)?
+        }
+    ) => {
+        $(#[$attr])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum $name {
+            $( $(#[$vattr])* $variant, )+
+        }
+
+        impl $name {
+            /// Every value, in order.
+            pub const ALL: [Self; [$($value),+].len()] = [$(Self::$variant),+];
+
+            /// The label value.
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $( Self::$variant => $value, )+
+                }
+            }
+
+            /// The value whose label value is `s`; `None` for anything else.
+            pub fn from_label(s: &str) -> Option<Self> {
+                Self::ALL.into_iter().find(|v| v.as_str() == s)
+            }
+        }
+
+        impl LabelSet for $name {
+            const ALL: &'static [Self] = &Self::ALL;
+        }
+
+        impl EncodeLabelValue for $name {
+            fn encode(&self, encoder: &mut LabelValueEncoder) -> fmt::Result {
+                fmt::Write::write_str(encoder, self.as_str())
+            }
+        }
+
+        impl serde::Serialize for $name {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.serialize_str(self.as_str())
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    };
 }
 
-impl ApiEndpoint {
-    pub const ALL: [Self; 12] = [
-        Self::Ping,
-        Self::Version,
-        Self::Info,
-        Self::ImageList,
-        Self::ImageInspect,
-        Self::ImagePull,
-        Self::ContainerList,
-        Self::ContainerInspect,
-        Self::SystemDf,
-        Self::Events,
-        Self::Distribution,
-        Self::ImageDelete,
-    ];
+/// What every closed label set has, for code generic over them (the metric
+/// families that create or drop a series per value).
+pub trait LabelSet: Copy + EncodeLabelValue + fmt::Debug + Eq + std::hash::Hash + 'static {
+    /// Every value, in order.
+    const ALL: &'static [Self];
+}
 
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Ping => "ping",
-            Self::Version => "version",
-            Self::Info => "info",
-            Self::ImageList => "image_list",
-            Self::ImageInspect => "image_inspect",
-            Self::ImagePull => "image_pull",
-            Self::ContainerList => "container_list",
-            Self::ContainerInspect => "container_inspect",
-            Self::SystemDf => "system_df",
-            Self::Events => "events",
-            Self::Distribution => "distribution",
-            Self::ImageDelete => "image_delete",
-        }
+label_set! {
+    /// The Docker API endpoints dockwatch calls: the `endpoint` label's values.
+    /// Each call method of the daemon connection is tied to one.
+    pub enum ApiEndpoint {
+        Ping => "ping",
+        Version => "version",
+        Info => "info",
+        ImageList => "image_list",
+        ImageInspect => "image_inspect",
+        ImagePull => "image_pull",
+        ContainerList => "container_list",
+        ContainerInspect => "container_inspect",
+        SystemDf => "system_df",
+        Events => "events",
+        /// `GET /distribution/{name}/json`: the registry's descriptor of a tag,
+        /// asked through the daemon.
+        Distribution => "distribution",
+        /// `DELETE /images/{id}` of a pruning round.
+        ImageDelete => "image_delete",
     }
 }
 
-/// Why a Docker API call failed: the `reason` label's values.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum ErrorReason {
-    Timeout,
-    Connect,
-    Tls,
-    Http4xx,
-    Http5xx,
-    Decode,
-}
-
-impl ErrorReason {
-    pub const ALL: [Self; 6] = [
-        Self::Timeout,
-        Self::Connect,
-        Self::Tls,
-        Self::Http4xx,
-        Self::Http5xx,
-        Self::Decode,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Timeout => "timeout",
-            Self::Connect => "connect",
-            Self::Tls => "tls",
-            Self::Http4xx => "http_4xx",
-            Self::Http5xx => "http_5xx",
-            Self::Decode => "decode",
-        }
+label_set! {
+    /// Why a Docker API call failed: the `reason` label's values.
+    pub enum ErrorReason {
+        Timeout => "timeout",
+        Connect => "connect",
+        Tls => "tls",
+        Http4xx => "http_4xx",
+        Http5xx => "http_5xx",
+        Decode => "decode",
     }
 }
 
-/// How a pull ended: the `result` label's values.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum PullResult {
-    Updated,
-    UpToDate,
-    Failed,
-}
-
-impl PullResult {
-    pub const ALL: [Self; 3] = [Self::Updated, Self::UpToDate, Self::Failed];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Updated => "updated",
-            Self::UpToDate => "up_to_date",
-            Self::Failed => "failed",
-        }
+label_set! {
+    /// How a pull ended: the `result` label's values.
+    pub enum PullResult {
+        Updated => "updated",
+        UpToDate => "up_to_date",
+        Failed => "failed",
     }
 }
 
-/// Why a pull failed: the `reason` label's values of the pull failures.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum FailReason {
-    NotFound,
-    Unauthorized,
-    /// The registry answered 429 (too many requests).
-    RateLimited,
-    /// The daemon's disk filled up ("no space left on device").
-    DiskFull,
-    Timeout,
-    Stalled,
-    Tls,
-    Network,
-    Registry,
-    Daemon,
-    Canceled,
-}
-
-impl FailReason {
-    pub const ALL: [Self; 11] = [
-        Self::NotFound,
-        Self::Unauthorized,
-        Self::RateLimited,
-        Self::DiskFull,
-        Self::Timeout,
-        Self::Stalled,
-        Self::Tls,
-        Self::Network,
-        Self::Registry,
-        Self::Daemon,
-        Self::Canceled,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::NotFound => "not_found",
-            Self::Unauthorized => "unauthorized",
-            Self::RateLimited => "rate_limited",
-            Self::DiskFull => "disk_full",
-            Self::Timeout => "timeout",
-            Self::Stalled => "stalled",
-            Self::Tls => "tls",
-            Self::Network => "network",
-            Self::Registry => "registry",
-            Self::Daemon => "daemon",
-            Self::Canceled => "canceled",
-        }
+label_set! {
+    /// Why a pull failed: the `reason` label's values of the pull failures.
+    pub enum FailReason {
+        NotFound => "not_found",
+        Unauthorized => "unauthorized",
+        /// The registry answered 429 (too many requests).
+        RateLimited => "rate_limited",
+        /// The daemon's disk filled up ("no space left on device").
+        DiskFull => "disk_full",
+        Timeout => "timeout",
+        Stalled => "stalled",
+        Tls => "tls",
+        Network => "network",
+        Registry => "registry",
+        Daemon => "daemon",
+        Canceled => "canceled",
     }
 }
 
-/// What a registry check found: the `result` label's values of the checks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum CheckResult {
-    /// The registry's digest of the tag is one the local image was pulled by.
-    Same,
-    /// The tag now points at something the local image was not pulled by.
-    Differs,
-    Failed,
-}
-
-impl CheckResult {
-    pub const ALL: [Self; 3] = [Self::Same, Self::Differs, Self::Failed];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Same => "same",
-            Self::Differs => "differs",
-            Self::Failed => "failed",
-        }
+label_set! {
+    /// What a registry check found: the `result` label's values of the checks.
+    pub enum CheckResult {
+        /// The registry's digest of the tag is one the local image was pulled by.
+        Same => "same",
+        /// The tag now points at something the local image was not pulled by.
+        Differs => "differs",
+        Failed => "failed",
     }
 }
 
-/// Why a registry check failed: the `reason` label's values of the check
-/// failures. Classified as pull failures are, plus `unsupported`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum CheckFailure {
-    NotFound,
-    Unauthorized,
-    RateLimited,
-    Timeout,
-    Tls,
-    Network,
-    Registry,
-    Daemon,
-    /// The engine has no `/distribution` endpoint (Podman, or an Engine
-    /// older than API 1.30).
-    Unsupported,
-}
-
-impl CheckFailure {
-    pub const ALL: [Self; 9] = [
-        Self::NotFound,
-        Self::Unauthorized,
-        Self::RateLimited,
-        Self::Timeout,
-        Self::Tls,
-        Self::Network,
-        Self::Registry,
-        Self::Daemon,
-        Self::Unsupported,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::NotFound => "not_found",
-            Self::Unauthorized => "unauthorized",
-            Self::RateLimited => "rate_limited",
-            Self::Timeout => "timeout",
-            Self::Tls => "tls",
-            Self::Network => "network",
-            Self::Registry => "registry",
-            Self::Daemon => "daemon",
-            Self::Unsupported => "unsupported",
-        }
+label_set! {
+    /// Why a registry check failed: the `reason` label's values of the check
+    /// failures. Classified as pull failures are, plus `unsupported`.
+    pub enum CheckFailure {
+        NotFound => "not_found",
+        Unauthorized => "unauthorized",
+        RateLimited => "rate_limited",
+        Timeout => "timeout",
+        Tls => "tls",
+        Network => "network",
+        Registry => "registry",
+        Daemon => "daemon",
+        /// The engine has no `/distribution` endpoint (Podman, or an Engine
+        /// older than API 1.30).
+        Unsupported => "unsupported",
     }
 }
 
@@ -251,129 +183,64 @@ impl From<FailReason> for CheckFailure {
     }
 }
 
-/// Where a layer came from: the `outcome` label's values.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum LayerOutcome {
-    Downloaded,
-    AlreadyExists,
-}
-
-impl LayerOutcome {
-    pub const ALL: [Self; 2] = [Self::Downloaded, Self::AlreadyExists];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Downloaded => "downloaded",
-            Self::AlreadyExists => "already_exists",
-        }
+label_set! {
+    /// Where a layer came from: the `outcome` label's values.
+    pub enum LayerOutcome {
+        Downloaded => "downloaded",
+        AlreadyExists => "already_exists",
     }
 }
 
-/// How a container ended: the `code_class` label's values.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum ExitClass {
-    Zero,
-    Nonzero,
-    Oom,
-    Signal,
-}
-
-impl ExitClass {
-    pub const ALL: [Self; 4] = [Self::Zero, Self::Nonzero, Self::Oom, Self::Signal];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Zero => "zero",
-            Self::Nonzero => "nonzero",
-            Self::Oom => "oom",
-            Self::Signal => "signal",
-        }
+label_set! {
+    /// How a container ended: the `code_class` label's values.
+    pub enum ExitClass {
+        Zero => "zero",
+        Nonzero => "nonzero",
+        Oom => "oom",
+        Signal => "signal",
     }
 }
 
-/// The container states the `state` label may take.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum ContainerState {
-    Created,
-    Running,
-    Paused,
-    Restarting,
-    Removing,
-    Exited,
-    Dead,
+label_set! {
+    /// The container states the `state` label may take.
+    pub enum ContainerState {
+        Created => "created",
+        Running => "running",
+        Paused => "paused",
+        Restarting => "restarting",
+        Removing => "removing",
+        Exited => "exited",
+        Dead => "dead",
+    }
 }
 
 impl ContainerState {
-    pub const ALL: [Self; 7] = [
-        Self::Created,
-        Self::Running,
-        Self::Paused,
-        Self::Restarting,
-        Self::Removing,
-        Self::Exited,
-        Self::Dead,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Created => "created",
-            Self::Running => "running",
-            Self::Paused => "paused",
-            Self::Restarting => "restarting",
-            Self::Removing => "removing",
-            Self::Exited => "exited",
-            Self::Dead => "dead",
-        }
-    }
-
     /// The state a container list entry names; `None` for anything else.
     pub fn parse(s: &str) -> Option<Self> {
-        Some(match s {
-            "created" => Self::Created,
+        match s {
             // A stopping container is still running until it has stopped.
-            "running" | "stopping" => Self::Running,
-            "paused" => Self::Paused,
-            "restarting" => Self::Restarting,
-            "removing" => Self::Removing,
-            "exited" => Self::Exited,
-            "dead" => Self::Dead,
-            _ => return None,
-        })
+            "stopping" => Some(Self::Running),
+            _ => Self::from_label(s),
+        }
     }
 }
 
-/// A running container's health: the `status` label's values. `None` is a
-/// container without a healthcheck.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum HealthStatus {
-    Healthy,
-    Unhealthy,
-    Starting,
-    None,
+label_set! {
+    /// A running container's health: the `status` label's values. `None` is a
+    /// container without a healthcheck.
+    pub enum HealthStatus {
+        Healthy => "healthy",
+        Unhealthy => "unhealthy",
+        Starting => "starting",
+        None => "none",
+    }
 }
 
 impl HealthStatus {
-    pub const ALL: [Self; 4] = [Self::Healthy, Self::Unhealthy, Self::Starting, Self::None];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Healthy => "healthy",
-            Self::Unhealthy => "unhealthy",
-            Self::Starting => "starting",
-            Self::None => "none",
-        }
-    }
-
     /// The status the Engine API names (the `Health.Status` of API 1.52 and
     /// the `health` filter's values); `None` for anything else.
     pub fn parse(s: &str) -> Option<Self> {
-        Some(match s {
-            "healthy" => Self::Healthy,
-            "unhealthy" => Self::Unhealthy,
-            "starting" => Self::Starting,
-            "none" => Self::None,
-            _ => return None,
-        })
+        Self::from_label(s)
     }
 
     /// The health dockerd writes at the end of a running container's
@@ -437,92 +304,35 @@ pub fn event_action(typ: &str, action: &str) -> &'static str {
     set.iter().copied().find(|a| *a == base).unwrap_or("other")
 }
 
-/// How a prune round ended: the `result` label of the prune rounds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum PruneResult {
-    /// The round ran to its end (refusals included), or stopped early at
-    /// shutdown after a removal.
-    Ok,
-    /// The round did not start: the daemon is down, or `when` was not met.
-    Skipped,
-    /// A call failed mid-round, or a removal failed for another reason than
-    /// a refusal.
-    Failed,
-}
-
-impl PruneResult {
-    pub const ALL: [Self; 3] = [Self::Ok, Self::Skipped, Self::Failed];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Ok => "ok",
-            Self::Skipped => "skipped",
-            Self::Failed => "failed",
-        }
+label_set! {
+    /// How a prune round ended: the `result` label of the prune rounds.
+    pub enum PruneResult {
+        /// The round ran to its end (refusals included), or stopped early at
+        /// shutdown after a removal.
+        Ok => "ok",
+        /// The round did not start: the daemon is down, or `when` was not met.
+        Skipped => "skipped",
+        /// A call failed mid-round, or a removal failed for another reason than
+        /// a refusal.
+        Failed => "failed",
     }
 }
 
-/// Why the daemon refused to remove an image: the `reason` label of the
-/// prune refusals.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum PruneRefusal {
-    /// A container uses it (one made since the round listed them).
-    InUse,
-    /// It was gone already.
-    NotFound,
-    /// Another conflict: referenced in several repositories, or the parent
-    /// of another image.
-    Conflict,
-    /// Any other refusal (HTTP 4xx).
-    Other,
-}
-
-impl PruneRefusal {
-    pub const ALL: [Self; 4] = [Self::InUse, Self::NotFound, Self::Conflict, Self::Other];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::InUse => "in_use",
-            Self::NotFound => "not_found",
-            Self::Conflict => "conflict",
-            Self::Other => "other",
-        }
+label_set! {
+    /// Why the daemon refused to remove an image: the `reason` label of the
+    /// prune refusals.
+    pub enum PruneRefusal {
+        /// A container uses it (one made since the round listed them).
+        InUse => "in_use",
+        /// It was gone already.
+        NotFound => "not_found",
+        /// Another conflict: referenced in several repositories, or the parent
+        /// of another image.
+        Conflict => "conflict",
+        /// Any other refusal (HTTP 4xx).
+        Other => "other",
     }
 }
-
-macro_rules! label_value_from_as_str {
-    ($($t:ty),*) => {$(
-        impl EncodeLabelValue for $t {
-            fn encode(&self, encoder: &mut LabelValueEncoder) -> fmt::Result {
-                fmt::Write::write_str(encoder, self.as_str())
-            }
-        }
-        impl serde::Serialize for $t {
-            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-                s.serialize_str(self.as_str())
-            }
-        }
-        impl fmt::Display for $t {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str(self.as_str())
-            }
-        }
-    )*};
-}
-label_value_from_as_str!(
-    ApiEndpoint,
-    ErrorReason,
-    PullResult,
-    FailReason,
-    CheckResult,
-    CheckFailure,
-    LayerOutcome,
-    ExitClass,
-    ContainerState,
-    HealthStatus,
-    PruneResult,
-    PruneRefusal
-);
 
 #[cfg(test)]
 mod tests {
