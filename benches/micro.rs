@@ -11,6 +11,7 @@ use std::hint::black_box;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use dockwatch::docker::Observer as _;
 use dockwatch::folds::progress::{Progress, PullEvent};
 use dockwatch::labels::{ApiEndpoint, ContainerState, ExitClass, PullResult};
 use dockwatch::metrics::Metrics;
@@ -187,19 +188,21 @@ fn default_scale_metrics() -> Metrics {
                 down_reason: None,
             },
         );
-        metrics.init_exits(daemon);
-        metrics.count_exit(daemon, ExitClass::Zero);
-        metrics.init_restarts(daemon);
+        metrics.events.init_exits(daemon);
+        metrics.events.count_exit(daemon, ExitClass::Zero);
+        metrics.restarts.init(daemon);
         for endpoint in ApiEndpoint::ALL {
-            metrics.observe_api(daemon, endpoint, Some(Duration::from_millis(40)), None);
+            metrics
+                .api
+                .api_call(daemon, endpoint, Some(Duration::from_millis(40)), None);
         }
         for action in ["create", "start", "die", "destroy"] {
-            metrics.count_event(daemon, "container", action);
+            metrics.events.count_event(daemon, "container", action);
         }
-        metrics.count_event(daemon, "image", "pull");
+        metrics.events.count_event(daemon, "image", "pull");
     }
     for image in &images {
-        metrics.init_image(DAEMONS[0], image);
+        metrics.pulls.init_image(DAEMONS[0], image);
         let pull = FinishedPull {
             started: 1.8e9,
             finished: 1.8e9 + 3.0,
@@ -219,7 +222,7 @@ fn default_scale_metrics() -> Metrics {
             },
             layers: Vec::new(),
         };
-        metrics.record_pull(DAEMONS[0], image, &pull);
+        metrics.pulls.record(DAEMONS[0], image, &pull);
         board.update(DAEMONS[0], image, |p| {
             p.present = Some(true);
             p.last_success = Some(pull.finished);

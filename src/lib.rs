@@ -95,7 +95,7 @@ impl DaemonTasks {
         if matches!(daemon.host.endpoint, Endpoint::Tcp(_)) && daemon.tls.is_none() {
             tracing::warn!(daemon = %daemon.name, host = %daemon.host, "talking to this daemon over plain TCP: anyone who can reach that port is root on its host; add a [daemons.tls] table for mutual TLS");
         }
-        let observer: Arc<dyn docker::Observer> = shared.metrics.clone();
+        let observer: Arc<dyn docker::Observer> = Arc::new(shared.metrics.api.clone());
         let connection = Connection::limited(
             daemon,
             config.poll.timeout,
@@ -288,7 +288,7 @@ impl Fleet {
         if config.prepull.check_interval.is_zero() {
             for (daemon, images) in &new_images {
                 for image in images {
-                    shared.metrics.forget_checks(daemon, image);
+                    shared.metrics.checks.forget(daemon, image);
                     shared.board.update(daemon, image, |p| {
                         p.check = None;
                         p.recheck = false;
@@ -412,7 +412,7 @@ pub async fn run(
         daemons = config.daemons.len(),
         "serving /metrics"
     );
-    shared.metrics.config_loaded(true);
+    shared.metrics.reload.loaded(true);
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut services = JoinSet::new();
@@ -462,25 +462,25 @@ pub async fn run(
                         if new.discovery != current.discovery {
                             sources.stop().await;
                             fleet.discovered.clear();
-                            shared.metrics.forget_discovery();
+                            shared.metrics.discovery.clear();
                             sources = Sources::start(&new, &shared, &updates_tx);
                         }
                         // Pruning turned off: its series go (the pruners
                         // create theirs afresh when it is turned on).
                         if current.prune.enabled && !new.prune.enabled {
                             for name in fleet.running.keys() {
-                                shared.metrics.forget_prune(name);
+                                shared.metrics.prune.forget(name);
                             }
                         }
                         fleet.apply(&new, &shared, restart_all).await;
                         tracing::info!(daemons = fleet.running.len(), images = new.prepull.images.len(), prune = new.prune.enabled, "configuration reloaded");
                         current = new;
-                        shared.metrics.config_loaded(true);
+                        shared.metrics.reload.loaded(true);
                         systemd::ready();
                     }
                     Err(e) => {
                         tracing::error!("reload rejected, keeping the running configuration: {e}");
-                        shared.metrics.config_loaded(false);
+                        shared.metrics.reload.loaded(false);
                     }
                 }
             }

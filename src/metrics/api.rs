@@ -1,28 +1,16 @@
 //! `dockwatch_api_request_duration_seconds` and `_errors_total`: every
-//! Docker API call, reported by the daemon's connection.
+//! Docker API call, reported by the daemon's connection (this family is its
+//! [`Observer`]).
 
 use std::time::Duration;
 
-use prometheus_client::encoding::EncodeLabelSet;
-use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
+use super::family::{ByValue, Changes, DaemonLabel, Forget};
+use crate::docker::Observer;
 use crate::labels::{ApiEndpoint, ErrorReason};
-
-#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
-struct ApiLabels {
-    daemon: String,
-    endpoint: ApiEndpoint,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
-struct ApiErrorLabels {
-    daemon: String,
-    endpoint: ApiEndpoint,
-    reason: ErrorReason,
-}
 
 /// Docker API latency buckets: a local socket answers in a millisecond, a
 /// loaded remote daemon in seconds.
@@ -34,70 +22,70 @@ fn api_histogram() -> Histogram {
     Histogram::new(API_BUCKETS)
 }
 
-#[derive(Debug)]
-pub(super) struct ApiFamilies {
-    duration: Family<ApiLabels, Histogram, fn() -> Histogram>,
-    errors: Family<ApiErrorLabels, Counter>,
+/// A daemon and an endpoint: the labels of the latencies, and the first of
+/// the failures'.
+type EndpointLabels = (DaemonLabel, [(&'static str, ApiEndpoint); 1]);
+
+#[derive(Debug, Clone)]
+pub struct ApiFamilies {
+    duration: ByValue<DaemonLabel, ApiEndpoint, Histogram>,
+    errors: ByValue<EndpointLabels, ErrorReason>,
+    changes: Changes,
 }
 
 impl ApiFamilies {
-    pub(super) fn register(registry: &mut Registry) -> Self {
-        let duration =
-            Family::<ApiLabels, Histogram, fn() -> Histogram>::new_with_constructor(api_histogram);
-        registry.register(
-            "api_request_duration_seconds",
-            "Docker Engine API request latency, by endpoint",
-            duration.clone(),
-        );
-        let errors = Family::<ApiErrorLabels, Counter>::default();
-        registry.register(
-            "api_request_errors",
-            "Docker Engine API requests that failed, by endpoint and reason",
-            errors.clone(),
-        );
-        Self { duration, errors }
+    pub(super) fn register(registry: &mut Registry, changes: &Changes) -> Self {
+        Self {
+            duration: ByValue::register_family(
+                registry,
+                "api_request_duration_seconds",
+                "Docker Engine API request latency, by endpoint",
+                "endpoint",
+                Family::new_with_constructor(api_histogram),
+            ),
+            errors: ByValue::register(
+                registry,
+                "api_request_errors",
+                "Docker Engine API requests that failed, by endpoint and reason",
+                "reason",
+            ),
+            changes: changes.clone(),
+        }
     }
+}
 
-    /// One call: its latency if it was sent, its failure if it failed.
-    pub(super) fn observe(
+/// One call: its latency if it was sent, its failure if it failed.
+impl Observer for ApiFamilies {
+    fn api_call(
         &self,
         daemon: &str,
         endpoint: ApiEndpoint,
         took: Option<Duration>,
         error: Option<ErrorReason>,
     ) {
+        let daemon = DaemonLabel::new(daemon);
         if let Some(took) = took {
             self.duration
-                .get_or_create(&ApiLabels {
-                    daemon: daemon.to_owned(),
-                    endpoint,
-                })
+                .get(&daemon, endpoint)
                 .observe(took.as_secs_f64());
         }
         if let Some(reason) = error {
             self.errors
-                .get_or_create(&ApiErrorLabels {
-                    daemon: daemon.to_owned(),
-                    endpoint,
-                    reason,
-                })
+                .get(&(daemon, [("endpoint", endpoint)]), reason)
                 .inc();
         }
+        self.changes.mark();
     }
+}
 
-    pub(super) fn forget(&self, daemon: &str) {
+impl Forget for ApiFamilies {
+    fn forget_daemon(&self, daemon: &str) {
+        let daemon = DaemonLabel::new(daemon);
         for endpoint in ApiEndpoint::ALL {
-            self.duration.remove(&ApiLabels {
-                daemon: daemon.to_owned(),
-                endpoint,
-            });
-            for reason in ErrorReason::ALL {
-                self.errors.remove(&ApiErrorLabels {
-                    daemon: daemon.to_owned(),
-                    endpoint,
-                    reason,
-                });
-            }
+            self.errors
+                .forget(&(daemon.clone(), [("endpoint", endpoint)]));
         }
+        self.duration.forget(&daemon);
+        self.changes.mark();
     }
 }

@@ -6,12 +6,12 @@ use std::fmt;
 use std::sync::Arc;
 
 use prometheus_client::collector::Collector;
-use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet};
+use prometheus_client::encoding::DescriptorEncoder;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::registry::Registry;
 
-use super::family::{daemon, gauge_family};
+use super::family::{Changes, DaemonLabel, Forget, daemon, gauge_family, register};
 use crate::labels::HealthStatus;
 use crate::state::{PullBoard, State};
 
@@ -73,46 +73,44 @@ impl Collector for ContainerCollector {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
-struct DaemonLabel {
-    daemon: String,
-}
-
 /// `dockwatch_container_restarts_total`.
-#[derive(Debug)]
-pub(super) struct RestartFamily {
+#[derive(Debug, Clone)]
+pub struct RestartFamily {
     restarts: Family<DaemonLabel, Counter>,
+    changes: Changes,
 }
 
 impl RestartFamily {
-    pub(super) fn register(registry: &mut Registry) -> Self {
-        let restarts = Family::<DaemonLabel, Counter>::default();
-        registry.register(
-            "container_restarts",
-            "Containers started again after they died (a restart policy, docker restart, or a stop and start)",
-            restarts.clone(),
-        );
-        Self { restarts }
-    }
-
-    fn label(daemon: &str) -> DaemonLabel {
-        DaemonLabel {
-            daemon: daemon.to_owned(),
+    pub(super) fn register(registry: &mut Registry, changes: &Changes) -> Self {
+        Self {
+            restarts: register(
+                registry,
+                "container_restarts",
+                "Containers started again after they died (a restart policy, docker restart, or a stop and start)",
+                Family::default(),
+            ),
+            changes: changes.clone(),
         }
     }
 
-    pub(super) fn count(&self, daemon: &str) {
-        self.restarts.get_or_create(&Self::label(daemon)).inc();
+    /// Counts a container started again after it died.
+    pub fn count(&self, daemon: &str) {
+        self.restarts.get_or_create(&DaemonLabel::new(daemon)).inc();
+        self.changes.mark();
     }
 
     /// Creates the daemon's counter at zero, so `increase()` sees its first
     /// restart.
-    pub(super) fn init(&self, daemon: &str) {
-        let _ = self.restarts.get_or_create(&Self::label(daemon));
+    pub fn init(&self, daemon: &str) {
+        let _ = self.restarts.get_or_create(&DaemonLabel::new(daemon));
+        self.changes.mark();
     }
+}
 
-    pub(super) fn forget(&self, daemon: &str) {
-        self.restarts.remove(&Self::label(daemon));
+impl Forget for RestartFamily {
+    fn forget_daemon(&self, daemon: &str) {
+        self.restarts.remove(&DaemonLabel::new(daemon));
+        self.changes.mark();
     }
 }
 
@@ -178,12 +176,12 @@ mod tests {
         }
 
         // The restart counter starts at zero and is dropped with its daemon.
-        m.init_restarts("a");
+        m.restarts.init("a");
         assert!(has(
             &m.encode(),
             "dockwatch_container_restarts_total{daemon=\"a\"} 0"
         ));
-        m.count_restart("a");
+        m.restarts.count("a");
         assert!(has(
             &m.encode(),
             "dockwatch_container_restarts_total{daemon=\"a\"} 1"

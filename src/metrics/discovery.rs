@@ -8,37 +8,42 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
+use super::family::{Changes, Forget, register, unix_now};
+
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 struct SourceLabels {
     source: String,
 }
 
-#[derive(Debug)]
-pub(super) struct DiscoveryFamilies {
+#[derive(Debug, Clone)]
+pub struct DiscoveryFamilies {
     targets: Family<SourceLabels, Gauge>,
     last_success: Family<SourceLabels, Gauge<f64, AtomicU64>>,
+    changes: Changes,
 }
 
 impl DiscoveryFamilies {
-    pub(super) fn register(registry: &mut Registry) -> Self {
-        let f = Self {
-            targets: Family::default(),
-            last_success: Family::default(),
-        };
-        registry.register(
-            "discovery_targets",
-            "Daemons read from each discovery source",
-            f.targets.clone(),
-        );
-        registry.register(
-            "discovery_last_success_timestamp_seconds",
-            "Unix time of the last read of a discovery source in which every file could be read",
-            f.last_success.clone(),
-        );
-        f
+    pub(super) fn register(registry: &mut Registry, changes: &Changes) -> Self {
+        Self {
+            targets: register(
+                registry,
+                "discovery_targets",
+                "Daemons read from each discovery source",
+                Family::default(),
+            ),
+            last_success: register(
+                registry,
+                "discovery_last_success_timestamp_seconds",
+                "Unix time of the last read of a discovery source in which every file could be read",
+                Family::default(),
+            ),
+            changes: changes.clone(),
+        }
     }
 
-    pub(super) fn read(&self, source: &str, targets: usize, all_read: bool, now: f64) {
+    /// What a discovery source read: how many daemons, and whether every
+    /// file could be read.
+    pub fn read(&self, source: &str, targets: usize, all_read: bool) {
         let l = SourceLabels {
             source: source.to_owned(),
         };
@@ -46,12 +51,18 @@ impl DiscoveryFamilies {
             .get_or_create(&l)
             .set(i64::try_from(targets).unwrap_or(i64::MAX));
         if all_read {
-            self.last_success.get_or_create(&l).set(now);
+            self.last_success.get_or_create(&l).set(unix_now());
         }
+        self.changes.mark();
     }
 
-    pub(super) fn clear(&self) {
+    /// Drops the discovery series (before a reload starts the sources anew).
+    pub fn clear(&self) {
         self.targets.clear();
         self.last_success.clear();
+        self.changes.mark();
     }
 }
+
+/// The sources are not per daemon: a reload clears them all.
+impl Forget for DiscoveryFamilies {}

@@ -6,6 +6,7 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::registry::Registry;
 
+use super::family::{ByValue, Changes, DaemonLabel, Forget, register};
 use crate::labels::{EVENT_ACTIONS, ExitClass};
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
@@ -16,36 +17,34 @@ struct EventLabels {
     action: &'static str,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
-struct ExitLabels {
-    daemon: String,
-    code_class: ExitClass,
-}
-
-#[derive(Debug)]
-pub(super) struct EventFamilies {
+#[derive(Debug, Clone)]
+pub struct EventFamilies {
     events: Family<EventLabels, Counter>,
-    exits: Family<ExitLabels, Counter>,
+    exits: ByValue<DaemonLabel, ExitClass>,
+    changes: Changes,
 }
 
 impl EventFamilies {
-    pub(super) fn register(registry: &mut Registry) -> Self {
-        let events = Family::<EventLabels, Counter>::default();
-        registry.register(
-            "events",
-            "Docker events seen, by type (container, image) and action",
-            events.clone(),
-        );
-        let exits = Family::<ExitLabels, Counter>::default();
-        registry.register(
-            "container_exits",
-            "Containers that ended, by exit code class (zero, nonzero, oom, signal)",
-            exits.clone(),
-        );
-        Self { events, exits }
+    pub(super) fn register(registry: &mut Registry, changes: &Changes) -> Self {
+        Self {
+            events: register(
+                registry,
+                "events",
+                "Docker events seen, by type (container, image) and action",
+                Family::default(),
+            ),
+            exits: ByValue::register(
+                registry,
+                "container_exits",
+                "Containers that ended, by exit code class (zero, nonzero, oom, signal)",
+                "code_class",
+            ),
+            changes: changes.clone(),
+        }
     }
 
-    pub(super) fn count_event(&self, daemon: &str, r#type: &'static str, action: &'static str) {
+    /// Counts one event; `type` and `action` from [`EVENT_ACTIONS`].
+    pub fn count_event(&self, daemon: &str, r#type: &'static str, action: &'static str) {
         self.events
             .get_or_create(&EventLabels {
                 daemon: daemon.to_owned(),
@@ -53,28 +52,24 @@ impl EventFamilies {
                 action,
             })
             .inc();
+        self.changes.mark();
     }
 
-    pub(super) fn count_exit(&self, daemon: &str, code_class: ExitClass) {
-        self.exits
-            .get_or_create(&ExitLabels {
-                daemon: daemon.to_owned(),
-                code_class,
-            })
-            .inc();
+    /// Counts one container that ended.
+    pub fn count_exit(&self, daemon: &str, code_class: ExitClass) {
+        self.exits.get(&DaemonLabel::new(daemon), code_class).inc();
+        self.changes.mark();
     }
 
     /// Creates a daemon's exit counters at zero.
-    pub(super) fn init_exits(&self, daemon: &str) {
-        for code_class in ExitClass::ALL {
-            let _ = self.exits.get_or_create(&ExitLabels {
-                daemon: daemon.to_owned(),
-                code_class,
-            });
-        }
+    pub fn init_exits(&self, daemon: &str) {
+        self.exits.init(&DaemonLabel::new(daemon), &ExitClass::ALL);
+        self.changes.mark();
     }
+}
 
-    pub(super) fn forget(&self, daemon: &str) {
+impl Forget for EventFamilies {
+    fn forget_daemon(&self, daemon: &str) {
         for (r#type, actions) in EVENT_ACTIONS {
             for action in actions.iter().copied().chain(["other"]) {
                 self.events.remove(&EventLabels {
@@ -84,11 +79,7 @@ impl EventFamilies {
                 });
             }
         }
-        for code_class in ExitClass::ALL {
-            self.exits.remove(&ExitLabels {
-                daemon: daemon.to_owned(),
-                code_class,
-            });
-        }
+        self.exits.forget(&DaemonLabel::new(daemon));
+        self.changes.mark();
     }
 }

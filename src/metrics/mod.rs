@@ -17,9 +17,9 @@ mod process;
 mod prune;
 mod pulls;
 mod registry_checks;
+mod reload;
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -29,12 +29,17 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
-use crate::docker::Observer;
-use crate::labels::{ApiEndpoint, CheckFailure, CheckResult, ErrorReason, ExitClass};
-use crate::labels::{PruneRefusal, PruneResult};
-use crate::state::{FinishedPull, PullBoard, State};
+use crate::state::{PullBoard, State};
+use family::{Changes, Forget};
 
-pub use prune::Eligible;
+pub use api::ApiFamilies;
+pub use containers::RestartFamily;
+pub use discovery::DiscoveryFamilies;
+pub use events::EventFamilies;
+pub use prune::{Eligible, PruneFamilies};
+pub use pulls::PullFamilies;
+pub use registry_checks::CheckFamilies;
+pub use reload::ReloadFamilies;
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 struct BuildLabels {
@@ -42,21 +47,25 @@ struct BuildLabels {
     revision: String,
 }
 
-/// The registry and the families the tasks update.
+/// The registry and the families the tasks update. Each family marks its
+/// own changes (for the `/metrics` cache) and is called directly:
+/// `metrics.prune.removed(daemon, bytes)`.
 #[derive(Debug)]
 pub struct Metrics {
     registry: Registry,
-    api: api::ApiFamilies,
-    pulls: pulls::PullFamilies,
-    checks: registry_checks::CheckFamilies,
-    events: events::EventFamilies,
-    restarts: containers::RestartFamily,
-    discovery: discovery::DiscoveryFamilies,
-    prune: prune::PruneFamilies,
-    reload_ok: Gauge,
-    reload_time: Gauge<f64, AtomicU64>,
-    /// Bumped after every change made through these methods.
-    version: AtomicU64,
+    /// Every Docker API call; the daemons' connections report to it.
+    pub api: ApiFamilies,
+    pub pulls: PullFamilies,
+    pub checks: CheckFamilies,
+    pub events: EventFamilies,
+    pub restarts: RestartFamily,
+    pub discovery: DiscoveryFamilies,
+    pub prune: PruneFamilies,
+    pub reload: ReloadFamilies,
+    /// Every family, as what forgets a daemon or an image: the one list.
+    families: Vec<Box<dyn Forget>>,
+    /// Bumped by the families after every change.
+    changes: Changes,
     state: Arc<State>,
     board: Arc<PullBoard>,
     cache: Mutex<Option<CachedBody>>,
@@ -136,42 +145,32 @@ impl Metrics {
             "dockwatch's version and git revision; always 1",
             build_info,
         );
-        let api = api::ApiFamilies::register(dw);
+        let changes = Changes::default();
+        let mut families = Vec::new();
+        let api = listed(&mut families, ApiFamilies::register(dw, &changes));
         dw.register_collector(Box::new(daemon::SnapshotCollector {
             state: Arc::clone(&state),
         }));
         dw.register_collector(Box::new(disk::DiskCollector {
             state: Arc::clone(&state),
         }));
-        let pulls = pulls::PullFamilies::register(dw);
+        let pulls = listed(&mut families, PullFamilies::register(dw, &changes));
         dw.register_collector(Box::new(pulls::PullCollector {
             board: Arc::clone(&board),
         }));
-        let checks = registry_checks::CheckFamilies::register(dw);
+        let checks = listed(&mut families, CheckFamilies::register(dw, &changes));
         dw.register_collector(Box::new(registry_checks::CheckCollector {
             board: Arc::clone(&board),
         }));
-        let events = events::EventFamilies::register(dw);
+        let events = listed(&mut families, EventFamilies::register(dw, &changes));
         dw.register_collector(Box::new(containers::ContainerCollector {
             state: Arc::clone(&state),
             board: Arc::clone(&board),
         }));
-        let restarts = containers::RestartFamily::register(dw);
-        let discovery = discovery::DiscoveryFamilies::register(dw);
-        let prune = prune::PruneFamilies::register(dw);
-
-        let reload_ok = Gauge::default();
-        dw.register(
-            "config_last_reload_successful",
-            "1 if the last (re)load of the configuration worked",
-            reload_ok.clone(),
-        );
-        let reload_time = Gauge::<f64, AtomicU64>::default();
-        dw.register(
-            "config_last_reload_success_timestamp_seconds",
-            "Unix time of the last (re)load of the configuration that worked",
-            reload_time.clone(),
-        );
+        let restarts = listed(&mut families, RestartFamily::register(dw, &changes));
+        let discovery = listed(&mut families, DiscoveryFamilies::register(dw, &changes));
+        let prune = listed(&mut families, PruneFamilies::register(dw, &changes));
+        let reload = listed(&mut families, ReloadFamilies::register(dw, &changes));
 
         Self {
             registry,
@@ -182,20 +181,14 @@ impl Metrics {
             restarts,
             discovery,
             prune,
-            reload_ok,
-            reload_time,
-            version: AtomicU64::new(0),
+            reload,
+            families,
+            changes,
             state,
             board,
             cache: Mutex::new(None),
             probes: Mutex::new(None),
         }
-    }
-
-    /// Marks a change, after it was made: a scrape that sees the new version
-    /// also sees the change.
-    fn changed(&self) {
-        self.version.fetch_add(1, Ordering::AcqRel);
     }
 
     /// The body for `/metrics`: the last one again if nothing changed since
@@ -231,7 +224,7 @@ impl Metrics {
     fn with_body<R>(&self, arrived: Instant, f: impl FnOnce(&mut CachedBody) -> R) -> R {
         let mut cache = self.cache.lock().unwrap_or_else(PoisonError::into_inner);
         let key = [
-            self.version.load(Ordering::Acquire),
+            self.changes.version(),
             self.state.version(),
             self.board.version(),
         ];
@@ -256,7 +249,7 @@ impl Metrics {
     pub fn probe(&self, daemon: &str) -> Bytes {
         let mut cache = self.probes.lock().unwrap_or_else(PoisonError::into_inner);
         let key = [
-            self.version.load(Ordering::Acquire),
+            self.changes.version(),
             self.state.version(),
             self.board.version(),
         ];
@@ -276,165 +269,19 @@ impl Metrics {
             .unwrap_or_default()
     }
 
-    /// Records a (re)load of the configuration.
-    pub fn config_loaded(&self, ok: bool) {
-        self.reload_ok.set(i64::from(ok));
-        if ok {
-            let now = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0.0, |d| d.as_secs_f64());
-            self.reload_time.set(now);
+    /// Drops every series of a daemon that is no longer configured. The
+    /// label sets are closed, so all of them can be named.
+    pub fn forget_daemon(&self, daemon: &str) {
+        for family in &self.families {
+            family.forget_daemon(daemon);
         }
-        self.changed();
-    }
-
-    /// What a discovery source read: how many daemons, and whether every
-    /// file could be read.
-    pub fn discovery_read(&self, source: &str, targets: usize, all_read: bool) {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0.0, |d| d.as_secs_f64());
-        self.discovery.read(source, targets, all_read, now);
-        self.changed();
-    }
-
-    /// Drops the discovery series (before a reload starts the sources anew).
-    pub fn forget_discovery(&self) {
-        self.discovery.clear();
-        self.changed();
     }
 
     /// Drops every series of a pre-pull image that is no longer configured.
     pub fn forget_image(&self, daemon: &str, image: &str) {
-        self.pulls.forget(daemon, image);
-        self.checks.forget(daemon, image);
-        self.changed();
-    }
-
-    /// Drops every series of a daemon that is no longer configured. The
-    /// label sets are closed, so all of them can be named.
-    pub fn forget_daemon(&self, daemon: &str) {
-        self.api.forget(daemon);
-        self.events.forget(daemon);
-        self.restarts.forget(daemon);
-        self.prune.forget(daemon);
-        self.changed();
-    }
-
-    /// Creates a daemon's prune counters at zero, so `increase()` sees its
-    /// first round.
-    pub fn init_prune(&self, daemon: &str) {
-        self.prune.init(daemon);
-        self.changed();
-    }
-
-    /// Drops a daemon's prune series (pruning was turned off).
-    pub fn forget_prune(&self, daemon: &str) {
-        self.prune.forget(daemon);
-        self.changed();
-    }
-
-    /// Counts one image pruning removed, and its size.
-    pub fn prune_removed(&self, daemon: &str, bytes: u64) {
-        self.prune.removed(daemon, bytes);
-        self.changed();
-    }
-
-    /// Counts one removal the daemon refused.
-    pub fn prune_refused(&self, daemon: &str, reason: PruneRefusal) {
-        self.prune.refused(daemon, reason);
-        self.changed();
-    }
-
-    /// Records the end of a prune round at Unix time `at`, with what it found
-    /// removable if it got that far.
-    pub fn prune_round(
-        &self,
-        daemon: &str,
-        result: PruneResult,
-        eligible: Option<Eligible>,
-        at: f64,
-    ) {
-        self.prune.round(daemon, result, eligible, at);
-        self.changed();
-    }
-
-    pub fn count_event(&self, daemon: &str, r#type: &'static str, action: &'static str) {
-        self.events.count_event(daemon, r#type, action);
-        self.changed();
-    }
-
-    pub fn count_exit(&self, daemon: &str, code_class: ExitClass) {
-        self.events.count_exit(daemon, code_class);
-        self.changed();
-    }
-
-    /// Creates a daemon's exit counters at zero.
-    pub fn init_exits(&self, daemon: &str) {
-        self.events.init_exits(daemon);
-        self.changed();
-    }
-
-    /// Counts a container started again after it died.
-    pub fn count_restart(&self, daemon: &str) {
-        self.restarts.count(daemon);
-        self.changed();
-    }
-
-    /// Creates a daemon's restart counter at zero.
-    pub fn init_restarts(&self, daemon: &str) {
-        self.restarts.init(daemon);
-        self.changed();
-    }
-
-    /// Creates a configured image's counters at zero, so `increase()` sees
-    /// its first pull.
-    pub fn init_image(&self, daemon: &str, image: &str) {
-        self.pulls.init_image(daemon, image);
-        self.changed();
-    }
-
-    /// Drops an image's registry-check series (checks were turned off).
-    pub fn forget_checks(&self, daemon: &str, image: &str) {
-        self.checks.forget(daemon, image);
-        self.changed();
-    }
-
-    /// Creates a configured image's registry-check counters at zero.
-    pub fn init_checks(&self, daemon: &str, image: &str) {
-        self.checks.init_image(daemon, image);
-        self.changed();
-    }
-
-    /// Counts one registry check.
-    pub fn record_check(
-        &self,
-        daemon: &str,
-        image: &str,
-        result: CheckResult,
-        reason: Option<CheckFailure>,
-    ) {
-        self.checks.record(daemon, image, result, reason);
-        self.changed();
-    }
-
-    /// Counts one finished pre-pull.
-    pub fn record_pull(&self, daemon: &str, image: &str, pull: &FinishedPull) {
-        self.pulls.record(daemon, image, pull);
-        self.changed();
-    }
-
-    /// Records one Docker API call: its latency if it was sent, and its
-    /// failure reason, if any.
-    pub fn observe_api(
-        &self,
-        daemon: &str,
-        endpoint: ApiEndpoint,
-        took: Option<Duration>,
-        error: Option<ErrorReason>,
-    ) {
-        self.api.observe(daemon, endpoint, took, error);
-        self.changed();
+        for family in &self.families {
+            family.forget_image(daemon, image);
+        }
     }
 
     /// The Prometheus text exposition (version 0.0.4) of everything.
@@ -451,24 +298,21 @@ impl Metrics {
     }
 }
 
-/// The daemons' connections report every call here.
-impl Observer for Metrics {
-    fn api_call(
-        &self,
-        daemon: &str,
-        endpoint: ApiEndpoint,
-        took: Option<Duration>,
-        error: Option<ErrorReason>,
-    ) {
-        self.observe_api(daemon, endpoint, took, error);
-    }
+/// `family`, added to the list of families that forget daemons and images.
+fn listed<F: Forget + Clone + 'static>(families: &mut Vec<Box<dyn Forget>>, family: F) -> F {
+    families.push(Box::new(family.clone()));
+    family
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::labels::{ContainerState, PullResult};
-    use crate::state::{ContainerSignals, DaemonInfo, DaemonSnapshot, ImageCount, PollData};
+    use crate::docker::Observer as _;
+    use crate::labels::{ApiEndpoint, CheckFailure, CheckResult, ErrorReason};
+    use crate::labels::{ContainerState, PruneRefusal, PruneResult, PullResult};
+    use crate::state::{
+        ContainerSignals, DaemonInfo, DaemonSnapshot, FinishedPull, ImageCount, PollData,
+    };
 
     /// A fixed state: one healthy daemon with filters, one that went down.
     fn fixed_state() -> Arc<State> {
@@ -656,30 +500,30 @@ mod tests {
         let m = Metrics::new(fixed_state(), Arc::clone(&board), false);
         board.read(|d| {
             if let Some(p) = d["local"]["127.0.0.1:5000/dwtest/multi:1"].last.as_ref() {
-                m.record_pull("local", "127.0.0.1:5000/dwtest/multi:1", p);
+                m.pulls.record("local", "127.0.0.1:5000/dwtest/multi:1", p);
             }
         });
         let multi = "127.0.0.1:5000/dwtest/multi:1";
         // As the puller and checker start: every series at 0 first.
-        m.init_image("local", multi);
-        m.init_checks("local", multi);
-        m.record_check("local", multi, CheckResult::Same, None);
-        m.record_check(
+        m.pulls.init_image("local", multi);
+        m.checks.init_image("local", multi);
+        m.checks.record("local", multi, CheckResult::Same, None);
+        m.checks.record(
             "local",
             multi,
             CheckResult::Failed,
             Some(CheckFailure::RateLimited),
         );
-        m.observe_api(
+        m.api.api_call(
             "local",
             ApiEndpoint::Version,
             Some(Duration::from_millis(2)),
             None,
         );
-        m.init_restarts("local");
-        m.count_restart("local");
+        m.restarts.init("local");
+        m.restarts.count("local");
         // One series per family: a family's series come out in hash order.
-        m.observe_api(
+        m.api.api_call(
             "build-01",
             ApiEndpoint::Version,
             None,
@@ -687,10 +531,10 @@ mod tests {
         );
         // A pruner on "local": one round that removed one image, had one
         // refused, and found two removable.
-        m.init_prune("local");
-        m.prune_removed("local", 10_000);
-        m.prune_refused("local", PruneRefusal::InUse);
-        m.prune_round(
+        m.prune.init("local");
+        m.prune.removed("local", 10_000);
+        m.prune.refused("local", PruneRefusal::InUse);
+        m.prune.round(
             "local",
             PruneResult::Ok,
             Some(Eligible {
@@ -712,7 +556,7 @@ mod tests {
             Arc::new(PullBoard::default()),
             false,
         );
-        m.init_prune("a");
+        m.prune.init("a");
         let text = m.encode();
         for line in [
             "dockwatch_prune_runs_total{daemon=\"a\",result=\"failed\"} 0",
@@ -723,7 +567,7 @@ mod tests {
             assert!(text.contains(&format!("{line}\n")), "{line}:\n{text}");
         }
         assert!(!text.contains("dockwatch_prune_last_run_timestamp_seconds{"));
-        m.prune_round(
+        m.prune.round(
             "a",
             PruneResult::Ok,
             Some(Eligible {
@@ -732,7 +576,7 @@ mod tests {
             }),
             10.0,
         );
-        m.prune_round("a", PruneResult::Skipped, None, 20.0);
+        m.prune.round("a", PruneResult::Skipped, None, 20.0);
         let text = m.encode();
         for line in [
             "dockwatch_prune_runs_total{daemon=\"a\",result=\"ok\"} 1",
@@ -743,8 +587,35 @@ mod tests {
         ] {
             assert!(text.contains(&format!("{line}\n")), "{line}:\n{text}");
         }
-        m.forget_prune("a");
+        m.prune.forget("a");
         assert!(!m.encode().contains("dockwatch_prune_"), "{}", m.encode());
+    }
+
+    /// Forgetting a daemon drops the series every family counted for it,
+    /// forgetting an image those of the image, and nothing else.
+    #[test]
+    fn forgetting_reaches_every_family() {
+        let m = fixed_metrics();
+        let multi = "image=\"127.0.0.1:5000/dwtest/multi:1\"";
+        // The counters and histograms the tasks update (the gauges read from
+        // the state and the pull board go with those).
+        let counted = |text: &str, what: &str| {
+            text.lines()
+                .filter(|l| l.contains(what))
+                .filter(|l| l.contains("_total{") || l.contains("_duration_seconds_"))
+                .count()
+        };
+        let before = m.encode();
+        assert!(counted(&before, multi) > 0, "{before}");
+        m.forget_image("local", "127.0.0.1:5000/dwtest/multi:1");
+        let text = m.encode();
+        assert_eq!(counted(&text, multi), 0, "{text}");
+        assert!(counted(&text, "daemon=\"local\"") > 0, "{text}");
+        assert!(counted(&text, "daemon=\"build-01\"") > 0, "{text}");
+        m.forget_daemon("local");
+        let text = m.encode();
+        assert_eq!(counted(&text, "daemon=\"local\""), 0, "{text}");
+        assert!(counted(&text, "daemon=\"build-01\"") > 0, "{text}");
     }
 
     /// Pins the whole exposition of a fixed snapshot. After an intended
@@ -895,7 +766,7 @@ mod tests {
         let again = m.scrape();
         assert_eq!(first.as_ptr(), again.as_ptr(), "nothing changed: same body");
 
-        m.observe_api(
+        m.api.api_call(
             "a",
             ApiEndpoint::Version,
             Some(Duration::from_millis(3)),

@@ -6,42 +6,15 @@ use std::fmt;
 use std::sync::Arc;
 
 use prometheus_client::collector::Collector;
-use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet};
+use prometheus_client::encoding::DescriptorEncoder;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
-use super::family::gauge_family;
+use super::family::{ByValue, Changes, Forget, ImageLabels, gauge_family, register};
 use crate::labels::{FailReason, LayerOutcome, PullResult};
 use crate::state::{FinishedPull, PullBoard};
-
-#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
-struct ImageLabels {
-    daemon: String,
-    image: String,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
-struct PullResultLabels {
-    daemon: String,
-    image: String,
-    result: PullResult,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
-struct PullFailureLabels {
-    daemon: String,
-    image: String,
-    reason: FailReason,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
-struct LayerLabels {
-    daemon: String,
-    image: String,
-    outcome: LayerOutcome,
-}
 
 /// Whole-pull durations: a cached layer takes half a second, a cold CI
 /// image over a slow link most of an hour.
@@ -54,116 +27,81 @@ fn pull_histogram() -> Histogram {
 }
 
 /// The counters and histograms of finished pulls.
-#[derive(Debug)]
-pub(super) struct PullFamilies {
-    results: Family<PullResultLabels, Counter>,
-    failures: Family<PullFailureLabels, Counter>,
-    duration: Family<ImageLabels, Histogram, fn() -> Histogram>,
+#[derive(Debug, Clone)]
+pub struct PullFamilies {
+    results: ByValue<ImageLabels, PullResult>,
+    failures: ByValue<ImageLabels, FailReason>,
+    duration: Family<ImageLabels, Histogram>,
     bytes: Family<ImageLabels, Counter>,
-    layers: Family<LayerLabels, Counter>,
+    layers: ByValue<ImageLabels, LayerOutcome>,
     stalls: Family<ImageLabels, Counter>,
+    changes: Changes,
 }
 
 impl PullFamilies {
-    pub(super) fn register(registry: &mut Registry) -> Self {
-        let f = Self {
-            results: Family::default(),
-            failures: Family::default(),
-            duration: Family::new_with_constructor(pull_histogram),
-            bytes: Family::default(),
-            layers: Family::default(),
-            stalls: Family::default(),
-        };
-        registry.register(
-            "image_pulls",
-            "Pre-pulls that ended, by result (updated, up_to_date, failed)",
-            f.results.clone(),
-        );
-        registry.register(
-            "image_pull_failures",
-            "Pre-pulls that failed, by reason",
-            f.failures.clone(),
-        );
-        registry.register(
-            "image_pull_duration_seconds",
-            "Wall time of whole pre-pulls",
-            f.duration.clone(),
-        );
-        registry.register(
-            "image_pull_downloaded_bytes",
-            "Layer bytes pre-pulls actually downloaded",
-            f.bytes.clone(),
-        );
-        registry.register(
-            "image_pull_layers",
-            "Layers of pre-pulls, downloaded or already on the daemon",
-            f.layers.clone(),
-        );
-        registry.register(
-            "image_pull_stalls",
-            "Pre-pulls canceled because they made no progress for stall_timeout",
-            f.stalls.clone(),
-        );
-        f
-    }
-
-    fn labels(daemon: &str, image: &str) -> ImageLabels {
-        ImageLabels {
-            daemon: daemon.to_owned(),
-            image: image.to_owned(),
+    pub(super) fn register(registry: &mut Registry, changes: &Changes) -> Self {
+        Self {
+            results: ByValue::register(
+                registry,
+                "image_pulls",
+                "Pre-pulls that ended, by result (updated, up_to_date, failed)",
+                "result",
+            ),
+            failures: ByValue::register(
+                registry,
+                "image_pull_failures",
+                "Pre-pulls that failed, by reason",
+                "reason",
+            ),
+            duration: register(
+                registry,
+                "image_pull_duration_seconds",
+                "Wall time of whole pre-pulls",
+                Family::new_with_constructor(pull_histogram),
+            ),
+            bytes: register(
+                registry,
+                "image_pull_downloaded_bytes",
+                "Layer bytes pre-pulls actually downloaded",
+                Family::default(),
+            ),
+            layers: ByValue::register(
+                registry,
+                "image_pull_layers",
+                "Layers of pre-pulls, downloaded or already on the daemon",
+                "outcome",
+            ),
+            stalls: register(
+                registry,
+                "image_pull_stalls",
+                "Pre-pulls canceled because they made no progress for stall_timeout",
+                Family::default(),
+            ),
+            changes: changes.clone(),
         }
     }
 
     /// Creates a configured image's counters at zero, so `increase()` sees
     /// its first pull.
-    pub(super) fn init_image(&self, daemon: &str, image: &str) {
-        let l = Self::labels(daemon, image);
-        for result in PullResult::ALL {
-            // get_or_create is what creates the series; the guard is not needed.
-            let _ = self.results.get_or_create(&PullResultLabels {
-                daemon: l.daemon.clone(),
-                image: l.image.clone(),
-                result,
-            });
-        }
-        for outcome in LayerOutcome::ALL {
-            let _ = self.layers.get_or_create(&LayerLabels {
-                daemon: l.daemon.clone(),
-                image: l.image.clone(),
-                outcome,
-            });
-        }
+    pub fn init_image(&self, daemon: &str, image: &str) {
+        let l = ImageLabels::new(daemon, image);
+        self.results.init(&l, &PullResult::ALL);
+        self.layers.init(&l, &LayerOutcome::ALL);
         // The reasons alerts watch one by one, so increase() sees the first
         // one; the others appear with their first failure.
-        for reason in [FailReason::RateLimited, FailReason::DiskFull] {
-            let _ = self.failures.get_or_create(&PullFailureLabels {
-                daemon: l.daemon.clone(),
-                image: l.image.clone(),
-                reason,
-            });
-        }
+        self.failures
+            .init(&l, &[FailReason::RateLimited, FailReason::DiskFull]);
         let _ = self.bytes.get_or_create(&l);
         let _ = self.stalls.get_or_create(&l);
+        self.changes.mark();
     }
 
     /// Counts one finished pre-pull.
-    pub(super) fn record(&self, daemon: &str, image: &str, pull: &FinishedPull) {
-        let l = Self::labels(daemon, image);
-        self.results
-            .get_or_create(&PullResultLabels {
-                daemon: l.daemon.clone(),
-                image: l.image.clone(),
-                result: pull.result,
-            })
-            .inc();
+    pub fn record(&self, daemon: &str, image: &str, pull: &FinishedPull) {
+        let l = ImageLabels::new(daemon, image);
+        self.results.get(&l, pull.result).inc();
         if let Some(reason) = pull.reason {
-            self.failures
-                .get_or_create(&PullFailureLabels {
-                    daemon: l.daemon.clone(),
-                    image: l.image.clone(),
-                    reason,
-                })
-                .inc();
+            self.failures.get(&l, reason).inc();
         }
         if pull.stalled {
             self.stalls.get_or_create(&l).inc();
@@ -174,51 +112,28 @@ impl PullFamilies {
         self.bytes
             .get_or_create(&l)
             .inc_by(pull.totals.downloaded_bytes);
-        for (outcome, n) in [
-            (LayerOutcome::Downloaded, pull.totals.layers_downloaded),
-            (
-                LayerOutcome::AlreadyExists,
-                pull.totals.layers_already_exist,
-            ),
-        ] {
-            self.layers
-                .get_or_create(&LayerLabels {
-                    daemon: l.daemon.clone(),
-                    image: l.image.clone(),
-                    outcome,
-                })
-                .inc_by(n);
-        }
+        self.layers
+            .get(&l, LayerOutcome::Downloaded)
+            .inc_by(pull.totals.layers_downloaded);
+        self.layers
+            .get(&l, LayerOutcome::AlreadyExists)
+            .inc_by(pull.totals.layers_already_exist);
+        self.changes.mark();
     }
+}
 
-    /// Drops every series of a pre-pull image that is no longer configured.
-    /// The label sets are closed, so all of them can be named.
-    pub(super) fn forget(&self, daemon: &str, image: &str) {
-        let l = Self::labels(daemon, image);
-        for result in PullResult::ALL {
-            self.results.remove(&PullResultLabels {
-                daemon: l.daemon.clone(),
-                image: l.image.clone(),
-                result,
-            });
-        }
-        for reason in FailReason::ALL {
-            self.failures.remove(&PullFailureLabels {
-                daemon: l.daemon.clone(),
-                image: l.image.clone(),
-                reason,
-            });
-        }
-        for outcome in LayerOutcome::ALL {
-            self.layers.remove(&LayerLabels {
-                daemon: l.daemon.clone(),
-                image: l.image.clone(),
-                outcome,
-            });
-        }
+/// Drops every series of a pre-pull image that is no longer configured.
+/// The label sets are closed, so all of them can be named.
+impl Forget for PullFamilies {
+    fn forget_image(&self, daemon: &str, image: &str) {
+        let l = ImageLabels::new(daemon, image);
+        self.results.forget(&l);
+        self.failures.forget(&l);
+        self.layers.forget(&l);
         self.duration.remove(&l);
         self.bytes.remove(&l);
         self.stalls.remove(&l);
+        self.changes.mark();
     }
 }
 

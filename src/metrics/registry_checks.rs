@@ -7,108 +7,77 @@ use std::fmt;
 use std::sync::Arc;
 
 use prometheus_client::collector::Collector;
-use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet};
-use prometheus_client::metrics::counter::Counter;
-use prometheus_client::metrics::family::Family;
+use prometheus_client::encoding::DescriptorEncoder;
 use prometheus_client::registry::Registry;
 
-use super::family::gauge_family;
+use super::family::{ByValue, Changes, Forget, ImageLabels, gauge_family};
 use crate::labels::{CheckFailure, CheckResult};
 use crate::state::PullBoard;
 
-#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
-struct CheckLabels {
-    daemon: String,
-    image: String,
-    result: CheckResult,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
-struct CheckFailureLabels {
-    daemon: String,
-    image: String,
-    reason: CheckFailure,
-}
-
 /// The counters of registry checks.
-#[derive(Debug)]
-pub(super) struct CheckFamilies {
-    checks: Family<CheckLabels, Counter>,
-    failures: Family<CheckFailureLabels, Counter>,
+#[derive(Debug, Clone)]
+pub struct CheckFamilies {
+    checks: ByValue<ImageLabels, CheckResult>,
+    failures: ByValue<ImageLabels, CheckFailure>,
+    changes: Changes,
 }
 
 impl CheckFamilies {
-    pub(super) fn register(registry: &mut Registry) -> Self {
-        let f = Self {
-            checks: Family::default(),
-            failures: Family::default(),
-        };
-        registry.register(
-            "image_registry_checks",
-            "Checks of a configured image's tag against the registry, without pulling, by result (same, differs, failed)",
-            f.checks.clone(),
-        );
-        registry.register(
-            "image_registry_check_failures",
-            "Registry checks that failed, by reason (classified as pull failures are, plus unsupported)",
-            f.failures.clone(),
-        );
-        f
-    }
-
-    fn labels(daemon: &str, image: &str, result: CheckResult) -> CheckLabels {
-        CheckLabels {
-            daemon: daemon.to_owned(),
-            image: image.to_owned(),
-            result,
+    pub(super) fn register(registry: &mut Registry, changes: &Changes) -> Self {
+        Self {
+            checks: ByValue::register(
+                registry,
+                "image_registry_checks",
+                "Checks of a configured image's tag against the registry, without pulling, by result (same, differs, failed)",
+                "result",
+            ),
+            failures: ByValue::register(
+                registry,
+                "image_registry_check_failures",
+                "Registry checks that failed, by reason (classified as pull failures are, plus unsupported)",
+                "reason",
+            ),
+            changes: changes.clone(),
         }
     }
 
     /// Creates an image's check counters at zero, so `increase()` sees the
     /// first check.
-    pub(super) fn init_image(&self, daemon: &str, image: &str) {
-        for result in CheckResult::ALL {
-            // get_or_create is what creates the series; the guard is not needed.
-            let _ = self
-                .checks
-                .get_or_create(&Self::labels(daemon, image, result));
-        }
+    pub fn init_image(&self, daemon: &str, image: &str) {
+        self.checks
+            .init(&ImageLabels::new(daemon, image), &CheckResult::ALL);
+        self.changes.mark();
     }
 
     /// Counts one check.
-    pub(super) fn record(
+    pub fn record(
         &self,
         daemon: &str,
         image: &str,
         result: CheckResult,
         reason: Option<CheckFailure>,
     ) {
-        self.checks
-            .get_or_create(&Self::labels(daemon, image, result))
-            .inc();
+        let l = ImageLabels::new(daemon, image);
+        self.checks.get(&l, result).inc();
         if let Some(reason) = reason {
-            self.failures
-                .get_or_create(&CheckFailureLabels {
-                    daemon: daemon.to_owned(),
-                    image: image.to_owned(),
-                    reason,
-                })
-                .inc();
+            self.failures.get(&l, reason).inc();
         }
+        self.changes.mark();
     }
 
-    /// Drops every check series of an image that is no longer configured.
-    pub(super) fn forget(&self, daemon: &str, image: &str) {
-        for result in CheckResult::ALL {
-            self.checks.remove(&Self::labels(daemon, image, result));
-        }
-        for reason in CheckFailure::ALL {
-            self.failures.remove(&CheckFailureLabels {
-                daemon: daemon.to_owned(),
-                image: image.to_owned(),
-                reason,
-            });
-        }
+    /// Drops every check series of an image (checks were turned off, or the
+    /// image is no longer configured).
+    pub fn forget(&self, daemon: &str, image: &str) {
+        let l = ImageLabels::new(daemon, image);
+        self.checks.forget(&l);
+        self.failures.forget(&l);
+        self.changes.mark();
+    }
+}
+
+impl Forget for CheckFamilies {
+    fn forget_image(&self, daemon: &str, image: &str) {
+        self.forget(daemon, image);
     }
 }
 

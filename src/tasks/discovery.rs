@@ -73,7 +73,8 @@ impl Discovery {
                 stamps = now_stamps;
                 let daemons = self.daemons(&good, &mut said, &source);
                 self.metrics
-                    .discovery_read(&source, daemons.len(), all_read);
+                    .discovery
+                    .read(&source, daemons.len(), all_read);
                 if sent.as_ref() != Some(&daemons) {
                     tracing::info!(%source, daemons = daemons.len(), "discovery: daemon list read");
                     sent = Some(daemons.clone());

@@ -168,8 +168,8 @@ impl Seen {
 
 impl EventWatcher {
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
-        self.metrics.init_exits(self.connection.name());
-        self.metrics.init_restarts(self.connection.name());
+        self.metrics.events.init_exits(self.connection.name());
+        self.metrics.restarts.init(self.connection.name());
         // The first connect takes events from now on, by the daemon's clock
         // (a remote daemon's clock may differ from ours); resumes go on from
         // the last event's own time.
@@ -254,15 +254,17 @@ impl EventWatcher {
             return false;
         };
         let daemon = self.connection.name();
-        self.metrics.count_event(daemon, tally.typ, tally.action);
+        self.metrics
+            .events
+            .count_event(daemon, tally.typ, tally.action);
         if tally.typ == "image" {
             self.image_events.notify_changed();
         }
         if let Some(class) = tally.exit {
-            self.metrics.count_exit(daemon, class);
+            self.metrics.events.count_exit(daemon, class);
         }
         if tally.restart {
-            self.metrics.count_restart(daemon);
+            self.metrics.restarts.count(daemon);
         }
         true
     }

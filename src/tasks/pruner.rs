@@ -355,7 +355,7 @@ impl Pruner {
     /// after the last one began.
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
         let daemon = self.connection.name().to_owned();
-        self.metrics.init_prune(&daemon);
+        self.metrics.prune.init(&daemon);
         let interval = self.config.interval;
         let jitter = || random_below(self.config.jitter);
         let now = Instant::now();
@@ -406,7 +406,8 @@ impl Pruner {
         if let Some(why) = self.skip_reason(daemon) {
             tracing::info!(daemon = %daemon, reason = %why, "prune round skipped");
             self.metrics
-                .prune_round(daemon, PruneResult::Skipped, None, unix_now());
+                .prune
+                .round(daemon, PruneResult::Skipped, None, unix_now());
             return;
         }
         let now = unix_now();
@@ -420,14 +421,14 @@ impl Pruner {
         let round = prune_round(&self.connection, &plan, now, shutdown, |step| {
             match step {
                 Step::Removed(i) => {
-                    self.metrics.prune_removed(daemon, i.bytes());
+                    self.metrics.prune.removed(daemon, i.bytes());
                     tracing::info!(daemon = %daemon, image = %i.id, bytes = i.bytes(), created = i.created.unwrap_or_default(), "pruned a dangling image");
                 }
                 Step::WouldRemove(i) => {
                     tracing::info!(daemon = %daemon, image = %i.id, bytes = i.bytes(), created = i.created.unwrap_or_default(), "dry run: would prune a dangling image");
                 }
                 Step::Refused(i, reason, message) => {
-                    self.metrics.prune_refused(daemon, reason);
+                    self.metrics.prune.refused(daemon, reason);
                     tracing::info!(daemon = %daemon, image = %i.id, reason = reason.as_str(), answer = %message, "the daemon refused to remove a dangling image; trying again next round");
                 }
                 Step::Failed(i, e) => {
@@ -454,7 +455,8 @@ impl Pruner {
             }
         }
         self.metrics
-            .prune_round(daemon, result, round.eligible, unix_now());
+            .prune
+            .round(daemon, result, round.eligible, unix_now());
     }
 }
 

@@ -219,7 +219,7 @@ impl Puller {
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
         let daemon = self.connection.name().to_owned();
         for image in &self.images {
-            self.metrics.init_image(&daemon, &image.to_string());
+            self.metrics.pulls.init_image(&daemon, &image.to_string());
         }
         let n = self.images.len();
         let this = Arc::new(self);
@@ -414,7 +414,7 @@ impl Puller {
         } else {
             tracing::warn!(daemon = %daemon, image = %label, reason = finished.reason.map_or("", FailReason::as_str), error = finished.message.as_deref().unwrap_or(""), "pull failed");
         }
-        self.metrics.record_pull(daemon, &label, &finished);
+        self.metrics.pulls.record(daemon, &label, &finished);
         self.after_pull(image, &finished);
         let updated = finished.result == PullResult::Updated;
         let recheck = self.board.update(daemon, &label, |p| {

@@ -96,7 +96,7 @@ impl Checker {
             .cloned()
             .collect();
         for image in &images {
-            self.metrics.init_checks(&daemon, &image.to_string());
+            self.metrics.checks.init_image(&daemon, &image.to_string());
         }
         let interval = self.prepull.check_interval;
         let start = Instant::now();
@@ -165,7 +165,8 @@ impl Checker {
         let checked = unix_now();
         if let Some(result) = found.result {
             self.metrics
-                .record_check(daemon, &label, result, found.reason);
+                .checks
+                .record(daemon, &label, result, found.reason);
         }
         match (found.result, found.reason) {
             // Said once by `run`.
