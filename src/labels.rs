@@ -43,6 +43,14 @@ macro_rules! label_set {
 
         impl LabelSet for $name {
             const ALL: &'static [Self] = &Self::ALL;
+
+            fn label(self) -> &'static str {
+                self.as_str()
+            }
+
+            fn index(self) -> usize {
+                self as usize
+            }
         }
 
         impl EncodeLabelValue for $name {
@@ -70,6 +78,12 @@ macro_rules! label_set {
 pub trait LabelSet: Copy + EncodeLabelValue + fmt::Debug + Eq + std::hash::Hash + 'static {
     /// Every value, in order.
     const ALL: &'static [Self];
+
+    /// The label value.
+    fn label(self) -> &'static str;
+
+    /// The value's place in `ALL`: an index into counts kept per value.
+    fn index(self) -> usize;
 }
 
 label_set! {

@@ -6,9 +6,8 @@ use std::time::Duration;
 
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::Histogram;
-use prometheus_client::registry::Registry;
 
-use super::family::{ByValue, Changes, DaemonLabel, Forget};
+use super::family::{ByValue, DaemonLabel, Forget, Series, family_group};
 use crate::docker::Observer;
 use crate::labels::{ApiEndpoint, ErrorReason};
 
@@ -26,31 +25,10 @@ fn api_histogram() -> Histogram {
 /// the failures'.
 type EndpointLabels = (DaemonLabel, [(&'static str, ApiEndpoint); 1]);
 
-#[derive(Debug, Clone)]
-pub struct ApiFamilies {
-    duration: ByValue<DaemonLabel, ApiEndpoint, Histogram>,
-    errors: ByValue<EndpointLabels, ErrorReason>,
-    changes: Changes,
-}
-
-impl ApiFamilies {
-    pub(super) fn register(registry: &mut Registry, changes: &Changes) -> Self {
-        Self {
-            duration: ByValue::register_family(
-                registry,
-                "api_request_duration_seconds",
-                "Docker Engine API request latency, by endpoint",
-                "endpoint",
-                Family::new_with_constructor(api_histogram),
-            ),
-            errors: ByValue::register(
-                registry,
-                "api_request_errors",
-                "Docker Engine API requests that failed, by endpoint and reason",
-                "reason",
-            ),
-            changes: changes.clone(),
-        }
+family_group! {
+    pub struct ApiFamilies {
+        duration: ByValue<DaemonLabel, ApiEndpoint, Histogram> = "api_request_duration_seconds", ByValue::with_family("endpoint", Family::new_with_constructor(api_histogram)), "Docker Engine API request latency, by endpoint";
+        errors: ByValue<EndpointLabels, ErrorReason> = "api_request_errors", ByValue::new("reason"), "Docker Engine API requests that failed, by endpoint and reason";
     }
 }
 

@@ -5,94 +5,67 @@
 use std::fmt;
 use std::sync::Arc;
 
-use prometheus_client::collector::Collector;
 use prometheus_client::encoding::DescriptorEncoder;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
-use prometheus_client::registry::Registry;
 
-use super::family::{Changes, DaemonLabel, Forget, daemon, gauge_family, register};
+use super::family::{DaemonLabel, Forget, daemon, family_group, gauge_family, per_value};
 use crate::labels::HealthStatus;
 use crate::state::{PullBoard, State};
 
-/// Reads the container signals of every daemon's last good poll.
-#[derive(Debug)]
-pub(super) struct ContainerCollector {
-    pub(super) state: Arc<State>,
-    /// The configured pre-pull images: a reload that drops one drops its
-    /// series at once, not at the daemon's next poll.
-    pub(super) board: Arc<PullBoard>,
+/// Reads the container signals of every daemon's last good poll, and the
+/// configured pre-pull images from the board: a reload that drops one drops
+/// its series at once, not at the daemon's next poll.
+pub(super) fn container_gauges(
+    (state, board): &(Arc<State>, Arc<PullBoard>),
+    enc: &mut DescriptorEncoder,
+) -> fmt::Result {
+    let all = state.snapshots();
+    // A daemon that is down has no numbers, not stale ones.
+    let data: Vec<_> = all
+        .iter()
+        .filter_map(|(n, s)| {
+            s.as_ref()
+                .and_then(|s| s.data.as_ref())
+                .map(|d| (n.as_str(), &d.signals))
+        })
+        .collect();
+    let configured = |daemon: &str, image: &str| {
+        board.read(|d| d.get(daemon).is_some_and(|i| i.contains_key(image)))
+    };
+    gauge_family(
+        enc,
+        "containers_health",
+        "Running containers by health (healthy, unhealthy, starting; none without a healthcheck).",
+        per_value::<HealthStatus, _>("status", data.iter().map(|(n, s)| (*n, &s.health[..]))),
+    )?;
+    gauge_family(
+        enc,
+        "containers_outdated",
+        "Running containers whose tag now names another image than the one they run.",
+        data.iter().map(|(n, s)| (daemon(n), s.outdated)),
+    )?;
+    gauge_family(
+        enc,
+        "image_containers_outdated",
+        "Running containers created from a configured pre-pull image's tag that now names another image.",
+        data.iter().flat_map(|(n, s)| {
+            s.outdated_by_image
+                .iter()
+                .filter(|(i, _)| configured(n, i))
+                .map(move |(i, c)| ([("daemon", *n), ("image", i.as_str())], *c))
+        }),
+    )
 }
 
-impl Collector for ContainerCollector {
-    fn encode(&self, mut enc: DescriptorEncoder) -> fmt::Result {
-        let all = self.state.snapshots();
-        // A daemon that is down has no numbers, not stale ones.
-        let data: Vec<_> = all
-            .iter()
-            .filter_map(|(n, s)| {
-                s.as_ref()
-                    .and_then(|s| s.data.as_ref())
-                    .map(|d| (n.as_str(), &d.signals))
-            })
-            .collect();
-        let configured = |daemon: &str, image: &str| {
-            self.board
-                .read(|d| d.get(daemon).is_some_and(|i| i.contains_key(image)))
-        };
-        gauge_family(
-            &mut enc,
-            "containers_health",
-            "Running containers by health (healthy, unhealthy, starting; none without a healthcheck).",
-            data.iter().flat_map(|(n, s)| {
-                HealthStatus::ALL.iter().map(move |h| {
-                    (
-                        [("daemon", *n), ("status", h.as_str())],
-                        s.health[*h as usize],
-                    )
-                })
-            }),
-        )?;
-        gauge_family(
-            &mut enc,
-            "containers_outdated",
-            "Running containers whose tag now names another image than the one they run.",
-            data.iter().map(|(n, s)| (daemon(n), s.outdated)),
-        )?;
-        gauge_family(
-            &mut enc,
-            "image_containers_outdated",
-            "Running containers created from a configured pre-pull image's tag that now names another image.",
-            data.iter().flat_map(|(n, s)| {
-                s.outdated_by_image
-                    .iter()
-                    .filter(|(i, _)| configured(n, i))
-                    .map(move |(i, c)| ([("daemon", *n), ("image", i.as_str())], *c))
-            }),
-        )
+family_group! {
+    /// `dockwatch_container_restarts_total`.
+    pub struct RestartFamily for DaemonLabel {
+        restarts: Family<DaemonLabel, Counter> = "container_restarts", Family::default(), "Containers started again after they died (a restart policy, docker restart, or a stop and start)";
     }
-}
-
-/// `dockwatch_container_restarts_total`.
-#[derive(Debug, Clone)]
-pub struct RestartFamily {
-    restarts: Family<DaemonLabel, Counter>,
-    changes: Changes,
 }
 
 impl RestartFamily {
-    pub(super) fn register(registry: &mut Registry, changes: &Changes) -> Self {
-        Self {
-            restarts: register(
-                registry,
-                "container_restarts",
-                "Containers started again after they died (a restart policy, docker restart, or a stop and start)",
-                Family::default(),
-            ),
-            changes: changes.clone(),
-        }
-    }
-
     /// Counts a container started again after it died.
     pub fn count(&self, daemon: &str) {
         self.restarts.get_or_create(&DaemonLabel::new(daemon)).inc();
@@ -109,8 +82,7 @@ impl RestartFamily {
 
 impl Forget for RestartFamily {
     fn forget_daemon(&self, daemon: &str) {
-        self.restarts.remove(&DaemonLabel::new(daemon));
-        self.changes.mark();
+        self.forget_series(&DaemonLabel::new(daemon));
     }
 }
 

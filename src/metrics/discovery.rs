@@ -6,41 +6,22 @@ use std::sync::atomic::AtomicU64;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::registry::Registry;
 
-use super::family::{Changes, Forget, register, unix_now};
+use super::family::{Forget, family_group, unix_now};
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 struct SourceLabels {
     source: String,
 }
 
-#[derive(Debug, Clone)]
-pub struct DiscoveryFamilies {
-    targets: Family<SourceLabels, Gauge>,
-    last_success: Family<SourceLabels, Gauge<f64, AtomicU64>>,
-    changes: Changes,
+family_group! {
+    pub struct DiscoveryFamilies {
+        targets: Family<SourceLabels, Gauge> = "discovery_targets", Family::default(), "Daemons read from each discovery source";
+        last_success: Family<SourceLabels, Gauge<f64, AtomicU64>> = "discovery_last_success_timestamp_seconds", Family::default(), "Unix time of the last read of a discovery source in which every file could be read";
+    }
 }
 
 impl DiscoveryFamilies {
-    pub(super) fn register(registry: &mut Registry, changes: &Changes) -> Self {
-        Self {
-            targets: register(
-                registry,
-                "discovery_targets",
-                "Daemons read from each discovery source",
-                Family::default(),
-            ),
-            last_success: register(
-                registry,
-                "discovery_last_success_timestamp_seconds",
-                "Unix time of the last read of a discovery source in which every file could be read",
-                Family::default(),
-            ),
-            changes: changes.clone(),
-        }
-    }
-
     /// What a discovery source read: how many daemons, and whether every
     /// file could be read.
     pub fn read(&self, source: &str, targets: usize, all_read: bool) {

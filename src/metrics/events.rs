@@ -4,9 +4,8 @@
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
-use prometheus_client::registry::Registry;
 
-use super::family::{ByValue, Changes, DaemonLabel, Forget, register};
+use super::family::{ByValue, DaemonLabel, Forget, Series, family_group};
 use crate::labels::{EVENT_ACTIONS, ExitClass};
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
@@ -17,32 +16,14 @@ struct EventLabels {
     action: &'static str,
 }
 
-#[derive(Debug, Clone)]
-pub struct EventFamilies {
-    events: Family<EventLabels, Counter>,
-    exits: ByValue<DaemonLabel, ExitClass>,
-    changes: Changes,
+family_group! {
+    pub struct EventFamilies {
+        events: Family<EventLabels, Counter> = "events", Family::default(), "Docker events seen, by type (container, image) and action";
+        exits: ByValue<DaemonLabel, ExitClass> = "container_exits", ByValue::new("code_class"), "Containers that ended, by exit code class (zero, nonzero, oom, signal)";
+    }
 }
 
 impl EventFamilies {
-    pub(super) fn register(registry: &mut Registry, changes: &Changes) -> Self {
-        Self {
-            events: register(
-                registry,
-                "events",
-                "Docker events seen, by type (container, image) and action",
-                Family::default(),
-            ),
-            exits: ByValue::register(
-                registry,
-                "container_exits",
-                "Containers that ended, by exit code class (zero, nonzero, oom, signal)",
-                "code_class",
-            ),
-            changes: changes.clone(),
-        }
-    }
-
     /// Counts one event; `type` and `action` from [`EVENT_ACTIONS`].
     pub fn count_event(&self, daemon: &str, r#type: &'static str, action: &'static str) {
         self.events

@@ -1,7 +1,7 @@
 //! What the families share: the change marker they bump, the trait by which
-//! they forget a daemon or an image, registration, the common label sets,
-//! and writing a gauge family from rows (for the collectors that read state
-//! at scrape time).
+//! they forget a daemon or an image, the declaration of a family group
+//! (`family_group!`), the common label sets; and for the collectors that
+//! read state at scrape time, writing a gauge family from rows.
 
 use std::fmt;
 use std::hash::Hash;
@@ -9,43 +9,15 @@ use std::ops::Deref;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric as _};
 use prometheus_client::metrics::MetricType;
 use prometheus_client::metrics::counter::Counter;
-use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::metrics::family::{Family, MetricConstructor};
+use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
 use prometheus_client::registry::{Metric, Registry};
 
 use crate::labels::LabelSet;
-
-/// Writes one gauge family; writes nothing when there are no rows, so a
-/// family with no series does not appear at all.
-pub(super) fn gauge_family<L, V, I>(
-    encoder: &mut DescriptorEncoder,
-    name: &str,
-    help: &str,
-    rows: I,
-) -> fmt::Result
-where
-    L: EncodeLabelSet,
-    V: prometheus_client::encoding::EncodeGaugeValue + fmt::Debug,
-    I: IntoIterator<Item = (L, V)>,
-{
-    let mut rows = rows.into_iter().peekable();
-    if rows.peek().is_none() {
-        return Ok(());
-    }
-    let mut family = encoder.encode_descriptor(name, help, None, MetricType::Gauge)?;
-    for (labels, value) in rows {
-        ConstGauge::new(value).encode(family.encode_family(&labels)?)?;
-    }
-    Ok(())
-}
-
-/// The label set of a per-daemon series.
-pub(super) fn daemon(name: &str) -> [(&'static str, &str); 1] {
-    [("daemon", name)]
-}
 
 /// The shared change marker: every family bumps it after each change it
 /// makes, so a scrape that sees the new version also sees the change, and a
@@ -73,16 +45,128 @@ pub(super) trait Forget: Send + Sync + fmt::Debug {
     fn forget_image(&self, _daemon: &str, _image: &str) {}
 }
 
-/// Registers `metric` under `name` with its help text; returns it, so the
-/// family keeps the handle it records through.
-pub(super) fn register<M: Metric + Clone>(
-    registry: &mut Registry,
-    name: &str,
-    help: &str,
-    metric: M,
-) -> M {
-    registry.register(name, help, metric.clone());
-    metric
+/// A group of families, written once, a line each: its field and type, then
+/// `= "name", what to make it from, "help text";`. Makes the struct (with
+/// the change marker each recording method bumps) and `register`, which
+/// registers every family in order. With `for L` (every family labelled
+/// `L`, or `L` and one closed label) it also makes `forget_series`, which
+/// drops the series of `L` in each. Recording methods go in a normal impl
+/// block beside it, and end with `self.changes.mark()`.
+///
+/// ```ignore
+/// family_group! {
+///     pub struct CheckFamilies for ImageLabels {
+///         checks: ByValue<ImageLabels, CheckResult> = "image_registry_checks", ByValue::new("result"), "Checks of ...";
+///         stalls: Family<ImageLabels, Counter> = "image_pull_stalls", Family::default(), "Pre-pulls canceled ...";
+///     }
+/// }
+/// ```
+macro_rules! family_group {
+    (
+        $(#[$attr:meta])*
+        pub struct $name:ident for $labels:ty {
+            $( $field:ident: $ty:ty = $metric:literal, $make:expr, $help:literal; )+
+        }
+    ) => {
+        family_group! {
+            $(#[$attr])*
+            pub struct $name {
+                $( $field: $ty = $metric, $make, $help; )+
+            }
+        }
+
+        impl $name {
+            /// Drops the series of `labels` in every family of the group.
+            fn forget_series(&self, labels: &$labels) {
+                $( $crate::metrics::family::Series::forget(&self.$field, labels); )+
+                self.changes.mark();
+            }
+        }
+    };
+    (
+        $(#[$attr:meta])*
+        pub struct $name:ident {
+            $( $field:ident: $ty:ty = $metric:literal, $make:expr, $help:literal; )+
+        }
+    ) => {
+        $(#[$attr])*
+        #[derive(Debug, Clone)]
+        pub struct $name {
+            $( $field: $ty, )+
+            changes: $crate::metrics::family::Changes,
+        }
+
+        impl $name {
+            /// Registers every family of the group, in order.
+            pub(super) fn register(
+                registry: &mut ::prometheus_client::registry::Registry,
+                changes: &$crate::metrics::family::Changes,
+            ) -> Self {
+                use $crate::metrics::family::Registered as _;
+                Self {
+                    $( $field: <$ty>::register($make, registry, $metric, $help), )+
+                    changes: changes.clone(),
+                }
+            }
+        }
+    };
+}
+pub(super) use family_group;
+
+/// What a group's family is made of: a metric registered under a name with
+/// its help text, kept for recording.
+pub(super) trait Registered: Sized {
+    fn register(self, registry: &mut Registry, name: &str, help: &str) -> Self;
+}
+
+impl<S, M, C> Registered for Family<S, M, C>
+where
+    Self: Metric + Clone,
+{
+    fn register(self, registry: &mut Registry, name: &str, help: &str) -> Self {
+        registry.register(name, help, self.clone());
+        self
+    }
+}
+
+impl<N, A> Registered for Gauge<N, A>
+where
+    Self: Metric + Clone,
+{
+    fn register(self, registry: &mut Registry, name: &str, help: &str) -> Self {
+        registry.register(name, help, self.clone());
+        self
+    }
+}
+
+impl<L, V, M> Registered for ByValue<L, V, M>
+where
+    Family<WithValue<L, V>, M>: Metric + Clone,
+{
+    fn register(self, registry: &mut Registry, name: &str, help: &str) -> Self {
+        registry.register(name, help, self.family.clone());
+        self
+    }
+}
+
+/// A family whose series of some labels `L` can be dropped.
+pub(super) trait Series<L> {
+    /// Drops the series of `labels`, whatever else they carry.
+    fn forget(&self, labels: &L);
+}
+
+impl<L: Clone + Hash + Eq, M, C: MetricConstructor<M>> Series<L> for Family<L, M, C> {
+    fn forget(&self, labels: &L) {
+        self.remove(labels);
+    }
+}
+
+impl<L: Clone + Hash + Eq, V: LabelSet, M> Series<L> for ByValue<L, V, M> {
+    fn forget(&self, labels: &L) {
+        for value in V::ALL {
+            self.family.remove(&(labels.clone(), [(self.key, *value)]));
+        }
+    }
 }
 
 /// The labels of a per-daemon series.
@@ -128,24 +212,18 @@ pub(super) struct ByValue<L, V: 'static, M = Counter> {
     key: &'static str,
 }
 
-impl<L, V, M> ByValue<L, V, M>
-where
-    L: Clone + Hash + Eq,
-    V: LabelSet,
-    Family<WithValue<L, V>, M>: Metric + Clone,
-{
-    /// `family`, registered under `name`, its series labelled `L` and `key`.
-    pub(super) fn register_family(
-        registry: &mut Registry,
-        name: &str,
-        help: &str,
-        key: &'static str,
-        family: Family<WithValue<L, V>, M>,
-    ) -> Self {
-        Self {
-            family: register(registry, name, help, family),
-            key,
-        }
+impl<L: Clone + Hash + Eq, V: LabelSet, M> ByValue<L, V, M> {
+    /// A family of the default metric, its closed label named `key`.
+    pub(super) fn new(key: &'static str) -> Self
+    where
+        M: Default,
+    {
+        Self::with_family(key, Family::default())
+    }
+
+    /// `family`, its closed label named `key`.
+    pub(super) fn with_family(key: &'static str, family: Family<WithValue<L, V>, M>) -> Self {
+        Self { family, key }
     }
 
     /// The series of `labels` and `value`, made if it is not there yet.
@@ -162,29 +240,62 @@ where
             let _ = self.get(labels, *value);
         }
     }
+}
 
-    /// Drops the series of `labels`, whatever their value.
-    pub(super) fn forget(&self, labels: &L) {
-        for value in V::ALL {
-            self.family.remove(&(labels.clone(), [(self.key, *value)]));
-        }
+/// Writes one gauge family; writes nothing when there are no rows, so a
+/// family with no series does not appear at all.
+pub(super) fn gauge_family<L, V, I>(
+    encoder: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    rows: I,
+) -> fmt::Result
+where
+    L: EncodeLabelSet,
+    V: prometheus_client::encoding::EncodeGaugeValue + fmt::Debug,
+    I: IntoIterator<Item = (L, V)>,
+{
+    let mut rows = rows.into_iter().peekable();
+    if rows.peek().is_none() {
+        return Ok(());
+    }
+    let mut family = encoder.encode_descriptor(name, help, None, MetricType::Gauge)?;
+    for (labels, value) in rows {
+        ConstGauge::new(value).encode(family.encode_family(&labels)?)?;
+    }
+    Ok(())
+}
+
+/// The rows of a gauge family labelled `daemon` and `key`: for each daemon,
+/// one per value of `V`, from counts kept per value (indexed as `V::ALL`).
+pub(super) fn per_value<'a, V: LabelSet, T: Copy + 'a>(
+    key: &'static str,
+    daemons: impl Iterator<Item = (&'a str, &'a [T])>,
+) -> impl Iterator<Item = ([(&'static str, &'a str); 2], T)> {
+    daemons.flat_map(move |(daemon, counts)| {
+        V::ALL
+            .iter()
+            .map(move |v| ([("daemon", daemon), (key, v.label())], counts[v.index()]))
+    })
+}
+
+/// A collector of gauges read at scrape time: `write` writes them from
+/// `source` (the state, the pull board). Each file keeps its `write`.
+#[derive(Debug)]
+pub(super) struct ReadAtScrape<T> {
+    pub(super) source: T,
+    pub(super) write: fn(&T, &mut DescriptorEncoder) -> fmt::Result,
+}
+
+impl<T: fmt::Debug + Send + Sync + 'static> Collector for ReadAtScrape<T> {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> fmt::Result {
+        (self.write)(&self.source, &mut encoder)
     }
 }
 
-impl<L, V> ByValue<L, V>
-where
-    L: Clone + Hash + Eq + EncodeLabelSet + fmt::Debug + Send + Sync + 'static,
-    V: LabelSet + Send + Sync,
-{
-    /// A counter family, registered under `name`.
-    pub(super) fn register(
-        registry: &mut Registry,
-        name: &str,
-        help: &str,
-        key: &'static str,
-    ) -> Self {
-        Self::register_family(registry, name, help, key, Family::default())
-    }
+/// The label set of a per-daemon series.
+pub(super) fn daemon(name: &str) -> [(&'static str, &str); 1] {
+    [("daemon", name)]
 }
 
 /// Unix time now, in seconds; 0 before 1970.

@@ -20,17 +20,19 @@ mod registry_checks;
 mod reload;
 
 use std::collections::HashMap;
+use std::fmt;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet};
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
 use crate::state::{PullBoard, State};
-use family::{Changes, Forget};
+use family::{Changes, Forget, ReadAtScrape};
 
 pub use api::ApiFamilies;
 pub use containers::RestartFamily;
@@ -148,25 +150,18 @@ impl Metrics {
         let changes = Changes::default();
         let mut families = Vec::new();
         let api = listed(&mut families, ApiFamilies::register(dw, &changes));
-        dw.register_collector(Box::new(daemon::SnapshotCollector {
-            state: Arc::clone(&state),
-        }));
-        dw.register_collector(Box::new(disk::DiskCollector {
-            state: Arc::clone(&state),
-        }));
+        dw.register_collector(read_at_scrape(Arc::clone(&state), daemon::snapshot_gauges));
+        dw.register_collector(read_at_scrape(Arc::clone(&state), disk::disk_gauges));
         let pulls = listed(&mut families, PullFamilies::register(dw, &changes));
-        dw.register_collector(Box::new(pulls::PullCollector {
-            board: Arc::clone(&board),
-        }));
+        dw.register_collector(read_at_scrape(Arc::clone(&board), pulls::board_gauges));
         let checks = listed(&mut families, CheckFamilies::register(dw, &changes));
-        dw.register_collector(Box::new(registry_checks::CheckCollector {
-            board: Arc::clone(&board),
-        }));
+        dw.register_collector(read_at_scrape(
+            Arc::clone(&board),
+            registry_checks::check_gauges,
+        ));
         let events = listed(&mut families, EventFamilies::register(dw, &changes));
-        dw.register_collector(Box::new(containers::ContainerCollector {
-            state: Arc::clone(&state),
-            board: Arc::clone(&board),
-        }));
+        let both = (Arc::clone(&state), Arc::clone(&board));
+        dw.register_collector(read_at_scrape(both, containers::container_gauges));
         let restarts = listed(&mut families, RestartFamily::register(dw, &changes));
         let discovery = listed(&mut families, DiscoveryFamilies::register(dw, &changes));
         let prune = listed(&mut families, PruneFamilies::register(dw, &changes));
@@ -296,6 +291,14 @@ impl Metrics {
         }
         out
     }
+}
+
+/// The gauges `write` reads from `source` at scrape time, as a collector.
+fn read_at_scrape<T: fmt::Debug + Send + Sync + 'static>(
+    source: T,
+    write: fn(&T, &mut DescriptorEncoder) -> fmt::Result,
+) -> Box<dyn Collector> {
+    Box::new(ReadAtScrape { source, write })
 }
 
 /// `family`, added to the list of families that forget daemons and images.

@@ -7,9 +7,8 @@ use std::sync::atomic::AtomicU64;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::registry::Registry;
 
-use super::family::{ByValue, Changes, DaemonLabel, Forget, register};
+use super::family::{ByValue, DaemonLabel, Forget, family_group};
 use crate::labels::{PruneRefusal, PruneResult};
 
 /// What one round found removable: every candidate that passed the guards
@@ -20,16 +19,16 @@ pub struct Eligible {
     pub bytes: u64,
 }
 
-#[derive(Debug, Clone)]
-pub struct PruneFamilies {
-    runs: ByValue<DaemonLabel, PruneResult>,
-    removed: Family<DaemonLabel, Counter>,
-    reclaimed: Family<DaemonLabel, Counter>,
-    refused: ByValue<DaemonLabel, PruneRefusal>,
-    last_run: Family<DaemonLabel, Gauge<f64, AtomicU64>>,
-    eligible: Family<DaemonLabel, Gauge>,
-    eligible_bytes: Family<DaemonLabel, Gauge>,
-    changes: Changes,
+family_group! {
+    pub struct PruneFamilies for DaemonLabel {
+        runs: ByValue<DaemonLabel, PruneResult> = "prune_runs", ByValue::new("result"), "Prune rounds, by result (ok, skipped: daemon down or [prune.when] not met, failed)";
+        removed: Family<DaemonLabel, Counter> = "prune_images_removed", Family::default(), "Dangling images removed by pruning";
+        reclaimed: Family<DaemonLabel, Counter> = "prune_reclaimed_bytes", Family::default(), "Sizes of the images pruning removed, as the daemon listed them (shared layers count once per image)";
+        refused: ByValue<DaemonLabel, PruneRefusal> = "prune_refused", ByValue::new("reason"), "Removals the daemon refused, by reason (in_use, not_found, conflict, other)";
+        last_run: Family<DaemonLabel, Gauge<f64, AtomicU64>> = "prune_last_run_timestamp_seconds", Family::default(), "Unix time the last prune round ended, whatever its result";
+        eligible: Family<DaemonLabel, Gauge> = "prune_eligible_images", Family::default(), "Dangling images the last prune round found removable (in a dry run, what would have gone)";
+        eligible_bytes: Family<DaemonLabel, Gauge> = "prune_eligible_bytes", Family::default(), "Bytes of the dangling images the last prune round found removable, as the daemon listed them";
+    }
 }
 
 /// Bytes and counts as a gauge value; beyond `i64` is beyond any disk.
@@ -38,54 +37,6 @@ fn gauge_value(n: u64) -> i64 {
 }
 
 impl PruneFamilies {
-    pub(super) fn register(registry: &mut Registry, changes: &Changes) -> Self {
-        Self {
-            runs: ByValue::register(
-                registry,
-                "prune_runs",
-                "Prune rounds, by result (ok, skipped: daemon down or [prune.when] not met, failed)",
-                "result",
-            ),
-            removed: register(
-                registry,
-                "prune_images_removed",
-                "Dangling images removed by pruning",
-                Family::default(),
-            ),
-            reclaimed: register(
-                registry,
-                "prune_reclaimed_bytes",
-                "Sizes of the images pruning removed, as the daemon listed them (shared layers count once per image)",
-                Family::default(),
-            ),
-            refused: ByValue::register(
-                registry,
-                "prune_refused",
-                "Removals the daemon refused, by reason (in_use, not_found, conflict, other)",
-                "reason",
-            ),
-            last_run: register(
-                registry,
-                "prune_last_run_timestamp_seconds",
-                "Unix time the last prune round ended, whatever its result",
-                Family::default(),
-            ),
-            eligible: register(
-                registry,
-                "prune_eligible_images",
-                "Dangling images the last prune round found removable (in a dry run, what would have gone)",
-                Family::default(),
-            ),
-            eligible_bytes: register(
-                registry,
-                "prune_eligible_bytes",
-                "Bytes of the dangling images the last prune round found removable, as the daemon listed them",
-                Family::default(),
-            ),
-            changes: changes.clone(),
-        }
-    }
-
     /// Creates a daemon's counters at zero, so `increase()` sees its first
     /// round.
     pub fn init(&self, daemon: &str) {
@@ -129,15 +80,7 @@ impl PruneFamilies {
 
     /// Drops every series of a daemon that is no longer pruned.
     pub fn forget(&self, daemon: &str) {
-        let l = DaemonLabel::new(daemon);
-        self.runs.forget(&l);
-        self.refused.forget(&l);
-        self.removed.remove(&l);
-        self.reclaimed.remove(&l);
-        self.last_run.remove(&l);
-        self.eligible.remove(&l);
-        self.eligible_bytes.remove(&l);
-        self.changes.mark();
+        self.forget_series(&DaemonLabel::new(daemon));
     }
 }
 

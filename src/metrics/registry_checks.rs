@@ -6,41 +6,21 @@
 use std::fmt;
 use std::sync::Arc;
 
-use prometheus_client::collector::Collector;
 use prometheus_client::encoding::DescriptorEncoder;
-use prometheus_client::registry::Registry;
 
-use super::family::{ByValue, Changes, Forget, ImageLabels, gauge_family};
+use super::family::{ByValue, Forget, ImageLabels, family_group, gauge_family};
 use crate::labels::{CheckFailure, CheckResult};
 use crate::state::PullBoard;
 
-/// The counters of registry checks.
-#[derive(Debug, Clone)]
-pub struct CheckFamilies {
-    checks: ByValue<ImageLabels, CheckResult>,
-    failures: ByValue<ImageLabels, CheckFailure>,
-    changes: Changes,
+family_group! {
+    /// The counters of registry checks.
+    pub struct CheckFamilies for ImageLabels {
+        checks: ByValue<ImageLabels, CheckResult> = "image_registry_checks", ByValue::new("result"), "Checks of a configured image's tag against the registry, without pulling, by result (same, differs, failed)";
+        failures: ByValue<ImageLabels, CheckFailure> = "image_registry_check_failures", ByValue::new("reason"), "Registry checks that failed, by reason (classified as pull failures are, plus unsupported)";
+    }
 }
 
 impl CheckFamilies {
-    pub(super) fn register(registry: &mut Registry, changes: &Changes) -> Self {
-        Self {
-            checks: ByValue::register(
-                registry,
-                "image_registry_checks",
-                "Checks of a configured image's tag against the registry, without pulling, by result (same, differs, failed)",
-                "result",
-            ),
-            failures: ByValue::register(
-                registry,
-                "image_registry_check_failures",
-                "Registry checks that failed, by reason (classified as pull failures are, plus unsupported)",
-                "reason",
-            ),
-            changes: changes.clone(),
-        }
-    }
-
     /// Creates an image's check counters at zero, so `increase()` sees the
     /// first check.
     pub fn init_image(&self, daemon: &str, image: &str) {
@@ -68,10 +48,7 @@ impl CheckFamilies {
     /// Drops every check series of an image (checks were turned off, or the
     /// image is no longer configured).
     pub fn forget(&self, daemon: &str, image: &str) {
-        let l = ImageLabels::new(daemon, image);
-        self.checks.forget(&l);
-        self.failures.forget(&l);
-        self.changes.mark();
+        self.forget_series(&ImageLabels::new(daemon, image));
     }
 }
 
@@ -83,16 +60,10 @@ impl Forget for CheckFamilies {
 
 /// `image_update_available` and `prepull_window_open`, read from the pull
 /// board at scrape time.
-#[derive(Debug)]
-pub(super) struct CheckCollector {
-    pub(super) board: Arc<PullBoard>,
-}
-
-impl Collector for CheckCollector {
-    fn encode(&self, mut enc: DescriptorEncoder) -> fmt::Result {
-        self.board.read(|daemons| {
+pub(super) fn check_gauges(board: &Arc<PullBoard>, enc: &mut DescriptorEncoder) -> fmt::Result {
+    board.read(|daemons| {
             gauge_family(
-                &mut enc,
+                enc,
                 "image_update_available",
                 "1 if the registry's digest of the tag differs from the digests the local image was pulled by, 0 if it is one of them; absent until a check could compare them.",
                 daemons.iter().flat_map(|(d, imgs)| {
@@ -103,14 +74,13 @@ impl Collector for CheckCollector {
                 }),
             )
         })?;
-        let windows = self.board.windows();
-        gauge_family(
-            &mut enc,
-            "prepull_window_open",
-            "1 while a pre-pull window is open, so scheduled pulls may start (1 when no windows are set).",
-            windows
-                .iter()
-                .map(|(d, open)| ([("daemon", d.as_str())], i64::from(*open))),
-        )
-    }
+    let windows = board.windows();
+    gauge_family(
+        enc,
+        "prepull_window_open",
+        "1 while a pre-pull window is open, so scheduled pulls may start (1 when no windows are set).",
+        windows
+            .iter()
+            .map(|(d, open)| ([("daemon", d.as_str())], i64::from(*open))),
+    )
 }
