@@ -25,6 +25,11 @@ impl DiscoveryFamilies {
     /// What a discovery source read: how many daemons, and whether every
     /// file could be read.
     pub fn read(&self, source: &str, targets: usize, all_read: bool) {
+        self.read_at(source, targets, all_read, unix_now());
+    }
+
+    /// [`Self::read`] at the Unix time `now`.
+    pub fn read_at(&self, source: &str, targets: usize, all_read: bool, now: f64) {
         let l = SourceLabels {
             source: source.to_owned(),
         };
@@ -32,7 +37,7 @@ impl DiscoveryFamilies {
             .get_or_create(&l)
             .set(i64::try_from(targets).unwrap_or(i64::MAX));
         if all_read {
-            self.last_success.get_or_create(&l).set(unix_now());
+            self.last_success.get_or_create(&l).set(now);
         }
         self.changes.mark();
     }

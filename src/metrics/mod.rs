@@ -312,7 +312,7 @@ mod tests {
     use super::*;
     use crate::docker::Observer as _;
     use crate::labels::{ApiEndpoint, CheckFailure, CheckResult, ErrorReason};
-    use crate::labels::{ContainerState, PruneRefusal, PruneResult, PullResult};
+    use crate::labels::{ContainerState, ExitClass, PruneRefusal, PruneResult, PullResult};
     use crate::state::{
         ContainerSignals, DaemonInfo, DaemonSnapshot, FinishedPull, ImageCount, PollData,
     };
@@ -525,6 +525,11 @@ mod tests {
         );
         m.restarts.init("local");
         m.restarts.count("local");
+        m.events.init_exits("local");
+        m.events.count_event("local", "container", "oom");
+        m.events.count_exit("local", ExitClass::Oom);
+        m.discovery
+            .read_at("/etc/dockwatch/daemons/*.json", 2, true, 1_700_000_300.0);
         // One series per family: a family's series come out in hash order.
         m.api.api_call(
             "build-01",
