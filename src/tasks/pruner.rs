@@ -23,8 +23,7 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use crate::config::PruneConfig;
-use crate::docker::prune::{DanglingImage, bare_id};
-use crate::docker::{Connection, DockerError};
+use crate::docker::{Connection, DanglingImage, DockerError, bare_id};
 use crate::folds::reference::ImageRef;
 use crate::labels::{PruneRefusal, PruneResult};
 use crate::metrics::{Eligible, Metrics};
