@@ -217,6 +217,39 @@ impl<I, W> Default for PrepullConfig<I, W> {
     }
 }
 
+impl<I, W> PrepullConfig<I, W> {
+    /// The same settings with other image and window entries: the one
+    /// place the `[prepull]` settings go from the config as written to the
+    /// typed one and back.
+    fn with_entries<J, X>(self, images: Vec<J>, windows: Vec<X>) -> PrepullConfig<J, X> {
+        PrepullConfig {
+            interval: self.interval,
+            timeout: self.timeout,
+            stall_timeout: self.stall_timeout,
+            concurrency: self.concurrency,
+            jitter: self.jitter,
+            docker_config: self.docker_config,
+            check_interval: self.check_interval,
+            windows,
+            images,
+        }
+    }
+
+    /// The same settings, each entry mapped.
+    fn map_entries<J, X>(
+        mut self,
+        image: impl FnMut(I) -> J,
+        window: impl FnMut(&W) -> X,
+    ) -> PrepullConfig<J, X> {
+        let images = std::mem::take(&mut self.images)
+            .into_iter()
+            .map(image)
+            .collect();
+        let windows = self.windows.iter().map(window).collect();
+        self.with_entries(images, windows)
+    }
+}
+
 /// A `[[prepull.images]]` entry as written.
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
@@ -741,25 +774,13 @@ impl From<Config> for ConfigFile {
                 })
                 .collect(),
             image_filters: c.image_filters,
-            prepull: PrepullConfig {
-                interval: c.prepull.interval,
-                timeout: c.prepull.timeout,
-                stall_timeout: c.prepull.stall_timeout,
-                concurrency: c.prepull.concurrency,
-                jitter: c.prepull.jitter,
-                docker_config: c.prepull.docker_config,
-                check_interval: c.prepull.check_interval,
-                windows: c.prepull.windows.iter().map(ToString::to_string).collect(),
-                images: c
-                    .prepull
-                    .images
-                    .into_iter()
-                    .map(|i| ImageEntry {
-                        image: i.image.to_string(),
-                        daemons: i.daemons,
-                    })
-                    .collect(),
-            },
+            prepull: c.prepull.map_entries(
+                |i| ImageEntry {
+                    image: i.image.to_string(),
+                    daemons: i.daemons,
+                },
+                ToString::to_string,
+            ),
             registries: c.registries,
             discovery: c.discovery,
             prune: c.prune,
@@ -799,17 +820,7 @@ impl ConfigFile {
             poll,
             daemons,
             image_filters,
-            prepull: PrepullConfig {
-                interval: prepull.interval,
-                timeout: prepull.timeout,
-                stall_timeout: prepull.stall_timeout,
-                concurrency: prepull.concurrency,
-                jitter: prepull.jitter,
-                docker_config: prepull.docker_config,
-                check_interval: prepull.check_interval,
-                windows,
-                images,
-            },
+            prepull: prepull.with_entries(images, windows),
             registries,
             discovery,
             prune,
