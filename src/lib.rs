@@ -397,7 +397,7 @@ pub async fn run(
     let tls = match (&config.server.tls_cert, &config.server.tls_key) {
         (Some(cert), Some(key)) => Some(
             tls::server_config(cert, key)
-                .map_err(|(field, e)| RunError::Tls(format!("server.{field}: {e}")))?,
+                .map_err(|e| RunError::Tls(format!("server.{}: {e}", e.field())))?,
         ),
         _ => None,
     };
