@@ -367,24 +367,45 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
 }
 
 fn de_opt_size<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
-    struct Visitor;
-    impl serde::de::Visitor<'_> for Visitor {
-        type Value = u64;
-        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-            f.write_str("a size string like \"10GiB\" or a number of bytes")
-        }
-        fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<u64, E> {
-            parse_size(v).map_err(E::custom)
-        }
-        fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<u64, E> {
-            Ok(v)
-        }
-        fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<u64, E> {
-            u64::try_from(v)
-                .map_err(|_| E::custom(format!("invalid size {v}: must not be negative")))
+    d.deserialize_any(TextVisitor {
+        expecting: "a size string like \"10GiB\" or a number of bytes",
+        parse: parse_size,
+        number: Some(|v| {
+            u64::try_from(v).map_err(|_| format!("invalid size {v}: must not be negative"))
+        }),
+    })
+    .map(Some)
+}
+
+/// A value written as text (a duration, a size) and parsed by `parse`;
+/// with `number`, a plain integer is taken too, else it is refused as
+/// serde refuses a type it does not expect.
+struct TextVisitor<T> {
+    expecting: &'static str,
+    parse: fn(&str) -> Result<T, String>,
+    number: Option<fn(i128) -> Result<T, String>>,
+}
+
+impl<T> serde::de::Visitor<'_> for TextVisitor<T> {
+    type Value = T;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.expecting)
+    }
+    fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<T, E> {
+        (self.parse)(v).map_err(E::custom)
+    }
+    fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<T, E> {
+        match self.number {
+            Some(number) => number(i128::from(v)).map_err(E::custom),
+            None => Err(E::invalid_type(serde::de::Unexpected::Unsigned(v), &self)),
         }
     }
-    d.deserialize_any(Visitor).map(Some)
+    fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<T, E> {
+        match self.number {
+            Some(number) => number(i128::from(v)).map_err(E::custom),
+            None => Err(E::invalid_type(serde::de::Unexpected::Signed(v), &self)),
+        }
+    }
 }
 
 /// Credentials for one registry. Secrets are read from files or the
@@ -526,17 +547,11 @@ fn de_opt_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, 
 }
 
 fn de_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-    struct Visitor;
-    impl serde::de::Visitor<'_> for Visitor {
-        type Value = Duration;
-        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-            f.write_str("a duration string like \"15s\", \"2m\" or \"1h\"")
-        }
-        fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Duration, E> {
-            parse_duration(v).map_err(E::custom)
-        }
-    }
-    d.deserialize_any(Visitor)
+    d.deserialize_any(TextVisitor {
+        expecting: "a duration string like \"15s\", \"2m\" or \"1h\"",
+        parse: parse_duration,
+        number: None,
+    })
 }
 
 /// One thing wrong with the configuration, and the key it belongs to.

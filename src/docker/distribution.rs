@@ -117,10 +117,7 @@ mod tests {
 
     #[test]
     fn a_missing_endpoint_is_not_a_missing_tag() {
-        let http = |status, m: &str| DockerError::Http {
-            status,
-            message: m.into(),
-        };
+        let http = DockerError::http;
         assert!(endpoint_missing(&http(404, "Not Found\n")));
         assert!(endpoint_missing(&http(404, "page not found")));
         assert!(!endpoint_missing(&http(

@@ -131,6 +131,14 @@ impl Round {
     pub fn result(&self) -> PruneResult {
         self.result.unwrap_or(PruneResult::Ok)
     }
+
+    /// What was kept, one "{count} {why}" per reason.
+    pub fn kept_described(&self) -> Vec<String> {
+        self.kept
+            .iter()
+            .map(|(k, n)| format!("{n} {}", k.describe()))
+            .collect()
+    }
 }
 
 /// What the daemon's refusal means, or `None` if the error is no refusal
@@ -435,11 +443,7 @@ impl Pruner {
             }
         })
         .await;
-        let kept: Vec<String> = round
-            .kept
-            .iter()
-            .map(|(k, n)| format!("{n} {}", k.describe()))
-            .collect();
+        let kept = round.kept_described();
         let result = round.result();
         match (result, &round.error) {
             (PruneResult::Ok, _) => {
@@ -524,62 +528,53 @@ mod tests {
 
     #[test]
     fn refusals_from_real_daemons() {
-        let http = |status, message: &str| DockerError::Http {
-            status,
-            message: message.to_owned(),
-        };
-        let cases = [
+        let refusals = [
             (
-                http(
-                    409,
-                    "conflict: unable to delete 4a908b9b3e7e (must be forced) - image is being used by stopped container 7da113f28995",
-                ),
+                409,
+                "conflict: unable to delete 4a908b9b3e7e (must be forced) - image is being used by stopped container 7da113f28995",
                 Some(PruneRefusal::InUse),
             ),
             (
-                http(
-                    409,
-                    "conflict: unable to delete 4a908b9b3e7e (cannot be forced) - image is being used by running container 7da113f28995",
-                ),
+                409,
+                "conflict: unable to delete 4a908b9b3e7e (cannot be forced) - image is being used by running container 7da113f28995",
                 Some(PruneRefusal::InUse),
             ),
             (
-                http(
-                    409,
-                    "image sha256:4a90 is in use: image used by ea406f2ef0f8: image is in use by a container: consider listing external containers and force-removing image",
-                ),
+                409,
+                "image sha256:4a90 is in use: image used by ea406f2ef0f8: image is in use by a container: consider listing external containers and force-removing image",
                 Some(PruneRefusal::InUse),
             ),
             (
-                http(
-                    409,
-                    "conflict: unable to delete 4a908b9b3e7e (must be forced) - image is referenced in multiple repositories",
-                ),
+                409,
+                "conflict: unable to delete 4a908b9b3e7e (must be forced) - image is referenced in multiple repositories",
                 Some(PruneRefusal::Conflict),
             ),
             (
-                http(
-                    409,
-                    "conflict: unable to delete 4a908b9b3e7e (cannot be forced) - image has dependent child images",
-                ),
+                409,
+                "conflict: unable to delete 4a908b9b3e7e (cannot be forced) - image has dependent child images",
                 Some(PruneRefusal::Conflict),
             ),
             (
-                http(404, "No such image: sha256:0000"),
+                404,
+                "No such image: sha256:0000",
                 Some(PruneRefusal::NotFound),
             ),
             (
-                http(
-                    404,
-                    "failed to find image sha256:0000: docker.io/library/sha256:0000: image not known",
-                ),
+                404,
+                "failed to find image sha256:0000: docker.io/library/sha256:0000: image not known",
                 Some(PruneRefusal::NotFound),
             ),
             (
-                http(403, "authorization denied by plugin"),
+                403,
+                "authorization denied by plugin",
                 Some(PruneRefusal::Other),
             ),
-            (http(500, "layer store failed"), None),
+        ];
+        for (status, message, want) in refusals {
+            let e = DockerError::http(status, message);
+            assert_eq!(refusal(&e), want, "{e}");
+        }
+        let cases = [
             (DockerError::Timeout(Duration::from_secs(1)), None),
             (DockerError::Connect("refused".into()), None),
         ];

@@ -323,10 +323,7 @@ mod tests {
 
     #[test]
     fn failures_are_classified_like_pulls() {
-        let http = |status, m: &str| DockerError::Http {
-            status,
-            message: m.into(),
-        };
+        let http = DockerError::http;
         let cases = [
             (
                 http(404, "manifest unknown: manifest unknown"),
