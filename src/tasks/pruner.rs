@@ -528,51 +528,45 @@ mod tests {
 
     #[test]
     fn refusals_from_real_daemons() {
-        let refusals = [
+        // What real daemons answered, by what it must count as.
+        let refusals: [(u16, Option<PruneRefusal>, &[&str]); 5] = [
             (
                 409,
-                "conflict: unable to delete 4a908b9b3e7e (must be forced) - image is being used by stopped container 7da113f28995",
                 Some(PruneRefusal::InUse),
+                &[
+                    "conflict: unable to delete 4a908b9b3e7e (must be forced) - image is being used by stopped container 7da113f28995",
+                    "conflict: unable to delete 4a908b9b3e7e (cannot be forced) - image is being used by running container 7da113f28995",
+                    "image sha256:4a90 is in use: image used by ea406f2ef0f8: image is in use by a container: consider listing external containers and force-removing image",
+                ],
             ),
             (
                 409,
-                "conflict: unable to delete 4a908b9b3e7e (cannot be forced) - image is being used by running container 7da113f28995",
-                Some(PruneRefusal::InUse),
-            ),
-            (
-                409,
-                "image sha256:4a90 is in use: image used by ea406f2ef0f8: image is in use by a container: consider listing external containers and force-removing image",
-                Some(PruneRefusal::InUse),
-            ),
-            (
-                409,
-                "conflict: unable to delete 4a908b9b3e7e (must be forced) - image is referenced in multiple repositories",
                 Some(PruneRefusal::Conflict),
-            ),
-            (
-                409,
-                "conflict: unable to delete 4a908b9b3e7e (cannot be forced) - image has dependent child images",
-                Some(PruneRefusal::Conflict),
+                &[
+                    "conflict: unable to delete 4a908b9b3e7e (must be forced) - image is referenced in multiple repositories",
+                    "conflict: unable to delete 4a908b9b3e7e (cannot be forced) - image has dependent child images",
+                ],
             ),
             (
                 404,
-                "No such image: sha256:0000",
                 Some(PruneRefusal::NotFound),
-            ),
-            (
-                404,
-                "failed to find image sha256:0000: docker.io/library/sha256:0000: image not known",
-                Some(PruneRefusal::NotFound),
+                &[
+                    "No such image: sha256:0000",
+                    "failed to find image sha256:0000: docker.io/library/sha256:0000: image not known",
+                ],
             ),
             (
                 403,
-                "authorization denied by plugin",
                 Some(PruneRefusal::Other),
+                &["authorization denied by plugin"],
             ),
+            (500, None, &["layer store failed"]),
         ];
-        for (status, message, want) in refusals {
-            let e = DockerError::http(status, message);
-            assert_eq!(refusal(&e), want, "{e}");
+        for (status, want, messages) in refusals {
+            for message in messages {
+                let e = DockerError::http(status, message);
+                assert_eq!(refusal(&e), want, "{e}");
+            }
         }
         let cases = [
             (DockerError::Timeout(Duration::from_secs(1)), None),
