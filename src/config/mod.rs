@@ -62,7 +62,6 @@ pub struct DiscoveryConfig {
     #[serde(default = "default_refresh", deserialize_with = "de_duration")]
     pub refresh: Duration,
     /// Mutual TLS for every `tcp://` target these files list.
-    #[serde(default)]
     pub tls: Option<TlsConfig>,
 }
 
@@ -257,7 +256,6 @@ pub struct ImageEntry {
     /// A tag or a digest; a bare name means `:latest`.
     pub image: String,
     /// Daemon names; every daemon when absent.
-    #[serde(default)]
     pub daemons: Option<Vec<String>>,
 }
 
@@ -415,13 +413,9 @@ impl<T> serde::de::Visitor<'_> for TextVisitor<T> {
 pub struct RegistryConfig {
     /// Host (and port) as image references name it: `registry.example.com:5000`.
     pub server: String,
-    #[serde(default)]
     pub username: Option<String>,
-    #[serde(default)]
     pub password_file: Option<PathBuf>,
-    #[serde(default)]
     pub password_env: Option<String>,
-    #[serde(default)]
     pub identity_token_file: Option<PathBuf>,
 }
 
@@ -431,7 +425,6 @@ pub struct RegistryConfig {
 pub struct DaemonEntry {
     pub name: String,
     pub host: String,
-    #[serde(default)]
     pub tls: Option<TlsConfig>,
 }
 
@@ -753,6 +746,24 @@ fn check_name(key: &str, name: &str, problems: &mut Vec<Problem>) {
     }
 }
 
+/// `{key}.name` is a valid name and the first `what` of that name
+/// (`seen` holds the names before it).
+fn check_unique_name<'a>(
+    key: &str,
+    name: &'a str,
+    what: &str,
+    seen: &mut BTreeSet<&'a str>,
+    problems: &mut Vec<Problem>,
+) {
+    check_name(&format!("{key}.name"), name, problems);
+    if !name.is_empty() && !seen.insert(name) {
+        problems.push(Problem::new(
+            format!("{key}.name"),
+            format!("duplicate {what} name {name:?}"),
+        ));
+    }
+}
+
 impl Config {
     /// Every problem of an already typed config; empty for one that
     /// [`load`] returned.
@@ -917,13 +928,7 @@ impl ConfigFile {
         let mut out = Vec::new();
         for (i, d) in self.daemons.iter().enumerate() {
             let key = format!("daemons[{i}]");
-            check_name(&format!("{key}.name"), &d.name, problems);
-            if !d.name.is_empty() && !names.insert(d.name.as_str()) {
-                problems.push(Problem::new(
-                    format!("{key}.name"),
-                    format!("duplicate daemon name {:?}", d.name),
-                ));
-            }
+            check_unique_name(&key, &d.name, "daemon", &mut names, problems);
             match Host::parse(&d.host) {
                 Err(e) => problems.push(Problem::new(format!("{key}.host"), e)),
                 Ok(h) if matches!(h.endpoint, Endpoint::Unix(_)) && d.tls.is_some() => {
@@ -946,13 +951,7 @@ impl ConfigFile {
         let mut filter_names = BTreeSet::new();
         for (i, f) in self.image_filters.iter().enumerate() {
             let key = format!("image_filters[{i}]");
-            check_name(&format!("{key}.name"), &f.name, problems);
-            if !f.name.is_empty() && !filter_names.insert(f.name.as_str()) {
-                problems.push(Problem::new(
-                    format!("{key}.name"),
-                    format!("duplicate filter group name {:?}", f.name),
-                ));
-            }
+            check_unique_name(&key, &f.name, "filter group", &mut filter_names, problems);
             if f.filters.is_empty() {
                 problems.push(Problem::new(
                     format!("{key}.filters"),

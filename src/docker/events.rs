@@ -27,7 +27,6 @@ pub struct Event {
     pub action: Option<String>,
     #[serde(rename = "Actor", default)]
     pub actor: Option<Actor>,
-    #[serde(default)]
     pub time: Option<i64>,
     #[serde(rename = "timeNano", default)]
     pub time_nano: Option<i64>,

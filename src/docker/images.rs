@@ -43,14 +43,11 @@ pub struct DanglingImage {
     /// What the image is deleted by; an entry without one is no answer.
     pub id: String,
     /// Unix seconds, from the image's config; `None` counts as too young.
-    #[serde(default)]
     pub created: Option<i64>,
     /// Bytes; -1 or absent when the daemon did not compute it.
-    #[serde(default)]
     pub size: Option<i64>,
     /// Containers using it; -1 or absent when the daemon did not count
     /// them (dockerd counts only for `/system/df`, Podman always).
-    #[serde(default)]
     pub containers: Option<i64>,
 }
 
@@ -72,12 +69,10 @@ struct ImageId {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct LocalImage {
-    #[serde(default)]
     pub id: Option<String>,
     /// `name@digest` for every digest the image was pulled by (or pushed
     /// as); on both image stores, pulling a tag records the digest the tag
     /// pointed at: the index of a multi-platform image, else the manifest.
-    #[serde(default)]
     pub repo_digests: Option<Vec<String>>,
 }
 

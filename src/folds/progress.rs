@@ -19,29 +19,23 @@ const MAX_TEXT: usize = 512;
 /// One line of the stream, as dockerd and Podman send it.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 pub struct PullEvent {
-    #[serde(default)]
     pub status: Option<String>,
-    #[serde(default)]
     pub id: Option<String>,
-    #[serde(default, rename = "progressDetail")]
+    #[serde(rename = "progressDetail")]
     pub progress_detail: Option<ProgressDetail>,
-    #[serde(default)]
     pub error: Option<String>,
-    #[serde(default, rename = "errorDetail")]
+    #[serde(rename = "errorDetail")]
     pub error_detail: Option<ErrorDetail>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 pub struct ProgressDetail {
-    #[serde(default)]
     pub current: Option<i64>,
-    #[serde(default)]
     pub total: Option<i64>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 pub struct ErrorDetail {
-    #[serde(default)]
     pub message: Option<String>,
 }
 
