@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
-use super::{Connection, DockerError, LIST_ANSWER, SMALL_ANSWER};
+use super::{Connection, DockerError};
 use crate::labels::{ApiEndpoint, HealthStatus};
 
 /// One entry of `GET /containers/json`.
@@ -77,12 +77,9 @@ impl Connection {
 
     /// `GET /containers/json?all=1`, each entry decoded as a `T`.
     async fn all_containers<T: serde::de::DeserializeOwned>(&self) -> Result<Vec<T>, DockerError> {
-        let t = self.timeout();
         self.get(
             ApiEndpoint::ContainerList,
             "/containers/json?all=1",
-            LIST_ANSWER,
-            t,
             Self::json("container list"),
         )
         .await
@@ -102,7 +99,6 @@ impl Connection {
             .get_found(
                 ApiEndpoint::ContainerInspect,
                 &format!("/containers/{id}/json"),
-                SMALL_ANSWER,
                 Self::json("container inspect"),
             )
             .await?;
@@ -119,13 +115,10 @@ impl Connection {
         ]);
         let json = serde_json::to_string(&filters).unwrap_or_default();
         let query = serde_urlencoded::to_string([("filters", json)]).unwrap_or_default();
-        let t = self.timeout();
         let list: Vec<serde::de::IgnoredAny> = self
             .get(
                 ApiEndpoint::ContainerList,
                 &format!("/containers/json?{query}"),
-                LIST_ANSWER,
-                t,
                 Self::json("container list"),
             )
             .await?;

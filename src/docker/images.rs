@@ -10,9 +10,7 @@ use std::time::Duration;
 use futures_util::StreamExt as _;
 use serde::Deserialize;
 
-use super::{
-    Connection, DockerError, LIST_ANSWER, LineStream, MAX_PULL_LINE, SMALL_ANSWER, transport,
-};
+use super::{Connection, DockerError, LineStream, MAX_PULL_LINE, SMALL_ANSWER, transport};
 use crate::folds::reference::ImageRef;
 use crate::labels::ApiEndpoint;
 
@@ -133,12 +131,9 @@ impl Connection {
         filters: Option<&BTreeMap<String, Vec<String>>>,
         what: &'static str,
     ) -> Result<Vec<T>, DockerError> {
-        let t = self.timeout();
         self.get(
             ApiEndpoint::ImageList,
             &image_list_path(filters),
-            LIST_ANSWER,
-            t,
             Self::json(what),
         )
         .await
@@ -189,7 +184,6 @@ impl Connection {
             .get_found(
                 ApiEndpoint::ImageInspect,
                 &format!("/images/{image}/json"),
-                LIST_ANSWER,
                 Self::json("image inspect"),
             )
             .await?;
@@ -206,7 +200,6 @@ impl Connection {
             .get_found(
                 ApiEndpoint::ImageInspect,
                 &format!("/images/{image}/json"),
-                LIST_ANSWER,
                 |b| Ok(b.to_vec()),
             )
             .await?;
@@ -224,7 +217,6 @@ impl Connection {
             .get_found(
                 ApiEndpoint::ImageInspect,
                 &format!("/images/{image}/json"),
-                LIST_ANSWER,
                 |_| Ok(()),
             )
             .await?;

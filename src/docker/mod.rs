@@ -73,6 +73,20 @@ const SMALL_ANSWER: usize = 1 << 20;
 /// The most a list answer may take: about 300 bytes per image, so room for
 /// some 200,000 images; likewise for containers and `/system/df`.
 const LIST_ANSWER: usize = 64 << 20;
+/// The most an answer of `endpoint` may take: a small one (the daemon's
+/// version, one container's inspect, a registry descriptor, a deletion's
+/// report) or one that may list a whole host (`/info` included).
+fn answer_limit(endpoint: ApiEndpoint) -> usize {
+    match endpoint {
+        ApiEndpoint::Ping
+        | ApiEndpoint::Version
+        | ApiEndpoint::ContainerInspect
+        | ApiEndpoint::Distribution
+        | ApiEndpoint::ImageDelete => SMALL_ANSWER,
+        _ => LIST_ANSWER,
+    }
+}
+
 /// The longest pull-stream line held in memory; real ones are under 1 KiB.
 pub const MAX_PULL_LINE: usize = 1024 * 1024;
 
@@ -250,12 +264,23 @@ impl Connection {
         &self,
         endpoint: ApiEndpoint,
         path: &str,
-        limit: usize,
+        decode: impl FnOnce(&[u8]) -> Result<T, String>,
+    ) -> Result<T, DockerError> {
+        self.get_within(endpoint, path, self.timeout(), decode)
+            .await
+    }
+
+    /// `get`, bounded by `timeout` instead of the call timeout.
+    async fn get_within<T>(
+        &self,
+        endpoint: ApiEndpoint,
+        path: &str,
         timeout: Duration,
         decode: impl FnOnce(&[u8]) -> Result<T, String>,
     ) -> Result<T, DockerError> {
         let t = self.transport(endpoint)?;
         let path = self.versioned(t, path).await?;
+        let limit = answer_limit(endpoint);
         self.timed(endpoint, timeout, async move {
             let response = t.send(hyper::Method::GET, &path, &[]).await?;
             let body = transport::read_body(response, limit).await?;
@@ -270,11 +295,11 @@ impl Connection {
         &self,
         endpoint: ApiEndpoint,
         path: &str,
-        limit: usize,
         decode: impl FnOnce(&[u8]) -> Result<T, String>,
     ) -> Result<Option<T>, DockerError> {
         let t = self.transport(endpoint)?;
         let path = self.versioned(t, path).await?;
+        let limit = answer_limit(endpoint);
         self.timed(endpoint, self.timeout(), async move {
             match t.send(hyper::Method::GET, &path, &[]).await {
                 Ok(response) => {

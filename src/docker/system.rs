@@ -8,7 +8,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::df::DiskUsage;
-use super::{ApiVersion, Connection, DockerError, LIST_ANSWER, SMALL_ANSWER};
+use super::{ApiVersion, Connection, DockerError};
 use crate::labels::ApiEndpoint;
 
 /// `GET /version`.
@@ -60,16 +60,9 @@ pub struct Info {
 impl Connection {
     /// `GET /version`; what it says of the daemon's versions is learned.
     pub async fn version(&self) -> Result<Version, DockerError> {
-        let t = self.0.timeout;
         let epoch = self.api_epoch();
         let v: Version = self
-            .get(
-                ApiEndpoint::Version,
-                "/version",
-                SMALL_ANSWER,
-                t,
-                Self::json("version"),
-            )
+            .get(ApiEndpoint::Version, "/version", Self::json("version"))
             .await?;
         if let Some(newest) = v.api_version.as_deref().and_then(ApiVersion::parse) {
             let min = v.min_api_version.as_deref().and_then(ApiVersion::parse);
@@ -80,24 +73,16 @@ impl Connection {
 
     /// `GET /info`.
     pub async fn info(&self) -> Result<Info, DockerError> {
-        let t = self.0.timeout;
-        self.get(
-            ApiEndpoint::Info,
-            "/info",
-            LIST_ANSWER,
-            t,
-            Self::json("info"),
-        )
-        .await
+        self.get(ApiEndpoint::Info, "/info", Self::json("info"))
+            .await
     }
 
     /// `GET /system/df`, bounded by `timeout` (it can take minutes on a big
     /// host), decoded in either shape.
     pub async fn system_df(&self, timeout: Duration) -> Result<DiskUsage, DockerError> {
-        self.get(
+        self.get_within(
             ApiEndpoint::SystemDf,
             "/system/df",
-            LIST_ANSWER,
             timeout,
             super::df::parse,
         )
