@@ -180,13 +180,7 @@ impl Connection {
     /// `GET /images/{name}/json`: the id of the image `image` names, or
     /// `None` if the daemon has no such image (a 404 is an answer).
     pub async fn image_id(&self, image: &ImageRef) -> Result<Option<String>, DockerError> {
-        let found: Option<ImageId> = self
-            .get_found(
-                ApiEndpoint::ImageInspect,
-                &format!("/images/{image}/json"),
-                Self::json("image inspect"),
-            )
-            .await?;
+        let found: Option<ImageId> = self.inspect(image, Self::json("image inspect")).await?;
         Ok(found.map(|i| i.id))
     }
 
@@ -196,13 +190,7 @@ impl Connection {
         // An inspect answer is a few KiB; history and config of a big
         // image stay well under the list limit. It is decoded after the
         // call: a strange one is not the daemon's failure.
-        let body = self
-            .get_found(
-                ApiEndpoint::ImageInspect,
-                &format!("/images/{image}/json"),
-                |b| Ok(b.to_vec()),
-            )
-            .await?;
+        let body = self.inspect(image, |b| Ok(b.to_vec())).await?;
         body.map(|b| {
             serde_json::from_slice(&b)
                 .map_err(|e| DockerError::Decode(format!("image inspect: {e}")))
@@ -213,14 +201,20 @@ impl Connection {
     /// `GET /images/{name}/json`: whether the image is on the daemon. A 404
     /// is an answer (no), not a failure.
     pub async fn image_present(&self, image: &ImageRef) -> Result<bool, DockerError> {
-        let found = self
-            .get_found(
-                ApiEndpoint::ImageInspect,
-                &format!("/images/{image}/json"),
-                |_| Ok(()),
-            )
-            .await?;
+        let found = self.inspect(image, |_| Ok(())).await?;
         Ok(found.is_some())
+    }
+
+    /// `GET /images/{name}/json`, decoded by `decode`; `None` if the
+    /// daemon has no such image (a 404 is an answer, not a failure).
+    async fn inspect<T>(
+        &self,
+        image: &ImageRef,
+        decode: impl FnOnce(&[u8]) -> Result<T, String>,
+    ) -> Result<Option<T>, DockerError> {
+        let path = format!("/images/{image}/json");
+        self.get_found(ApiEndpoint::ImageInspect, &path, decode)
+            .await
     }
 
     /// `DELETE /images/{id}`, without `force` (the Engine's default): the
