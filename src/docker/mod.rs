@@ -8,7 +8,7 @@
 //!
 //! Where things go: this file is the connection's core (the one timed,
 //! counted, bounded call path and the [`Observer`]); `negotiation.rs` the
-//! API version; `transport.rs` and `error.rs` the wire and its failures.
+//! API version (and `GET /_ping`, which names it); `transport.rs` and `error.rs` the wire and its failures.
 //! Every Engine API call lives, with its answer types and their decoding,
 //! in the file named for the first segment of its path: `system.rs`
 //! (`/version`, `/info`, `/system/df`, whose two-shape decoder sits beside
