@@ -39,7 +39,7 @@ use crate::tasks::pruner::Pruner;
 use crate::tasks::puller::Puller;
 use crate::tasks::registry_check::Checker;
 use crate::tasks::schedule::spread;
-use crate::tasks::{discovery, disk, events};
+use crate::tasks::{PrepullDaemon, discovery, disk, events};
 
 /// How long tasks get to finish after the shutdown signal before they are
 /// dropped; the whole exit stays well inside systemd's and Docker's budgets.
@@ -148,28 +148,25 @@ impl DaemonTasks {
         if !images.is_empty() {
             let registries: Arc<[RegistryConfig]> = config.registries.clone().into();
             let recheck = Arc::new(tokio::sync::Notify::new());
-            if !config.prepull.check_interval.is_zero() {
-                let checker = Checker {
-                    connection: connection.clone(),
-                    images: images.clone(),
-                    prepull: config.prepull.clone(),
-                    registries: Arc::clone(&registries),
-                    board: Arc::clone(&shared.board),
-                    metrics: Arc::clone(&shared.metrics),
-                    gate: Arc::clone(&shared.gate),
-                    recheck: Arc::clone(&recheck),
-                };
-                tasks.spawn(checker.run(stop_rx.clone()));
-            }
-            let prepuller = Puller {
+            let daemon = PrepullDaemon {
                 connection,
                 images,
                 prepull: config.prepull.clone(),
                 registries,
                 board: Arc::clone(&shared.board),
-                metrics: Arc::clone(&shared.metrics),
                 gate: Arc::clone(&shared.gate),
                 recheck,
+            };
+            if !config.prepull.check_interval.is_zero() {
+                let checker = Checker {
+                    daemon: daemon.clone(),
+                    metrics: Arc::clone(&shared.metrics),
+                };
+                tasks.spawn(checker.run(stop_rx.clone()));
+            }
+            let prepuller = Puller {
+                daemon,
+                metrics: Arc::clone(&shared.metrics),
                 prune_memory: config
                     .prune
                     .enabled
@@ -397,7 +394,7 @@ pub async fn run(
     let tls = match (&config.server.tls_cert, &config.server.tls_key) {
         (Some(cert), Some(key)) => Some(
             tls::server_config(cert, key)
-                .map_err(|(field, e)| RunError::Tls(format!("server.{field}: {e}")))?,
+                .map_err(|e| RunError::Tls(format!("server.{}: {e}", e.field())))?,
         ),
         _ => None,
     };

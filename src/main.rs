@@ -325,11 +325,7 @@ async fn prune_one(
             Step::Failed(i, e) => eprintln!("failed {}: {e}", i.id),
         })
         .await;
-    let kept: Vec<String> = round
-        .kept
-        .iter()
-        .map(|(k, n)| format!("{n} {}", k.describe()))
-        .collect();
+    let kept = round.kept_described();
     println!(
         "{}: {} {} image(s), {}; {} refused; kept {}{}",
         target.name,

@@ -99,8 +99,8 @@ struct Entry {
 #[derive(Debug, Default)]
 pub struct State {
     daemons: RwLock<BTreeMap<String, Entry>>,
-    /// From `/system/df`, on its own schedule; `None` while it fails.
-    disks: RwLock<BTreeMap<String, Option<DiskUsage>>>,
+    /// From `/system/df`, on its own schedule; why it failed while it fails.
+    disks: RwLock<BTreeMap<String, Result<DiskUsage, ErrorReason>>>,
     /// Bumped by every change, so `/metrics` can reuse its last body.
     version: AtomicU64,
 }
@@ -140,17 +140,18 @@ impl State {
         self.version.fetch_add(1, Ordering::AcqRel);
     }
 
-    /// The outcome of a daemon's last `/system/df`.
-    pub fn publish_disk(&self, daemon: &str, usage: Result<DiskUsage, ()>) {
+    /// The outcome of a daemon's last `/system/df`: the usage, or why the
+    /// call failed.
+    pub fn publish_disk(&self, daemon: &str, usage: Result<DiskUsage, ErrorReason>) {
         let mut map = self.disks.write().unwrap_or_else(PoisonError::into_inner);
-        map.insert(daemon.to_owned(), usage.ok());
+        map.insert(daemon.to_owned(), usage);
         self.version.fetch_add(1, Ordering::AcqRel);
     }
 
     /// Each daemon's last `/system/df`: `None` if it failed.
     pub fn disks(&self) -> Vec<(String, Option<DiskUsage>)> {
         let map = self.disks.read().unwrap_or_else(PoisonError::into_inner);
-        map.iter().map(|(k, v)| (k.clone(), *v)).collect()
+        map.iter().map(|(k, v)| (k.clone(), v.ok())).collect()
     }
 
     pub fn publish(&self, daemon: &str, snapshot: DaemonSnapshot) {

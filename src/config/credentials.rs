@@ -92,13 +92,9 @@ struct DockerConfigFile {
 
 #[derive(Deserialize)]
 struct DockerConfigAuth {
-    #[serde(default)]
     auth: Option<String>,
-    #[serde(default)]
     username: Option<String>,
-    #[serde(default)]
     password: Option<String>,
-    #[serde(default)]
     identitytoken: Option<String>,
 }
 

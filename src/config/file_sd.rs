@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use crate::config::files::regular_and_at_most;
 use crate::config::{DaemonConfig, DiscoveryConfig, Endpoint, Host};
 
 /// The largest `file_sd` file read.
@@ -47,15 +48,7 @@ pub fn expand(patterns: &[String]) -> Result<Vec<PathBuf>, String> {
 /// Reads one file's targets.
 pub fn read(path: &Path) -> Result<Vec<Target>, String> {
     let meta = std::fs::metadata(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    if !meta.is_file() {
-        return Err(format!("{} is not a regular file", path.display()));
-    }
-    if meta.len() > MAX_FILE {
-        return Err(format!(
-            "{} is larger than {MAX_FILE} bytes",
-            path.display()
-        ));
-    }
+    regular_and_at_most(path, &meta, MAX_FILE)?;
     let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
     parse(path, &text)
 }

@@ -9,18 +9,22 @@ pub const MAX_SMALL_FILE: u64 = 1024 * 1024;
 /// Reads a small regular file. Anything else (a FIFO, a device, a directory)
 /// is refused before it is opened: reading one could block forever.
 pub fn read_small_file(path: &Path) -> Result<Vec<u8>, String> {
-    let meta = std::fs::metadata(path)
-        .map_err(|e| format!("cannot read {}: {}", path.display(), e.kind()))?;
+    let cannot = |e: std::io::Error| format!("cannot read {}: {}", path.display(), e.kind());
+    let meta = std::fs::metadata(path).map_err(cannot)?;
+    regular_and_at_most(path, &meta, MAX_SMALL_FILE)?;
+    std::fs::read(path).map_err(cannot)
+}
+
+/// Refuses, by what `meta` says, a file that is not a regular file or is
+/// larger than `max` bytes, before it is opened.
+pub fn regular_and_at_most(path: &Path, meta: &std::fs::Metadata, max: u64) -> Result<(), String> {
     if !meta.is_file() {
         return Err(format!("{} is not a regular file", path.display()));
     }
-    if meta.len() > MAX_SMALL_FILE {
-        return Err(format!(
-            "{} is larger than {MAX_SMALL_FILE} bytes",
-            path.display()
-        ));
+    if meta.len() > max {
+        return Err(format!("{} is larger than {max} bytes", path.display()));
     }
-    std::fs::read(path).map_err(|e| format!("cannot read {}: {}", path.display(), e.kind()))
+    Ok(())
 }
 
 /// A file of `tests/streams/` (the captured and written daemon answers), for

@@ -14,9 +14,9 @@ use crate::config::{credentials, file_sd, tls};
 pub fn files(config: &ConfigFile) -> Vec<Problem> {
     let mut problems = Vec::new();
     if let (Some(cert), Some(key)) = (&config.server.tls_cert, &config.server.tls_key)
-        && let Err((field, e)) = tls::server_config(cert, key)
+        && let Err(e) = tls::server_config(cert, key)
     {
-        problems.push(Problem::new(format!("server.{field}"), e));
+        problems.push(Problem::new(format!("server.{}", e.field()), e.to_string()));
     }
     for (i, d) in config.daemons.iter().enumerate() {
         // TLS files matter only for a tcp:// host (a unix one with a tls

@@ -62,7 +62,6 @@ pub struct DiscoveryConfig {
     #[serde(default = "default_refresh", deserialize_with = "de_duration")]
     pub refresh: Duration,
     /// Mutual TLS for every `tcp://` target these files list.
-    #[serde(default)]
     pub tls: Option<TlsConfig>,
 }
 
@@ -217,6 +216,39 @@ impl<I, W> Default for PrepullConfig<I, W> {
     }
 }
 
+impl<I, W> PrepullConfig<I, W> {
+    /// The same settings with other image and window entries: the one
+    /// place the `[prepull]` settings go from the config as written to the
+    /// typed one and back.
+    fn with_entries<J, X>(self, images: Vec<J>, windows: Vec<X>) -> PrepullConfig<J, X> {
+        PrepullConfig {
+            interval: self.interval,
+            timeout: self.timeout,
+            stall_timeout: self.stall_timeout,
+            concurrency: self.concurrency,
+            jitter: self.jitter,
+            docker_config: self.docker_config,
+            check_interval: self.check_interval,
+            windows,
+            images,
+        }
+    }
+
+    /// The same settings, each entry mapped.
+    fn map_entries<J, X>(
+        mut self,
+        image: impl FnMut(I) -> J,
+        window: impl FnMut(&W) -> X,
+    ) -> PrepullConfig<J, X> {
+        let images = std::mem::take(&mut self.images)
+            .into_iter()
+            .map(image)
+            .collect();
+        let windows = self.windows.iter().map(window).collect();
+        self.with_entries(images, windows)
+    }
+}
+
 /// A `[[prepull.images]]` entry as written.
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
@@ -224,7 +256,6 @@ pub struct ImageEntry {
     /// A tag or a digest; a bare name means `:latest`.
     pub image: String,
     /// Daemon names; every daemon when absent.
-    #[serde(default)]
     pub daemons: Option<Vec<String>>,
 }
 
@@ -334,24 +365,45 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
 }
 
 fn de_opt_size<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
-    struct Visitor;
-    impl serde::de::Visitor<'_> for Visitor {
-        type Value = u64;
-        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-            f.write_str("a size string like \"10GiB\" or a number of bytes")
-        }
-        fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<u64, E> {
-            parse_size(v).map_err(E::custom)
-        }
-        fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<u64, E> {
-            Ok(v)
-        }
-        fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<u64, E> {
-            u64::try_from(v)
-                .map_err(|_| E::custom(format!("invalid size {v}: must not be negative")))
+    d.deserialize_any(TextVisitor {
+        expecting: "a size string like \"10GiB\" or a number of bytes",
+        parse: parse_size,
+        number: Some(|v| {
+            u64::try_from(v).map_err(|_| format!("invalid size {v}: must not be negative"))
+        }),
+    })
+    .map(Some)
+}
+
+/// A value written as text (a duration, a size) and parsed by `parse`;
+/// with `number`, a plain integer is taken too, else it is refused as
+/// serde refuses a type it does not expect.
+struct TextVisitor<T> {
+    expecting: &'static str,
+    parse: fn(&str) -> Result<T, String>,
+    number: Option<fn(i128) -> Result<T, String>>,
+}
+
+impl<T> serde::de::Visitor<'_> for TextVisitor<T> {
+    type Value = T;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.expecting)
+    }
+    fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<T, E> {
+        (self.parse)(v).map_err(E::custom)
+    }
+    fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<T, E> {
+        match self.number {
+            Some(number) => number(i128::from(v)).map_err(E::custom),
+            None => Err(E::invalid_type(serde::de::Unexpected::Unsigned(v), &self)),
         }
     }
-    d.deserialize_any(Visitor).map(Some)
+    fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<T, E> {
+        match self.number {
+            Some(number) => number(i128::from(v)).map_err(E::custom),
+            None => Err(E::invalid_type(serde::de::Unexpected::Signed(v), &self)),
+        }
+    }
 }
 
 /// Credentials for one registry. Secrets are read from files or the
@@ -361,13 +413,9 @@ fn de_opt_size<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error>
 pub struct RegistryConfig {
     /// Host (and port) as image references name it: `registry.example.com:5000`.
     pub server: String,
-    #[serde(default)]
     pub username: Option<String>,
-    #[serde(default)]
     pub password_file: Option<PathBuf>,
-    #[serde(default)]
     pub password_env: Option<String>,
-    #[serde(default)]
     pub identity_token_file: Option<PathBuf>,
 }
 
@@ -377,7 +425,6 @@ pub struct RegistryConfig {
 pub struct DaemonEntry {
     pub name: String,
     pub host: String,
-    #[serde(default)]
     pub tls: Option<TlsConfig>,
 }
 
@@ -493,17 +540,11 @@ fn de_opt_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, 
 }
 
 fn de_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-    struct Visitor;
-    impl serde::de::Visitor<'_> for Visitor {
-        type Value = Duration;
-        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-            f.write_str("a duration string like \"15s\", \"2m\" or \"1h\"")
-        }
-        fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Duration, E> {
-            parse_duration(v).map_err(E::custom)
-        }
-    }
-    d.deserialize_any(Visitor)
+    d.deserialize_any(TextVisitor {
+        expecting: "a duration string like \"15s\", \"2m\" or \"1h\"",
+        parse: parse_duration,
+        number: None,
+    })
 }
 
 /// One thing wrong with the configuration, and the key it belongs to.
@@ -705,6 +746,24 @@ fn check_name(key: &str, name: &str, problems: &mut Vec<Problem>) {
     }
 }
 
+/// `{key}.name` is a valid name and the first `what` of that name
+/// (`seen` holds the names before it).
+fn check_unique_name<'a>(
+    key: &str,
+    name: &'a str,
+    what: &str,
+    seen: &mut BTreeSet<&'a str>,
+    problems: &mut Vec<Problem>,
+) {
+    check_name(&format!("{key}.name"), name, problems);
+    if !name.is_empty() && !seen.insert(name) {
+        problems.push(Problem::new(
+            format!("{key}.name"),
+            format!("duplicate {what} name {name:?}"),
+        ));
+    }
+}
+
 impl Config {
     /// Every problem of an already typed config; empty for one that
     /// [`load`] returned.
@@ -741,25 +800,13 @@ impl From<Config> for ConfigFile {
                 })
                 .collect(),
             image_filters: c.image_filters,
-            prepull: PrepullConfig {
-                interval: c.prepull.interval,
-                timeout: c.prepull.timeout,
-                stall_timeout: c.prepull.stall_timeout,
-                concurrency: c.prepull.concurrency,
-                jitter: c.prepull.jitter,
-                docker_config: c.prepull.docker_config,
-                check_interval: c.prepull.check_interval,
-                windows: c.prepull.windows.iter().map(ToString::to_string).collect(),
-                images: c
-                    .prepull
-                    .images
-                    .into_iter()
-                    .map(|i| ImageEntry {
-                        image: i.image.to_string(),
-                        daemons: i.daemons,
-                    })
-                    .collect(),
-            },
+            prepull: c.prepull.map_entries(
+                |i| ImageEntry {
+                    image: i.image.to_string(),
+                    daemons: i.daemons,
+                },
+                ToString::to_string,
+            ),
             registries: c.registries,
             discovery: c.discovery,
             prune: c.prune,
@@ -799,17 +846,7 @@ impl ConfigFile {
             poll,
             daemons,
             image_filters,
-            prepull: PrepullConfig {
-                interval: prepull.interval,
-                timeout: prepull.timeout,
-                stall_timeout: prepull.stall_timeout,
-                concurrency: prepull.concurrency,
-                jitter: prepull.jitter,
-                docker_config: prepull.docker_config,
-                check_interval: prepull.check_interval,
-                windows,
-                images,
-            },
+            prepull: prepull.with_entries(images, windows),
             registries,
             discovery,
             prune,
@@ -891,13 +928,7 @@ impl ConfigFile {
         let mut out = Vec::new();
         for (i, d) in self.daemons.iter().enumerate() {
             let key = format!("daemons[{i}]");
-            check_name(&format!("{key}.name"), &d.name, problems);
-            if !d.name.is_empty() && !names.insert(d.name.as_str()) {
-                problems.push(Problem::new(
-                    format!("{key}.name"),
-                    format!("duplicate daemon name {:?}", d.name),
-                ));
-            }
+            check_unique_name(&key, &d.name, "daemon", &mut names, problems);
             match Host::parse(&d.host) {
                 Err(e) => problems.push(Problem::new(format!("{key}.host"), e)),
                 Ok(h) if matches!(h.endpoint, Endpoint::Unix(_)) && d.tls.is_some() => {
@@ -920,13 +951,7 @@ impl ConfigFile {
         let mut filter_names = BTreeSet::new();
         for (i, f) in self.image_filters.iter().enumerate() {
             let key = format!("image_filters[{i}]");
-            check_name(&format!("{key}.name"), &f.name, problems);
-            if !f.name.is_empty() && !filter_names.insert(f.name.as_str()) {
-                problems.push(Problem::new(
-                    format!("{key}.name"),
-                    format!("duplicate filter group name {:?}", f.name),
-                ));
-            }
+            check_unique_name(&key, &f.name, "filter group", &mut filter_names, problems);
             if f.filters.is_empty() {
                 problems.push(Problem::new(
                     format!("{key}.filters"),

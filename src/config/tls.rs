@@ -31,6 +31,40 @@ pub fn read_key(path: &Path) -> Result<PrivateKeyDer<'static>, String> {
         .map_err(|e| format!("{}: not a readable PEM private key: {e}", path.display()))
 }
 
+/// A TLS config that could not be made, by the field of its table at
+/// fault; the message names the file and says why.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TlsError {
+    /// The CA certificates (`tls.ca`), or no safe protocol version.
+    #[error("{0}")]
+    Ca(String),
+    /// The client certificate (`tls.cert`).
+    #[error("{0}")]
+    Cert(String),
+    /// The client key (`tls.key`), or a key that does not fit the cert.
+    #[error("{0}")]
+    Key(String),
+    /// The served certificate (`server.tls_cert`), or no safe protocol.
+    #[error("{0}")]
+    ServerCert(String),
+    /// The served key (`server.tls_key`), or one that does not fit.
+    #[error("{0}")]
+    ServerKey(String),
+}
+
+impl TlsError {
+    /// The key of the field at fault, in its table.
+    pub fn field(&self) -> &'static str {
+        match self {
+            Self::Ca(_) => "ca",
+            Self::Cert(_) => "cert",
+            Self::Key(_) => "key",
+            Self::ServerCert(_) => "tls_cert",
+            Self::ServerKey(_) => "tls_key",
+        }
+    }
+}
+
 fn provider() -> Arc<rustls::crypto::CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
@@ -38,54 +72,49 @@ fn provider() -> Arc<rustls::crypto::CryptoProvider> {
 /// The rustls client config for mutual TLS: trusts only `tls.ca` (as dockerd's
 /// `--tlsverify` clients do), presents `tls.cert`/`tls.key`. Errors name the
 /// field (`ca`, `cert`, `key`) they belong to.
-pub fn client_config(tls: &TlsConfig) -> Result<rustls::ClientConfig, (&'static str, String)> {
-    let ca = read_certs(&tls.ca).map_err(|e| ("ca", e))?;
+pub fn client_config(tls: &TlsConfig) -> Result<rustls::ClientConfig, TlsError> {
+    let ca = read_certs(&tls.ca).map_err(TlsError::Ca)?;
     let mut roots = rustls::RootCertStore::empty();
     for cert in ca {
         roots.add(cert).map_err(|e| {
-            (
-                "ca",
-                format!("{}: not a usable CA certificate: {e}", tls.ca.display()),
-            )
+            TlsError::Ca(format!(
+                "{}: not a usable CA certificate: {e}",
+                tls.ca.display()
+            ))
         })?;
     }
-    let certs = read_certs(&tls.cert).map_err(|e| ("cert", e))?;
-    let key = read_key(&tls.key).map_err(|e| ("key", e))?;
+    let certs = read_certs(&tls.cert).map_err(TlsError::Cert)?;
+    let key = read_key(&tls.key).map_err(TlsError::Key)?;
     rustls::ClientConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
-        .map_err(|e| ("ca", e.to_string()))?
+        .map_err(|e| TlsError::Ca(e.to_string()))?
         .with_root_certificates(roots)
         .with_client_auth_cert(certs, key)
         .map_err(|e| {
-            (
-                "key",
-                format!(
-                    "{} does not fit {}: {e}",
-                    tls.key.display(),
-                    tls.cert.display()
-                ),
-            )
+            TlsError::Key(format!(
+                "{} does not fit {}: {e}",
+                tls.key.display(),
+                tls.cert.display()
+            ))
         })
 }
 
 /// The TLS config for serving HTTPS; errors name the field (`tls_cert`,
 /// `tls_key`) they belong to.
-pub fn server_config(
-    cert: &Path,
-    key: &Path,
-) -> Result<rustls::ServerConfig, (&'static str, String)> {
-    let certs = read_certs(cert).map_err(|e| ("tls_cert", e))?;
-    let key_der = read_key(key).map_err(|e| ("tls_key", e))?;
+pub fn server_config(cert: &Path, key: &Path) -> Result<rustls::ServerConfig, TlsError> {
+    let certs = read_certs(cert).map_err(TlsError::ServerCert)?;
+    let key_der = read_key(key).map_err(TlsError::ServerKey)?;
     let mut config = rustls::ServerConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
-        .map_err(|e| ("tls_cert", e.to_string()))?
+        .map_err(|e| TlsError::ServerCert(e.to_string()))?
         .with_no_client_auth()
         .with_single_cert(certs, key_der)
         .map_err(|e| {
-            (
-                "tls_key",
-                format!("{} does not fit {}: {e}", key.display(), cert.display()),
-            )
+            TlsError::ServerKey(format!(
+                "{} does not fit {}: {e}",
+                key.display(),
+                cert.display()
+            ))
         })?;
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(config)
@@ -127,9 +156,9 @@ pub fn check_files(tls: &TlsConfig) -> Vec<(&'static str, String)> {
         problems.push(("key", e));
     }
     if problems.is_empty()
-        && let Err(p) = client_config(tls)
+        && let Err(e) = client_config(tls)
     {
-        problems.push(p);
+        problems.push((e.field(), e.to_string()));
     }
     problems
 }

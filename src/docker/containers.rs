@@ -1,24 +1,47 @@
-//! The calls behind the container signals (outdated containers, health):
-//! the image list with the tags of each image, one container's recorded
-//! image reference, and a count of running containers by health.
+//! `/containers`: the container list (every container; their images, for
+//! pruning; a count of running ones by health) and one container's
+//! recorded image reference, with the answer types read.
 
 use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
-use super::{Connection, DockerError, LIST_ANSWER, SMALL_ANSWER, image_list_path, transport};
+use super::{Connection, DockerError};
 use crate::labels::{ApiEndpoint, HealthStatus};
 
-/// One entry of `GET /images/json` with what tells tags from images.
+/// One entry of `GET /containers/json`.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "PascalCase")]
-pub struct TaggedImage {
-    /// -1 when the daemon did not compute it.
-    pub size: i64,
+pub struct ContainerSummary {
     pub id: Option<String>,
-    /// `name:tag` as the daemon spells it (dockerd: `dwtest/app:1`, Podman:
-    /// `docker.io/dwtest/app:1`); `<none>:<none>`, empty or null when untagged.
-    pub repo_tags: Option<Vec<String>>,
+    pub state: Option<String>,
+    /// The image reference the container was created from, as dockerd
+    /// recorded it; but dockerd shows the image ID instead once that
+    /// reference resolves to another image (the tag moved) or to none.
+    /// Podman shows the image's name, also for one created by ID.
+    pub image: Option<String>,
+    #[serde(rename = "ImageID")]
+    pub image_id: Option<String>,
+    /// `Up 5 minutes (healthy)`: dockerd writes a running container's
+    /// health here; Podman 4 does not.
+    pub status: Option<String>,
+    /// Only from API 1.52 on.
+    pub health: Option<ContainerHealth>,
+}
+
+/// The `Health` object of a container list entry (API 1.52).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ContainerHealth {
+    pub status: Option<String>,
+}
+
+/// One entry of `GET /containers/json?all=1` as pruning reads it: only
+/// the image it runs.
+#[derive(Debug, Clone, Deserialize)]
+struct ContainerImage {
+    #[serde(rename = "ImageID", default)]
+    image_id: Option<String>,
 }
 
 /// `GET /containers/{id}/json`: only the reference it was created from.
@@ -40,16 +63,24 @@ fn plain_id(id: &str) -> bool {
 }
 
 impl Connection {
-    /// `GET /images/json` (every top-level image), with the id and tags of
-    /// each.
-    pub async fn tagged_images(&self) -> Result<Vec<TaggedImage>, DockerError> {
-        let t = self.timeout();
+    /// `GET /containers/json?all=1`: every container, in any state.
+    pub async fn containers(&self) -> Result<Vec<ContainerSummary>, DockerError> {
+        self.all_containers().await
+    }
+
+    /// `GET /containers/json?all=1`: the image id of every container, in
+    /// any state (a stopped one keeps its image as much as a running one).
+    pub async fn container_image_ids(&self) -> Result<Vec<String>, DockerError> {
+        let list: Vec<ContainerImage> = self.all_containers().await?;
+        Ok(list.into_iter().filter_map(|c| c.image_id).collect())
+    }
+
+    /// `GET /containers/json?all=1`, each entry decoded as a `T`.
+    async fn all_containers<T: serde::de::DeserializeOwned>(&self) -> Result<Vec<T>, DockerError> {
         self.get(
-            ApiEndpoint::ImageList,
-            &image_list_path(None),
-            LIST_ANSWER,
-            t,
-            Self::json("image list"),
+            ApiEndpoint::ContainerList,
+            "/containers/json?all=1",
+            Self::json("container list"),
         )
         .await
     }
@@ -64,24 +95,14 @@ impl Connection {
                 "the container list named a container {id:?}, which is no id"
             )));
         }
-        let t = self.timeout();
-        let tr = self.transport(ApiEndpoint::ContainerInspect)?;
-        let path = self
-            .versioned(tr, &format!("/containers/{id}/json"))
+        let found: Option<ContainerInspect> = self
+            .get_found(
+                ApiEndpoint::ContainerInspect,
+                &format!("/containers/{id}/json"),
+                Self::json("container inspect"),
+            )
             .await?;
-        self.timed(ApiEndpoint::ContainerInspect, t, async move {
-            match tr.send(hyper::Method::GET, &path, &[]).await {
-                Ok(response) => {
-                    let body = transport::read_body(response, SMALL_ANSWER).await?;
-                    let found: ContainerInspect = serde_json::from_slice(&body)
-                        .map_err(|e| DockerError::Decode(format!("container inspect: {e}")))?;
-                    Ok(found.config.and_then(|c| c.image))
-                }
-                Err(DockerError::Http { status: 404, .. }) => Ok(None),
-                Err(e) => Err(e),
-            }
-        })
-        .await
+        Ok(found.and_then(|c| c.config).and_then(|c| c.image))
     }
 
     /// How many running containers have `health`, from
@@ -94,13 +115,10 @@ impl Connection {
         ]);
         let json = serde_json::to_string(&filters).unwrap_or_default();
         let query = serde_urlencoded::to_string([("filters", json)]).unwrap_or_default();
-        let t = self.timeout();
         let list: Vec<serde::de::IgnoredAny> = self
             .get(
                 ApiEndpoint::ContainerList,
                 &format!("/containers/json?{query}"),
-                LIST_ANSWER,
-                t,
                 Self::json("container list"),
             )
             .await?;
@@ -120,26 +138,6 @@ mod tests {
         for bad in ["", "../images/x", "a b", "x?y", "a/b"] {
             assert!(!plain_id(bad), "{bad:?}");
         }
-    }
-
-    #[test]
-    fn tagged_images_decode_in_every_shape() {
-        // dockerd 20.10 (untagged: <none>:<none>), Podman (untagged: null),
-        // API 1.52 (untagged: []).
-        let list: Vec<TaggedImage> = serde_json::from_str(
-            r#"[{"Id":"sha256:a","RepoTags":["dwtest/app:1","dwtest/app:latest"],"Size":5},
-                {"Id":"sha256:b","RepoTags":["<none>:<none>"],"Size":-1},
-                {"Id":"sha256:c","RepoTags":null,"Size":1},
-                {"Id":"sha256:d","RepoTags":[],"Size":1,"Containers":2}]"#,
-        )
-        .expect("a valid list");
-        assert_eq!(list.len(), 4);
-        assert_eq!(
-            list[0].repo_tags.as_deref(),
-            Some(&["dwtest/app:1".to_owned(), "dwtest/app:latest".to_owned()][..])
-        );
-        assert_eq!(list[2].repo_tags, None);
-        assert!(serde_json::from_str::<Vec<TaggedImage>>(r#"[{"Id":"x"}]"#).is_err());
     }
 
     #[test]

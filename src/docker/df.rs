@@ -193,6 +193,10 @@ pub fn parse(body: &[u8]) -> Result<DiskUsage, String> {
 mod tests {
     use super::*;
 
+    fn usage(size: u64, reclaimable: u64) -> Usage {
+        Usage { size, reclaimable }
+    }
+
     #[test]
     fn classic_shape_as_docker_system_df_counts_it() {
         let body = br#"{
@@ -218,35 +222,11 @@ mod tests {
           ]
         }"#;
         let d = parse(body).expect("parses");
-        assert_eq!(
-            d.images,
-            Usage {
-                size: 1000,
-                reclaimable: 500
-            }
-        );
+        assert_eq!(d.images, usage(1000, 500));
         assert_eq!(d.images_unused, 2);
-        assert_eq!(
-            d.containers,
-            Usage {
-                size: 30,
-                reclaimable: 20
-            }
-        );
-        assert_eq!(
-            d.volumes,
-            Usage {
-                size: 120,
-                reclaimable: 70
-            }
-        );
-        assert_eq!(
-            d.build_cache,
-            Usage {
-                size: 12,
-                reclaimable: 5
-            }
-        );
+        assert_eq!(d.containers, usage(30, 20));
+        assert_eq!(d.volumes, usage(120, 70));
+        assert_eq!(d.build_cache, usage(12, 5));
     }
 
     #[test]
@@ -257,21 +237,9 @@ mod tests {
           "VolumeUsage":{"TotalSize":0,"Reclaimable":0},
           "BuildCacheUsage":{"TotalSize":12,"Reclaimable":5}}"#;
         let d = parse(body).expect("parses");
-        assert_eq!(
-            d.images,
-            Usage {
-                size: 900,
-                reclaimable: 400
-            }
-        );
+        assert_eq!(d.images, usage(900, 400));
         assert_eq!(d.images_unused, 2);
-        assert_eq!(
-            d.build_cache,
-            Usage {
-                size: 12,
-                reclaimable: 5
-            }
-        );
+        assert_eq!(d.build_cache, usage(12, 5));
     }
 
     use crate::config::files::fixture;
@@ -329,13 +297,7 @@ mod tests {
         );
         assert_eq!(d.images_unused, 4);
         // Containers 20.48kB, reclaimable 12.29kB: 5 of 4096 bytes, 2 running.
-        assert_eq!(
-            d.containers,
-            Usage {
-                size: 20_480,
-                reclaimable: 12_288
-            }
-        );
+        assert_eq!(d.containers, usage(20_480, 12_288));
         assert_eq!(d.volumes, Usage::default());
         assert_eq!(d.build_cache, Usage::default());
     }
@@ -350,21 +312,9 @@ mod tests {
             "../../tests/streams/docker-26-containerd-df-negative.json"
         ))
         .expect("df");
-        assert_eq!(
-            d.images,
-            Usage {
-                size: 2_129_920,
-                reclaimable: 0
-            }
-        );
+        assert_eq!(d.images, usage(2_129_920, 0));
         assert_eq!(d.images_unused, 0);
-        assert_eq!(
-            d.containers,
-            Usage {
-                size: 16_384,
-                reclaimable: 16_384
-            }
-        );
+        assert_eq!(d.containers, usage(16_384, 16_384));
     }
 
     /// Sizes near `i64::MAX` add up without wrapping around, and negative

@@ -108,6 +108,17 @@ fn explain_tls(err: &rustls::Error) -> String {
     format!("{hint} ({err})")
 }
 
+/// An HTTP refusal with `message`, as tests write them.
+#[cfg(test)]
+impl DockerError {
+    pub(crate) fn http(status: u16, message: &str) -> Self {
+        Self::Http {
+            status,
+            message: message.to_owned(),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

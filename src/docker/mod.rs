@@ -5,34 +5,46 @@
 //! request the daemon receives is counted once, under the right endpoint,
 //! streams (events, pulls) included. The Docker layer knows nothing of the
 //! metrics module: it is handed the observer.
+//!
+//! Where things go: this file is the connection's core (the one timed,
+//! counted, bounded call path and the [`Observer`]); `negotiation.rs` the
+//! API version (and `GET /_ping`, which names it); `transport.rs` and `error.rs` the wire and its failures.
+//! Every Engine API call lives, with its answer types and their decoding,
+//! in the file named for the first segment of its path: `system.rs`
+//! (`/version`, `/info`, `/system/df`, whose two-shape decoder sits beside
+//! it in `df.rs`), `images.rs`, `containers.rs`, `distribution.rs`,
+//! `events.rs`.
 
-pub mod answers;
 mod containers;
 pub mod df;
 mod distribution;
 mod error;
-pub mod prune;
+mod events;
+mod images;
+mod negotiation;
+mod system;
 mod transport;
 
-use std::collections::BTreeMap;
-use std::fmt;
 use std::future::Future;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, PoisonError, RwLock};
+use std::sync::Arc;
+use std::sync::RwLock;
+use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt as _;
 
-pub use containers::TaggedImage;
-pub use distribution::{LocalImage, RegistryDescriptor, endpoint_missing};
+pub use containers::{ContainerHealth, ContainerSummary};
+pub use distribution::{RegistryDescriptor, endpoint_missing};
 pub use error::DockerError;
+pub use events::{Actor, Event, EventStream};
+pub use images::{DanglingImage, ImageSummary, LocalImage, TaggedImage, bare_id};
+pub use negotiation::{ApiVersion, NEWEST_API, negotiate};
+pub use system::{Info, Named, Version};
 pub use transport::LineStream;
 
 use crate::config::{DaemonConfig, TlsConfig};
-use crate::docker::df::DiskUsage;
-use crate::folds::reference::ImageRef;
 use crate::labels::{ApiEndpoint, ErrorReason};
-use answers::{ContainerSummary, ImageSummary, Info, Version};
+use negotiation::{Negotiated, minimum_in_refusal};
 use transport::Transport;
 
 /// Told about every call: its latency (`None` if it could not even be
@@ -61,52 +73,22 @@ const SMALL_ANSWER: usize = 1 << 20;
 /// The most a list answer may take: about 300 bytes per image, so room for
 /// some 200,000 images; likewise for containers and `/system/df`.
 const LIST_ANSWER: usize = 64 << 20;
-/// Longest event line held in memory; real ones are well under 4 KiB.
-const MAX_EVENT_LINE: usize = 256 * 1024;
+/// The most an answer of `endpoint` may take: a small one (the daemon's
+/// version, one container's inspect, a registry descriptor, a deletion's
+/// report) or one that may list a whole host (`/info` included).
+fn answer_limit(endpoint: ApiEndpoint) -> usize {
+    match endpoint {
+        ApiEndpoint::Ping
+        | ApiEndpoint::Version
+        | ApiEndpoint::ContainerInspect
+        | ApiEndpoint::Distribution
+        | ApiEndpoint::ImageDelete => SMALL_ANSWER,
+        _ => LIST_ANSWER,
+    }
+}
+
 /// The longest pull-stream line held in memory; real ones are under 1 KiB.
 pub const MAX_PULL_LINE: usize = 1024 * 1024;
-
-/// An Engine API version, `major.minor`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct ApiVersion(pub u32, pub u32);
-
-impl ApiVersion {
-    pub fn parse(text: &str) -> Option<Self> {
-        let (major, minor) = text.trim().split_once('.')?;
-        Some(Self(major.parse().ok()?, minor.parse().ok()?))
-    }
-}
-
-impl fmt::Display for ApiVersion {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}.{}", self.0, self.1)
-    }
-}
-
-/// The newest Engine API version dockwatch is tested against, on a real
-/// daemon (Docker 26.1); answers in newer shapes were never seen.
-pub const NEWEST_API: ApiVersion = ApiVersion(1, 45);
-
-/// The version to speak to a daemon, as the docker CLI negotiates it: the
-/// daemon's newest, but no newer than ours; the daemon's minimum if that is
-/// above ours (then the daemon cannot be spoken to in a version we know).
-pub fn negotiate(daemon_newest: ApiVersion, daemon_min: Option<ApiVersion>) -> ApiVersion {
-    let v = daemon_newest.min(NEWEST_API);
-    match daemon_min {
-        Some(min) if min > v => min,
-        _ => v,
-    }
-}
-
-/// The minimum a daemon names when it refuses a version as too old
-/// ("... Minimum supported API version is 1.44").
-fn minimum_in_refusal(message: &str) -> Option<ApiVersion> {
-    let (_, rest) = message.split_once("inimum supported API version is ")?;
-    ApiVersion::parse(
-        rest.split(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .next()?,
-    )
-}
 
 /// A daemon's connection, cheap to clone: every task of the daemon shares it.
 #[derive(Debug, Clone)]
@@ -131,17 +113,6 @@ struct Inner {
     /// Calls in progress over every daemon's connection together
     /// (`[poll].max_concurrent_calls`); `None` for a one-off connection.
     calls: Option<Arc<tokio::sync::Semaphore>>,
-}
-
-/// The API version to speak, `None` until negotiated and again after the
-/// connection failed (the daemon may come back upgraded). `forgotten`
-/// counts those failures: an answer to a call begun before one (say, the
-/// `/version` of a poll in which the daemon went away) came from a daemon
-/// that may be gone, and is not learned from.
-#[derive(Debug, Default)]
-struct Negotiated {
-    version: Option<ApiVersion>,
-    forgotten: u64,
 }
 
 /// A call on its way: reports itself when it ends, or when it is dropped
@@ -205,107 +176,6 @@ impl Connection {
             told_minimum: AtomicBool::new(false),
             calls,
         }))
-    }
-
-    /// The API version requests are sent with now, once negotiated.
-    pub fn api_version(&self) -> Option<ApiVersion> {
-        self.0
-            .api
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .version
-    }
-
-    /// How often the version was forgotten so far: taken when a call
-    /// begins, and handed to `keep_api_version` with what its answer said.
-    fn api_epoch(&self) -> u64 {
-        self.0
-            .api
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .forgotten
-    }
-
-    /// The connection failed: whatever answers next may be another daemon.
-    fn forget_api_version(&self) {
-        let mut api = self.0.api.write().unwrap_or_else(PoisonError::into_inner);
-        api.version = None;
-        api.forgotten += 1;
-    }
-
-    /// Keeps `v`, learned from an answer to a call begun at `epoch`, unless
-    /// the version was forgotten since (then `v` may be a gone daemon's).
-    /// Returns what it replaced, or `Err` if it was not kept.
-    fn keep_api_version(&self, epoch: u64, v: ApiVersion) -> Result<Option<ApiVersion>, ()> {
-        let mut api = self.0.api.write().unwrap_or_else(PoisonError::into_inner);
-        if api.forgotten != epoch {
-            return Err(());
-        }
-        Ok(api.version.replace(v))
-    }
-
-    /// What the daemon says of its versions (every `/version` answer, and a
-    /// refusal naming its minimum), in answer to a call begun at `epoch`: a
-    /// daemon upgraded behind the same address is spoken to in its new
-    /// version from the next call on.
-    fn learn(&self, epoch: u64, newest: ApiVersion, min: Option<ApiVersion>) {
-        let v = negotiate(newest, min);
-        if v > NEWEST_API && !self.0.told_minimum.swap(true, Ordering::Relaxed) {
-            tracing::warn!(daemon = %self.0.name, api_version = %v, newest_tested = %NEWEST_API, "the daemon's minimum API version is above the newest dockwatch is tested against; speaking its minimum");
-        }
-        if let Ok(Some(old)) = self.keep_api_version(epoch, v)
-            && old != v
-        {
-            tracing::info!(daemon = %self.0.name, from = %old, to = %v, "API version renegotiated");
-        }
-    }
-
-    /// The negotiated version, negotiating first if needed: `GET /_ping`
-    /// without a version prefix (as the docker CLI does) says the daemon's
-    /// newest in its `API-Version` header.
-    async fn negotiated(&self, t: &Transport) -> Result<ApiVersion, DockerError> {
-        if let Some(v) = self.api_version() {
-            return Ok(v);
-        }
-        let _one_at_a_time = self.0.negotiating.lock().await;
-        if let Some(v) = self.api_version() {
-            return Ok(v);
-        }
-        let epoch = self.api_epoch();
-        let newest = self
-            .timed(ApiEndpoint::Ping, self.0.timeout, async {
-                let response = t.send(hyper::Method::GET, "/_ping", &[]).await?;
-                let header = response
-                    .headers()
-                    .get("api-version")
-                    .and_then(|h| h.to_str().ok())
-                    .and_then(ApiVersion::parse);
-                transport::read_body(response, SMALL_ANSWER).await?;
-                header.ok_or_else(|| {
-                    DockerError::Decode("/_ping answered without an API-Version header".into())
-                })
-            })
-            .await?;
-        let v = negotiate(newest, None);
-        // Another call failed to connect while this one asked: this call
-        // goes on in `v`, the next one asks again.
-        if self.keep_api_version(epoch, v).is_ok() {
-            tracing::info!(daemon = %self.0.name, daemon_api_version = %newest, api_version = %v, "API version negotiated");
-        }
-        Ok(v)
-    }
-
-    /// Negotiates the API version now unless it is known. A task that is
-    /// about to make several calls at once calls this first, so that a
-    /// daemon that is down costs one failed `/_ping`, not one per call.
-    pub async fn negotiate(&self) -> Result<ApiVersion, DockerError> {
-        let t = self.transport(ApiEndpoint::Ping)?;
-        self.negotiated(t).await
-    }
-
-    /// `path` with the negotiated version's prefix.
-    async fn versioned(&self, t: &Transport, path: &str) -> Result<String, DockerError> {
-        Ok(format!("/v{}{path}", self.negotiated(t).await?))
     }
 
     pub fn name(&self) -> &str {
@@ -394,12 +264,23 @@ impl Connection {
         &self,
         endpoint: ApiEndpoint,
         path: &str,
-        limit: usize,
+        decode: impl FnOnce(&[u8]) -> Result<T, String>,
+    ) -> Result<T, DockerError> {
+        self.get_within(endpoint, path, self.timeout(), decode)
+            .await
+    }
+
+    /// `get`, bounded by `timeout` instead of the call timeout.
+    async fn get_within<T>(
+        &self,
+        endpoint: ApiEndpoint,
+        path: &str,
         timeout: Duration,
         decode: impl FnOnce(&[u8]) -> Result<T, String>,
     ) -> Result<T, DockerError> {
         let t = self.transport(endpoint)?;
         let path = self.versioned(t, path).await?;
+        let limit = answer_limit(endpoint);
         self.timed(endpoint, timeout, async move {
             let response = t.send(hyper::Method::GET, &path, &[]).await?;
             let body = transport::read_body(response, limit).await?;
@@ -408,163 +289,34 @@ impl Connection {
         .await
     }
 
+    /// GETs `path` and decodes the answer with `decode`, as `get` does,
+    /// but a 404 is an answer (no such object), not a failure: `None`.
+    async fn get_found<T>(
+        &self,
+        endpoint: ApiEndpoint,
+        path: &str,
+        decode: impl FnOnce(&[u8]) -> Result<T, String>,
+    ) -> Result<Option<T>, DockerError> {
+        let t = self.transport(endpoint)?;
+        let path = self.versioned(t, path).await?;
+        let limit = answer_limit(endpoint);
+        self.timed(endpoint, self.timeout(), async move {
+            match t.send(hyper::Method::GET, &path, &[]).await {
+                Ok(response) => {
+                    let body = transport::read_body(response, limit).await?;
+                    decode(&body).map(Some).map_err(DockerError::Decode)
+                }
+                Err(DockerError::Http { status: 404, .. }) => Ok(None),
+                Err(e) => Err(e),
+            }
+        })
+        .await
+    }
+
     fn json<T: serde::de::DeserializeOwned>(
         what: &'static str,
     ) -> impl FnOnce(&[u8]) -> Result<T, String> {
         move |body| serde_json::from_slice(body).map_err(|e| format!("{what}: {e}"))
-    }
-
-    /// `GET /version`; what it says of the daemon's versions is learned.
-    pub async fn version(&self) -> Result<Version, DockerError> {
-        let t = self.0.timeout;
-        let epoch = self.api_epoch();
-        let v: Version = self
-            .get(
-                ApiEndpoint::Version,
-                "/version",
-                SMALL_ANSWER,
-                t,
-                Self::json("version"),
-            )
-            .await?;
-        if let Some(newest) = v.api_version.as_deref().and_then(ApiVersion::parse) {
-            let min = v.min_api_version.as_deref().and_then(ApiVersion::parse);
-            self.learn(epoch, newest, min);
-        }
-        Ok(v)
-    }
-
-    /// `GET /info`.
-    pub async fn info(&self) -> Result<Info, DockerError> {
-        let t = self.0.timeout;
-        self.get(
-            ApiEndpoint::Info,
-            "/info",
-            LIST_ANSWER,
-            t,
-            Self::json("info"),
-        )
-        .await
-    }
-
-    /// `GET /containers/json?all=1`: every container, in any state.
-    pub async fn containers(&self) -> Result<Vec<ContainerSummary>, DockerError> {
-        let t = self.0.timeout;
-        let path = "/containers/json?all=1";
-        self.get(
-            ApiEndpoint::ContainerList,
-            path,
-            LIST_ANSWER,
-            t,
-            Self::json("container list"),
-        )
-        .await
-    }
-
-    /// `GET /images/json`, with `filters` as the URL-encoded JSON map of
-    /// string lists the Engine API takes.
-    pub async fn images(
-        &self,
-        filters: Option<&BTreeMap<String, Vec<String>>>,
-    ) -> Result<Vec<ImageSummary>, DockerError> {
-        let path = image_list_path(filters);
-        let t = self.0.timeout;
-        self.get(
-            ApiEndpoint::ImageList,
-            &path,
-            LIST_ANSWER,
-            t,
-            Self::json("image list"),
-        )
-        .await
-    }
-
-    /// `GET /images/{name}/json`: whether the image is on the daemon. A 404
-    /// is an answer (no), not a failure.
-    pub async fn image_present(&self, image: &ImageRef) -> Result<bool, DockerError> {
-        let t = self.0.timeout;
-        let tr = self.transport(ApiEndpoint::ImageInspect)?;
-        let path = self.versioned(tr, &format!("/images/{image}/json")).await?;
-        let found = self
-            .timed(ApiEndpoint::ImageInspect, t, async move {
-                match tr.send(hyper::Method::GET, &path, &[]).await {
-                    Ok(response) => transport::read_body(response, LIST_ANSWER)
-                        .await
-                        .map(|_| true),
-                    Err(DockerError::Http { status: 404, .. }) => Ok(false),
-                    Err(e) => Err(e),
-                }
-            })
-            .await?;
-        Ok(found)
-    }
-
-    /// `GET /system/df`, bounded by `timeout` (it can take minutes on a big
-    /// host), decoded in either shape.
-    pub async fn system_df(&self, timeout: Duration) -> Result<DiskUsage, DockerError> {
-        self.get(
-            ApiEndpoint::SystemDf,
-            "/system/df",
-            LIST_ANSWER,
-            timeout,
-            crate::docker::df::parse,
-        )
-        .await
-    }
-
-    /// `GET /events` with `query`: the stream's lines. The call (until the
-    /// answer begins) is bounded by the call timeout; a failure of the
-    /// stream later is reported too.
-    pub async fn events(&self, query: &[(&str, String)]) -> Result<LineStream, DockerError> {
-        let t = self.0.timeout;
-        let tr = self.transport(ApiEndpoint::Events)?;
-        let query = serde_urlencoded::to_string(query).unwrap_or_default();
-        let path = self.versioned(tr, &format!("/events?{query}")).await?;
-        let lines = self
-            .timed(ApiEndpoint::Events, t, async move {
-                let response = tr.send(hyper::Method::GET, &path, &[]).await?;
-                Ok(transport::lines(response.into_body(), MAX_EVENT_LINE))
-            })
-            .await?;
-        Ok(self.reporting(ApiEndpoint::Events, lines))
-    }
-
-    /// `POST /images/create` for `image` (never without a tag: then the
-    /// Engine API pulls every tag), as one stream of lines: the request is
-    /// sent when the stream is first polled, so the caller's timers bound a
-    /// daemon that never answers too. Dropping the stream closes the
-    /// connection, which cancels the pull on the daemon.
-    pub fn pull(&self, image: &ImageRef, registry_auth: Option<String>) -> LineStream {
-        let query = serde_urlencoded::to_string([
-            ("fromImage", image.name.as_str()),
-            ("tag", image.api_tag().as_str()),
-        ])
-        .unwrap_or_default();
-        let path = format!("/images/create?{query}");
-        let this = self.clone();
-        let head = async move {
-            let headers: Vec<(&str, &str)> = registry_auth
-                .as_deref()
-                .map(|a| ("X-Registry-Auth", a))
-                .into_iter()
-                .collect();
-            // The pull's own limits (stall, timeout) bound the answer, not
-            // the call timeout: a registry may take a while to start.
-            let started = async {
-                let tr = this.transport(ApiEndpoint::ImagePull)?;
-                let path = this.versioned(tr, &path).await?;
-                this.timed(ApiEndpoint::ImagePull, Duration::MAX, async move {
-                    let response = tr.send(hyper::Method::POST, &path, &headers).await?;
-                    Ok(transport::lines(response.into_body(), MAX_PULL_LINE))
-                })
-                .await
-            };
-            match started.await {
-                Ok(lines) => this.reporting(ApiEndpoint::ImagePull, lines),
-                Err(e) => Box::pin(futures_util::stream::iter([Err(e)])) as LineStream,
-            }
-        };
-        Box::pin(futures_util::stream::once(head).flatten())
     }
 
     /// `lines`, reporting a failure of the stream under `endpoint`.
@@ -577,98 +329,5 @@ impl Connection {
             }
             line
         }))
-    }
-}
-
-/// `/images/json`, with `filters` as the URL-encoded JSON the API takes.
-fn image_list_path(filters: Option<&BTreeMap<String, Vec<String>>>) -> String {
-    match filters {
-        None => "/images/json".to_owned(),
-        Some(f) => {
-            let json = serde_json::to_string(f).unwrap_or_default();
-            let query = serde_urlencoded::to_string([("filters", json)]).unwrap_or_default();
-            format!("/images/json?{query}")
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn negotiates_as_the_docker_cli_does() {
-        let v = |s| ApiVersion::parse(s).expect("a version");
-        // dockerd 20.10 and Podman 4: theirs.
-        assert_eq!(negotiate(v("1.41"), Some(v("1.12"))), v("1.41"));
-        // Docker 26: ours and theirs agree.
-        assert_eq!(negotiate(v("1.45"), Some(v("1.24"))), v("1.45"));
-        // Docker 29: ours, which it still takes.
-        assert_eq!(negotiate(v("1.52"), Some(v("1.44"))), NEWEST_API);
-        // A daemon whose minimum is above ours: its minimum.
-        assert_eq!(negotiate(v("1.60"), Some(v("1.50"))), v("1.50"));
-        assert_eq!(negotiate(v("1.52"), None), NEWEST_API);
-        assert!(v("1.9") < v("1.41"));
-        assert_eq!(ApiVersion::parse("1"), None);
-        assert_eq!(ApiVersion::parse("x.y"), None);
-        assert_eq!(v(" 1.45 ").to_string(), "1.45");
-    }
-
-    /// A poll's `/version` answered by a daemon that went away while
-    /// another call of the same poll failed to connect (seen when a dockerd
-    /// 20.10 was stopped mid-poll and a Docker 26 started on its socket):
-    /// the old version must not come back, or the new daemon is spoken to
-    /// in it without being asked.
-    #[test]
-    fn an_answer_begun_before_a_failed_connection_is_not_learned() {
-        let daemon = DaemonConfig {
-            name: "d".into(),
-            host: crate::config::Host::parse("unix:///nonexistent.sock").expect("a host"),
-            tls: None,
-        };
-        let c = Connection::new(&daemon, Duration::from_secs(1), Arc::new(Unobserved));
-        let v = |s| ApiVersion::parse(s).expect("a version");
-        c.learn(c.api_epoch(), v("1.41"), Some(v("1.12")));
-        assert_eq!(c.api_version(), Some(v("1.41")));
-        // The poll begins; one of its calls fails to connect.
-        let begun = c.api_epoch();
-        c.forget_api_version();
-        assert_eq!(c.api_version(), None);
-        // Then its /version answer (the old daemon's) comes in.
-        c.learn(begun, v("1.41"), Some(v("1.12")));
-        assert_eq!(
-            c.api_version(),
-            None,
-            "learned from a daemon that may be gone"
-        );
-        // Neither is a negotiation's answer kept.
-        assert!(c.keep_api_version(begun, v("1.41")).is_err());
-        // A call begun after the failure learns: the new daemon's version.
-        c.learn(c.api_epoch(), v("1.45"), Some(v("1.24")));
-        assert_eq!(c.api_version(), Some(v("1.45")));
-        // And a later answer relearns, as after an upgrade without a failure.
-        c.learn(c.api_epoch(), v("1.52"), Some(v("1.44")));
-        assert_eq!(c.api_version(), Some(NEWEST_API));
-    }
-
-    #[test]
-    fn a_refusal_names_the_minimum() {
-        assert_eq!(
-            minimum_in_refusal(
-                "client version 1.41 is too old. Minimum supported API version is 1.44, please upgrade your client to a newer version"
-            ),
-            Some(ApiVersion(1, 44))
-        );
-        assert_eq!(minimum_in_refusal("page not found"), None);
-    }
-
-    #[test]
-    fn filters_go_in_the_query_as_url_encoded_json() {
-        assert_eq!(image_list_path(None), "/images/json");
-        let f = BTreeMap::from([("reference".to_owned(), vec!["ci/*".to_owned()])]);
-        assert_eq!(
-            image_list_path(Some(&f)),
-            "/images/json?filters=%7B%22reference%22%3A%5B%22ci%2F*%22%5D%7D"
-        );
     }
 }

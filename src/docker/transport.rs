@@ -55,7 +55,7 @@ impl Transport {
             },
             (Endpoint::Tcp(addr), Some(tls)) => {
                 let config = crate::config::tls::client_config(tls)
-                    .map_err(|(field, e)| DockerError::Tls(format!("tls.{field}: {e}")))?;
+                    .map_err(|e| DockerError::Tls(format!("tls.{}: {e}", e.field())))?;
                 let connector = hyper_rustls::HttpsConnectorBuilder::new()
                     .with_tls_config(config)
                     .https_only()

@@ -19,29 +19,23 @@ const MAX_TEXT: usize = 512;
 /// One line of the stream, as dockerd and Podman send it.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 pub struct PullEvent {
-    #[serde(default)]
     pub status: Option<String>,
-    #[serde(default)]
     pub id: Option<String>,
-    #[serde(default, rename = "progressDetail")]
+    #[serde(rename = "progressDetail")]
     pub progress_detail: Option<ProgressDetail>,
-    #[serde(default)]
     pub error: Option<String>,
-    #[serde(default, rename = "errorDetail")]
+    #[serde(rename = "errorDetail")]
     pub error_detail: Option<ErrorDetail>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 pub struct ProgressDetail {
-    #[serde(default)]
     pub current: Option<i64>,
-    #[serde(default)]
     pub total: Option<i64>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 pub struct ErrorDetail {
-    #[serde(default)]
     pub message: Option<String>,
 }
 
@@ -367,16 +361,16 @@ mod tests {
         p
     }
 
+    fn digest_starts_with(p: &Progress, prefix: &str) -> bool {
+        p.digest.as_deref().is_some_and(|d| d.starts_with(prefix))
+    }
+
     #[test]
     fn cold_pull_of_three_layers() {
         let p = fold(&events(COLD));
         assert_eq!(p.finish, Some(Finish::Updated));
         assert_eq!(p.error, None);
-        assert!(
-            p.digest
-                .as_deref()
-                .is_some_and(|d| d.starts_with("sha256:14af9c97"))
-        );
+        assert!(digest_starts_with(&p, "sha256:14af9c97"), "{:?}", p.digest);
         let t = p.totals();
         assert_eq!(t.layers, 3);
         assert_eq!(t.layers_downloaded, 3);
@@ -428,11 +422,7 @@ mod tests {
         assert!(p.dockerd_style);
         assert_eq!(p.finish, Some(Finish::Updated));
         assert_eq!(p.error, None);
-        assert!(
-            p.digest
-                .as_deref()
-                .is_some_and(|d| d.starts_with("sha256:2b463e23"))
-        );
+        assert!(digest_starts_with(&p, "sha256:2b463e23"), "{:?}", p.digest);
         let ids: Vec<_> = p.layers.iter().map(|l| l.id.as_str()).collect();
         assert_eq!(ids, ["edf7ce18a0d1", "fbd942ae95ac", "8aa7cb6f4cae"]);
         assert!(p.layers.iter().all(|l| l.status == LayerStatus::Downloaded));

@@ -183,6 +183,12 @@ mod tests {
         text.parse().unwrap_or_else(|e| panic!("{text}: {e}"))
     }
 
+    /// The windows `ws` next open or close after `at`, at `next`.
+    #[track_caller]
+    fn assert_next(ws: &[Window], at: &str, next: &str) {
+        assert_eq!(next_change(ws, ts(at)), Some(ts(next)), "after {at}");
+    }
+
     #[test]
     fn parses_and_prints() {
         for text in [
@@ -224,14 +230,8 @@ mod tests {
         assert!(is_open(&ws, ts("2026-03-01T02:00:00Z")));
         assert!(is_open(&ws, ts("2026-03-01T04:59:59Z")));
         assert!(!is_open(&ws, ts("2026-03-01T05:00:00Z")));
-        assert_eq!(
-            next_change(&ws, ts("2026-03-01T12:00:00Z")),
-            Some(ts("2026-03-02T02:00:00Z"))
-        );
-        assert_eq!(
-            next_change(&ws, ts("2026-03-01T03:00:00Z")),
-            Some(ts("2026-03-01T05:00:00Z"))
-        );
+        assert_next(&ws, "2026-03-01T12:00:00Z", "2026-03-02T02:00:00Z");
+        assert_next(&ws, "2026-03-01T03:00:00Z", "2026-03-01T05:00:00Z");
     }
 
     #[test]
@@ -241,14 +241,8 @@ mod tests {
         assert!(is_open(&ws, ts("2026-03-02T00:30:00Z")));
         assert!(!is_open(&ws, ts("2026-03-02T01:00:00Z")));
         assert!(!is_open(&ws, ts("2026-03-01T21:59:00Z")));
-        assert_eq!(
-            next_change(&ws, ts("2026-03-02T00:30:00Z")),
-            Some(ts("2026-03-02T01:00:00Z"))
-        );
-        assert_eq!(
-            next_change(&ws, ts("2026-03-02T01:00:00Z")),
-            Some(ts("2026-03-02T22:00:00Z"))
-        );
+        assert_next(&ws, "2026-03-02T00:30:00Z", "2026-03-02T01:00:00Z");
+        assert_next(&ws, "2026-03-02T01:00:00Z", "2026-03-02T22:00:00Z");
     }
 
     #[test]
@@ -256,14 +250,8 @@ mod tests {
         // Touching windows make one span: no change at 05:00.
         let ws = [w("02:00-05:00"), w("05:00-06:00"), w("20:00-21:00")];
         assert!(is_open(&ws, ts("2026-03-01T05:30:00Z")));
-        assert_eq!(
-            next_change(&ws, ts("2026-03-01T03:00:00Z")),
-            Some(ts("2026-03-01T06:00:00Z"))
-        );
-        assert_eq!(
-            next_change(&ws, ts("2026-03-01T07:00:00Z")),
-            Some(ts("2026-03-01T20:00:00Z"))
-        );
+        assert_next(&ws, "2026-03-01T03:00:00Z", "2026-03-01T06:00:00Z");
+        assert_next(&ws, "2026-03-01T07:00:00Z", "2026-03-01T20:00:00Z");
         // Windows that cover the whole day never close.
         let all_day = [w("00:00-12:00"), w("12:00-00:00")];
         assert!(is_open(&all_day, ts("2026-03-01T17:00:00Z")));
@@ -281,24 +269,12 @@ mod tests {
         assert!(!is_open(&ws, ts("2026-07-15T03:00:00Z")));
         // 29 March 2026: 02:00 does not exist (clocks go to 03:00 CEST), so
         // the window opens at 03:00 CEST = 01:00 UTC and closes at 05:00 CEST.
-        assert_eq!(
-            next_change(&ws, ts("2026-03-28T12:00:00Z")),
-            Some(ts("2026-03-29T01:00:00Z"))
-        );
-        assert_eq!(
-            next_change(&ws, ts("2026-03-29T01:00:00Z")),
-            Some(ts("2026-03-29T03:00:00Z"))
-        );
+        assert_next(&ws, "2026-03-28T12:00:00Z", "2026-03-29T01:00:00Z");
+        assert_next(&ws, "2026-03-29T01:00:00Z", "2026-03-29T03:00:00Z");
         // 25 October 2026: 02:00-03:00 happens twice; the window opens at the
         // first 02:00 (CEST, 00:00 UTC) and closes at 05:00 CET (04:00 UTC).
-        assert_eq!(
-            next_change(&ws, ts("2026-10-24T12:00:00Z")),
-            Some(ts("2026-10-25T00:00:00Z"))
-        );
-        assert_eq!(
-            next_change(&ws, ts("2026-10-25T00:00:00Z")),
-            Some(ts("2026-10-25T04:00:00Z"))
-        );
+        assert_next(&ws, "2026-10-24T12:00:00Z", "2026-10-25T00:00:00Z");
+        assert_next(&ws, "2026-10-25T00:00:00Z", "2026-10-25T04:00:00Z");
     }
 
     #[test]
@@ -306,10 +282,7 @@ mod tests {
         let ws = [w("02:00-03:00 Europe/Berlin")];
         // On 29 March 2026 both ends map to 03:00 CEST: no window that day.
         assert!(!is_open(&ws, ts("2026-03-29T01:00:00Z")));
-        assert_eq!(
-            next_change(&ws, ts("2026-03-28T12:00:00Z")),
-            Some(ts("2026-03-30T00:00:00Z"))
-        );
+        assert_next(&ws, "2026-03-28T12:00:00Z", "2026-03-30T00:00:00Z");
     }
 
     #[test]

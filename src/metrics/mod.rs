@@ -403,7 +403,7 @@ mod tests {
                 images_unused: 4,
             }),
         );
-        state.publish_disk("build-01", Err(()));
+        state.publish_disk("build-01", Err(ErrorReason::Timeout));
         state
     }
 
@@ -694,7 +694,7 @@ mod tests {
             "no disk task ran yet"
         );
 
-        state.publish_disk("a", Err(()));
+        state.publish_disk("a", Err(ErrorReason::Timeout));
         let failed = scrape();
         assert!(failed.contains("dockwatch_disk_usage_success{daemon=\"a\"} 0\n"));
         assert!(!failed.contains("daemon=\"b\""), "b's disk task never ran");
@@ -715,7 +715,7 @@ mod tests {
             ..Default::default()
         };
         state.publish_disk("a", Ok(usage));
-        state.publish_disk("b", Err(()));
+        state.publish_disk("b", Err(ErrorReason::Timeout));
         let worked = scrape();
         for line in [
             "dockwatch_disk_usage_success{daemon=\"a\"} 1",
@@ -731,7 +731,7 @@ mod tests {
         }
         assert!(!worked.contains("dockwatch_disk_usage_bytes{daemon=\"b\""));
 
-        state.publish_disk("a", Err(()));
+        state.publish_disk("a", Err(ErrorReason::Timeout));
         let again = scrape();
         assert!(again.contains("dockwatch_disk_usage_success{daemon=\"a\"} 0\n"));
         assert!(!again.contains("dockwatch_disk_usage_bytes"), "{again}");

@@ -280,6 +280,23 @@ mod tests {
         progress
     }
 
+    /// A pull that began at `started`, took `took` seconds and ended with
+    /// `result`, having gone as `progress` says.
+    fn finished(started: f64, took: f64, result: PullResult, progress: &Progress) -> FinishedPull {
+        FinishedPull {
+            started,
+            finished: started + took,
+            duration_seconds: took,
+            result,
+            reason: None,
+            stalled: false,
+            message: None,
+            digest: progress.digest.clone(),
+            totals: progress.totals(),
+            layers: progress.layers.clone(),
+        }
+    }
+
     /// A board with one of everything: a running pull with layers beside the
     /// last good one, a failed pull with its reason, an image never pulled,
     /// and a daemon with no images.
@@ -301,18 +318,7 @@ mod tests {
             r#"{"status":"Status: Downloaded newer image for reg.test/app:1"}"#,
         ]);
         board.update("a", "reg.test/app:1", |p| {
-            p.last = Some(FinishedPull {
-                started: 100.0,
-                finished: 102.5,
-                duration_seconds: 2.5,
-                result: PullResult::Updated,
-                reason: None,
-                stalled: false,
-                message: None,
-                digest: done.digest.clone(),
-                totals: done.totals(),
-                layers: done.layers.clone(),
-            });
+            p.last = Some(finished(100.0, 2.5, PullResult::Updated, &done));
             p.running = Some(RunningPull {
                 started: 200.25,
                 progress: fold(&[
@@ -335,18 +341,10 @@ mod tests {
             });
         });
         board.update("a", "reg.test/gone:1", |p| {
-            p.last = Some(FinishedPull {
-                started: 300.0,
-                finished: 301.0,
-                duration_seconds: 1.0,
-                result: PullResult::Failed,
-                reason: Some(FailReason::NotFound),
-                stalled: false,
-                message: Some("manifest unknown".to_owned()),
-                digest: None,
-                totals: fold(&[]).totals(),
-                layers: vec![],
-            });
+            let mut failed = finished(300.0, 1.0, PullResult::Failed, &fold(&[]));
+            failed.reason = Some(FailReason::NotFound);
+            failed.message = Some("manifest unknown".to_owned());
+            p.last = Some(failed);
             p.present = Some(false);
         });
         board

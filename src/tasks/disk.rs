@@ -51,7 +51,7 @@ impl DiskWatcher {
                         tracing::warn!(daemon = %name, error = %e, "/system/df failed; dockwatch_disk_usage_success is 0 and the disk figures are left out until it works");
                     }
                     failing = true;
-                    self.state.publish_disk(&name, Err(()));
+                    self.state.publish_disk(&name, Err(e.reason()));
                 }
             }
         }

@@ -10,10 +10,9 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use futures_util::StreamExt;
-use serde::Deserialize;
 use tokio::sync::watch;
 
-use crate::docker::{Connection, DockerError};
+use crate::docker::{Connection, DockerError, Event};
 use crate::labels::{ExitClass, event_action};
 use crate::metrics::Metrics;
 use crate::tasks::image_events::ImageEvents;
@@ -96,31 +95,6 @@ fn now_nano() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
-}
-
-/// One event, as dockerd and Podman send it (only what we read). Decoded
-/// here rather than by bollard, whose closed enums reject event types they
-/// do not know (Podman's `system`).
-#[derive(Debug, Default, Deserialize)]
-struct Event {
-    #[serde(rename = "Type", default)]
-    typ: Option<String>,
-    #[serde(rename = "Action", default)]
-    action: Option<String>,
-    #[serde(rename = "Actor", default)]
-    actor: Option<Actor>,
-    #[serde(default)]
-    time: Option<i64>,
-    #[serde(rename = "timeNano", default)]
-    time_nano: Option<i64>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-struct Actor {
-    #[serde(rename = "ID", default)]
-    id: Option<String>,
-    #[serde(rename = "Attributes", default)]
-    attributes: Option<HashMap<String, String>>,
 }
 
 /// A resume asks for events from this long before the last one seen, since
@@ -229,20 +203,9 @@ impl EventWatcher {
         self.image_events.set_following(true);
         self.image_events.notify_changed();
         let mut counted = 0;
-        while let Some(line) = stream.next().await {
-            let line = line?;
-            if line.iter().all(u8::is_ascii_whitespace) {
-                continue;
-            }
-            match serde_json::from_slice::<Event>(&line) {
-                Ok(event) => {
-                    if self.count(&event, seen) {
-                        counted += 1;
-                    }
-                }
-                Err(e) => {
-                    return Err(DockerError::Decode(format!("not an event: {e}")));
-                }
+        while let Some(event) = stream.next().await {
+            if self.count(&event?, seen) {
+                counted += 1;
             }
         }
         Ok(counted)

@@ -21,8 +21,7 @@ use tokio::sync::watch;
 use tokio::time::MissedTickBehavior;
 
 use crate::config::{DaemonConfig, ImageFilterConfig};
-use crate::docker::answers::{ContainerSummary, ImageSummary};
-use crate::docker::{Connection, DockerError, TaggedImage};
+use crate::docker::{Connection, ContainerSummary, DockerError, ImageSummary, TaggedImage};
 use crate::folds::outdated::{RunningContainer, Tags, tag_key};
 use crate::folds::reference::ImageRef;
 use crate::labels::{ContainerState, HealthStatus};

@@ -23,8 +23,7 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use crate::config::PruneConfig;
-use crate::docker::prune::{DanglingImage, bare_id};
-use crate::docker::{Connection, DockerError};
+use crate::docker::{Connection, DanglingImage, DockerError, bare_id};
 use crate::folds::reference::ImageRef;
 use crate::labels::{PruneRefusal, PruneResult};
 use crate::metrics::{Eligible, Metrics};
@@ -131,6 +130,14 @@ impl Round {
     /// The round's result (`ok` for one that never ended, which cannot be).
     pub fn result(&self) -> PruneResult {
         self.result.unwrap_or(PruneResult::Ok)
+    }
+
+    /// What was kept, one "{count} {why}" per reason.
+    pub fn kept_described(&self) -> Vec<String> {
+        self.kept
+            .iter()
+            .map(|(k, n)| format!("{n} {}", k.describe()))
+            .collect()
     }
 }
 
@@ -437,11 +444,7 @@ impl Pruner {
             }
         })
         .await;
-        let kept: Vec<String> = round
-            .kept
-            .iter()
-            .map(|(k, n)| format!("{n} {}", k.describe()))
-            .collect();
+        let kept = round.kept_described();
         let result = round.result();
         match (result, &round.error) {
             (PruneResult::Ok, _) => {
@@ -527,62 +530,47 @@ mod tests {
 
     #[test]
     fn refusals_from_real_daemons() {
-        let http = |status, message: &str| DockerError::Http {
-            status,
-            message: message.to_owned(),
-        };
-        let cases = [
+        // What real daemons answered, by what it must count as.
+        let refusals: [(u16, Option<PruneRefusal>, &[&str]); 5] = [
             (
-                http(
-                    409,
+                409,
+                Some(PruneRefusal::InUse),
+                &[
                     "conflict: unable to delete 4a908b9b3e7e (must be forced) - image is being used by stopped container 7da113f28995",
-                ),
-                Some(PruneRefusal::InUse),
-            ),
-            (
-                http(
-                    409,
                     "conflict: unable to delete 4a908b9b3e7e (cannot be forced) - image is being used by running container 7da113f28995",
-                ),
-                Some(PruneRefusal::InUse),
-            ),
-            (
-                http(
-                    409,
                     "image sha256:4a90 is in use: image used by ea406f2ef0f8: image is in use by a container: consider listing external containers and force-removing image",
-                ),
-                Some(PruneRefusal::InUse),
+                ],
             ),
             (
-                http(
-                    409,
+                409,
+                Some(PruneRefusal::Conflict),
+                &[
                     "conflict: unable to delete 4a908b9b3e7e (must be forced) - image is referenced in multiple repositories",
-                ),
-                Some(PruneRefusal::Conflict),
-            ),
-            (
-                http(
-                    409,
                     "conflict: unable to delete 4a908b9b3e7e (cannot be forced) - image has dependent child images",
-                ),
-                Some(PruneRefusal::Conflict),
+                ],
             ),
             (
-                http(404, "No such image: sha256:0000"),
+                404,
                 Some(PruneRefusal::NotFound),
-            ),
-            (
-                http(
-                    404,
+                &[
+                    "No such image: sha256:0000",
                     "failed to find image sha256:0000: docker.io/library/sha256:0000: image not known",
-                ),
-                Some(PruneRefusal::NotFound),
+                ],
             ),
             (
-                http(403, "authorization denied by plugin"),
+                403,
                 Some(PruneRefusal::Other),
+                &["authorization denied by plugin"],
             ),
-            (http(500, "layer store failed"), None),
+            (500, None, &["layer store failed"]),
+        ];
+        for (status, want, messages) in refusals {
+            for message in messages {
+                let e = DockerError::http(status, message);
+                assert_eq!(refusal(&e), want, "{e}");
+            }
+        }
+        let cases = [
             (DockerError::Timeout(Duration::from_secs(1)), None),
             (DockerError::Connect("refused".into()), None),
         ];

@@ -12,20 +12,20 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use tokio::sync::{Notify, watch};
+use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use crate::config::credentials::{self, DockerCredentials};
-use crate::config::{PrepullConfig, RegistryConfig};
 use crate::docker::Connection;
 use crate::folds::progress::{Finish, Progress, PullEvent};
-use crate::folds::ratelimit::{RegistryGate, backoff, retry_after_hint};
+use crate::folds::ratelimit::{backoff, retry_after_hint};
 use crate::folds::reference::ImageRef;
 use crate::folds::window::{self, Window};
 use crate::labels::{FailReason, PullResult};
 use crate::metrics::Metrics;
-use crate::state::{FinishedPull, PruneMemory, PullBoard, RunningPull};
+use crate::state::{FinishedPull, PruneMemory, RunningPull};
+use crate::tasks::PrepullDaemon;
 use crate::tasks::failure::{classify_error, classify_message};
 use crate::tasks::schedule::{random_below, sleep_until_opt, unix_now};
 
@@ -192,18 +192,8 @@ pub fn window_state(windows: &[Window], wall: jiff::Timestamp) -> (bool, Option<
 /// One daemon's pre-puller.
 #[derive(Debug, Clone)]
 pub struct Puller {
-    pub connection: Connection,
-    pub images: Vec<ImageRef>,
-    pub prepull: PrepullConfig,
-    pub registries: Arc<[RegistryConfig]>,
-    pub board: Arc<PullBoard>,
+    pub daemon: PrepullDaemon,
     pub metrics: Arc<Metrics>,
-    /// The agent's rate-limited registry hosts, shared with every puller
-    /// and checker.
-    pub gate: Arc<RegistryGate>,
-    /// Told when a pull changed a local image (or brought one a check had
-    /// nothing to compare with), so its registry check is redone at once.
-    pub recheck: Arc<Notify>,
     /// Set while pruning is on: the image each reference names when a pull
     /// begins is noted there, at the start and again at the end of the
     /// pull, so the pruner keeps an image a pull moved the tag off.
@@ -217,27 +207,28 @@ impl Puller {
     /// never holds back the retries of another. Due images start in config
     /// order.
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
-        let daemon = self.connection.name().to_owned();
-        for image in &self.images {
+        let daemon = self.daemon.connection.name().to_owned();
+        for image in &self.daemon.images {
             self.metrics.pulls.init_image(&daemon, &image.to_string());
         }
-        let n = self.images.len();
+        let n = self.daemon.images.len();
         let this = Arc::new(self);
         let start = Instant::now();
         let mut due: Vec<Instant> = (0..n)
-            .map(|_| start + random_below(this.prepull.jitter))
+            .map(|_| start + random_below(this.daemon.prepull.jitter))
             .collect();
         let mut failures = vec![0_u32; n];
         let mut in_flight = vec![false; n];
         let mut running: JoinSet<(usize, bool)> = JoinSet::new();
-        let limit = this.prepull.concurrency.max(1);
+        let limit = this.daemon.prepull.concurrency.max(1);
         let mut was_open: Option<bool> = None;
         loop {
             let now = Instant::now();
-            let (open, window_change) = window_state(&this.prepull.windows, jiff::Timestamp::now());
+            let (open, window_change) =
+                window_state(&this.daemon.prepull.windows, jiff::Timestamp::now());
             if was_open != Some(open) {
-                this.board.set_window_open(&daemon, open);
-                if !this.prepull.windows.is_empty() {
+                this.daemon.board.set_window_open(&daemon, open);
+                if !this.daemon.prepull.windows.is_empty() {
                     tracing::info!(daemon = %daemon, open, "pre-pull window {}", if open { "open: scheduled pulls may start" } else { "closed: scheduled pulls wait for the next one" });
                 }
                 // What fell due while the window was closed starts now,
@@ -245,7 +236,7 @@ impl Puller {
                 if open && was_open.is_some() {
                     for d in &mut due {
                         if *d <= now {
-                            *d = now + random_below(this.prepull.jitter);
+                            *d = now + random_below(this.daemon.prepull.jitter);
                         }
                     }
                 }
@@ -259,17 +250,18 @@ impl Puller {
                     if in_flight[i] || due[i] > now {
                         continue;
                     }
-                    let host = &this.images[i].registry;
-                    if let Some(until) = this.gate.closed_until(host, now) {
-                        tracing::debug!(daemon = %daemon, image = %this.images[i], registry = %host, wait_seconds = (until - now).as_secs_f64(), "registry is rate-limited; the pull waits");
+                    let host = &this.daemon.images[i].registry;
+                    if let Some(until) = this.daemon.gate.closed_until(host, now) {
+                        tracing::debug!(daemon = %daemon, image = %this.daemon.images[i], registry = %host, wait_seconds = (until - now).as_secs_f64(), "registry is rate-limited; the pull waits");
                         due[i] = until;
                         continue;
                     }
                     in_flight[i] = true;
                     let this = Arc::clone(&this);
                     let shutdown = shutdown.clone();
-                    running
-                        .spawn(async move { (i, this.pull_one(&this.images[i], shutdown).await) });
+                    running.spawn(async move {
+                        (i, this.pull_one(&this.daemon.images[i], shutdown).await)
+                    });
                 }
             }
             let next = (0..n)
@@ -291,10 +283,10 @@ impl Puller {
                     let now = Instant::now();
                     if ok {
                         failures[i] = 0;
-                        due[i] = now + this.prepull.interval + random_below(this.prepull.jitter);
+                        due[i] = now + this.daemon.prepull.interval + random_below(this.daemon.prepull.jitter);
                     } else {
                         failures[i] += 1;
-                        due[i] = now + backoff(this.prepull.interval, failures[i]);
+                        due[i] = now + backoff(this.daemon.prepull.interval, failures[i]);
                     }
                 }
                 () = sleep_until_opt(next), if can_start && next.is_some() => {}
@@ -308,15 +300,16 @@ impl Puller {
     /// backoff. A pull that changed the local image makes its registry
     /// check stale.
     fn after_pull(&self, image: &ImageRef, finished: &FinishedPull) {
-        let daemon = self.connection.name();
+        let daemon = self.daemon.connection.name();
         let host = &image.registry;
         let now = Instant::now();
         match finished.reason {
             Some(FailReason::RateLimited) => {
                 let hint = finished.message.as_deref().and_then(retry_after_hint);
-                let until = self
-                    .gate
-                    .rate_limited(host, now, hint, self.prepull.interval);
+                let until =
+                    self.daemon
+                        .gate
+                        .rate_limited(host, now, hint, self.daemon.prepull.interval);
                 tracing::warn!(daemon = %daemon, registry = %host, image = %image, wait_seconds = until.saturating_duration_since(now).as_secs_f64(), registry_hint = hint.is_some(), "registry answered 429 (too many requests): every pull and check of this agent to it waits");
             }
             Some(FailReason::DiskFull) => {
@@ -325,7 +318,7 @@ impl Puller {
             _ => {}
         }
         if finished.result != PullResult::Failed {
-            self.gate.succeeded(host, now);
+            self.daemon.gate.succeeded(host, now);
         }
     }
 
@@ -337,8 +330,14 @@ impl Puller {
     /// pull then says why).
     async fn note_named(&self, image: &ImageRef) -> Option<String> {
         let memory = self.prune_memory.as_ref()?;
-        let id = self.connection.image_id(image).await.ok().flatten()?;
-        memory.named_by_prepull(self.connection.name(), &id, unix_now());
+        let id = self
+            .daemon
+            .connection
+            .image_id(image)
+            .await
+            .ok()
+            .flatten()?;
+        memory.named_by_prepull(self.daemon.connection.name(), &id, unix_now());
         Some(id)
     }
 
@@ -346,29 +345,29 @@ impl Puller {
     /// memory starts no earlier than the tag could have moved.
     fn note_named_again(&self, id: Option<String>) {
         if let (Some(memory), Some(id)) = (&self.prune_memory, id) {
-            memory.named_by_prepull(self.connection.name(), &id, unix_now());
+            memory.named_by_prepull(self.daemon.connection.name(), &id, unix_now());
         }
     }
 
     /// Pulls one image and records it everywhere; true if it ended well.
     async fn pull_one(&self, image: &ImageRef, mut shutdown: watch::Receiver<bool>) -> bool {
-        let daemon = self.connection.name();
+        let daemon = self.daemon.connection.name();
         let label = image.to_string();
         let started = unix_now();
-        self.board.update(daemon, &label, |p| {
+        self.daemon.board.update(daemon, &label, |p| {
             p.running = Some(RunningPull {
                 started,
                 progress: Progress::default(),
             });
         });
         let limits = Limits {
-            timeout: self.prepull.timeout,
-            stall_timeout: self.prepull.stall_timeout,
+            timeout: self.daemon.prepull.timeout,
+            stall_timeout: self.daemon.prepull.stall_timeout,
         };
         let creds = credentials::for_image(
             image,
-            &self.registries,
-            self.prepull.docker_config.as_deref(),
+            &self.daemon.registries,
+            self.daemon.prepull.docker_config.as_deref(),
         );
         let failed = |reason, message: String| PullOutcome {
             result: PullResult::Failed,
@@ -381,10 +380,10 @@ impl Puller {
         let (outcome, present) = match creds {
             Err(e) => (failed(FailReason::Unauthorized, e.to_string()), None),
             Ok(creds) => {
-                let c = &self.connection;
+                let c = &self.daemon.connection;
                 let before = self.note_named(image).await;
                 let outcome = pull_image(c, image, creds, limits, &mut shutdown, |p| {
-                    self.board.update(daemon, &label, |e| {
+                    self.daemon.board.update(daemon, &label, |e| {
                         if let Some(r) = &mut e.running {
                             r.progress.clone_from(p);
                         }
@@ -417,7 +416,7 @@ impl Puller {
         self.metrics.pulls.record(daemon, &label, &finished);
         self.after_pull(image, &finished);
         let updated = finished.result == PullResult::Updated;
-        let recheck = self.board.update(daemon, &label, |p| {
+        let recheck = self.daemon.board.update(daemon, &label, |p| {
             p.running = None;
             if ok {
                 p.last_success = Some(finished.finished);
@@ -443,7 +442,7 @@ impl Puller {
             stale
         });
         if recheck {
-            self.recheck.notify_one();
+            self.daemon.recheck.notify_one();
         }
         ok
     }

@@ -19,17 +19,17 @@
 
 use std::sync::Arc;
 
-use tokio::sync::{Notify, watch};
+use tokio::sync::watch;
 use tokio::time::Instant;
 
 use crate::config::credentials::{self, DockerCredentials};
-use crate::config::{PrepullConfig, RegistryConfig};
-use crate::docker::{Connection, DockerError, RegistryDescriptor, endpoint_missing};
-use crate::folds::ratelimit::{RegistryGate, retry_after_hint};
+use crate::docker::{DockerError, RegistryDescriptor, endpoint_missing};
+use crate::folds::ratelimit::retry_after_hint;
 use crate::folds::reference::ImageRef;
 use crate::labels::{CheckFailure, CheckResult, FailReason};
 use crate::metrics::Metrics;
-use crate::state::{PullBoard, RegistryCheck};
+use crate::state::RegistryCheck;
+use crate::tasks::PrepullDaemon;
 use crate::tasks::failure::classify_error;
 use crate::tasks::schedule::{random_below, unix_now};
 
@@ -57,20 +57,13 @@ pub fn compare(registry: &RegistryDescriptor, local_digests: &[String]) -> Check
     }
 }
 
-/// One daemon's registry checker.
+/// One daemon's registry checker. The daemon's pre-pull images pinned by
+/// digest cannot move and are not checked; the puller's `recheck` tells it
+/// when a pull made a check stale.
 #[derive(Debug, Clone)]
 pub struct Checker {
-    pub connection: Connection,
-    /// The daemon's pre-pull images; those pinned by digest cannot move and
-    /// are not checked.
-    pub images: Vec<ImageRef>,
-    pub prepull: PrepullConfig,
-    pub registries: Arc<[RegistryConfig]>,
-    pub board: Arc<PullBoard>,
+    pub daemon: PrepullDaemon,
     pub metrics: Arc<Metrics>,
-    pub gate: Arc<RegistryGate>,
-    /// Told by the puller when a pull made a check stale.
-    pub recheck: Arc<Notify>,
 }
 
 /// What one check found, before it is published.
@@ -88,8 +81,9 @@ impl Checker {
     /// An engine without `/distribution` is told so once and not asked
     /// again (until a reload or restart), so it costs no failing calls.
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
-        let daemon = self.connection.name().to_owned();
+        let daemon = self.daemon.connection.name().to_owned();
         let images: Vec<ImageRef> = self
+            .daemon
             .images
             .iter()
             .filter(|i| i.digest.is_none())
@@ -98,11 +92,11 @@ impl Checker {
         for image in &images {
             self.metrics.checks.init_image(&daemon, &image.to_string());
         }
-        let interval = self.prepull.check_interval;
+        let interval = self.daemon.prepull.check_interval;
         let start = Instant::now();
         let mut due: Vec<Instant> = images
             .iter()
-            .map(|_| start + random_below(self.prepull.jitter.min(interval)))
+            .map(|_| start + random_below(self.daemon.prepull.jitter.min(interval)))
             .collect();
         let mut unsupported = false;
         loop {
@@ -111,7 +105,7 @@ impl Checker {
                 if due[i] > now || *shutdown.borrow() || unsupported {
                     continue;
                 }
-                if let Some(until) = self.gate.closed_until(&image.registry, now) {
+                if let Some(until) = self.daemon.gate.closed_until(&image.registry, now) {
                     due[i] = until;
                     continue;
                 }
@@ -125,9 +119,9 @@ impl Checker {
             tokio::select! {
                 biased;
                 _ = shutdown.changed() => return,
-                () = self.recheck.notified() => {
+                () = self.daemon.recheck.notified() => {
                     // Images a pull changed since their check: now.
-                    let stale: Vec<String> = self.board.read(|d| {
+                    let stale: Vec<String> = self.daemon.board.read(|d| {
                         d.get(&daemon)
                             .map(|imgs| {
                                 imgs.iter()
@@ -157,10 +151,12 @@ impl Checker {
     /// Checks one image and publishes what it found; the failure reason,
     /// if it failed.
     async fn check_one(&self, image: &ImageRef) -> Option<CheckFailure> {
-        let daemon = self.connection.name();
+        let daemon = self.daemon.connection.name();
         let label = image.to_string();
         // Cleared first: a pull that ends during the check marks it again.
-        self.board.update(daemon, &label, |p| p.recheck = false);
+        self.daemon
+            .board
+            .update(daemon, &label, |p| p.recheck = false);
         let found = self.find(image).await;
         let checked = unix_now();
         if let Some(result) = found.result {
@@ -181,7 +177,7 @@ impl Checker {
                 tracing::debug!(daemon = %daemon, image = %label, why = found.message.as_deref().unwrap_or(""), "registry check: nothing to compare");
             }
         }
-        self.board.update(daemon, &label, |p| {
+        self.daemon.board.update(daemon, &label, |p| {
             let last = p.check.take().unwrap_or_default();
             let update_available = match found.result {
                 Some(CheckResult::Same) => Some(false),
@@ -226,7 +222,7 @@ impl Checker {
             registry: None,
             local_digests: Vec::new(),
         };
-        let local = match self.connection.local_image(image).await {
+        let local = match self.daemon.connection.local_image(image).await {
             Ok(Some(local)) => local.digests_of(image),
             Ok(None) => return nothing("the image is not on the daemon"),
             Err(e) => {
@@ -246,8 +242,8 @@ impl Checker {
         }
         let creds = match credentials::for_image(
             image,
-            &self.registries,
-            self.prepull.docker_config.as_deref(),
+            &self.daemon.registries,
+            self.daemon.prepull.docker_config.as_deref(),
         ) {
             Ok(c) => c,
             Err(e) => return failed(CheckFailure::Unauthorized, e.to_string(), local),
@@ -257,9 +253,14 @@ impl Checker {
             .map(DockerCredentials::secrets)
             .unwrap_or_default();
         let header = creds.as_ref().map(DockerCredentials::header);
-        match self.connection.distribution(image, header.as_deref()).await {
+        match self
+            .daemon
+            .connection
+            .distribution(image, header.as_deref())
+            .await
+        {
             Ok(registry) => {
-                self.gate.succeeded(&image.registry, Instant::now());
+                self.daemon.gate.succeeded(&image.registry, Instant::now());
                 Found {
                     result: Some(compare(&registry, &local)),
                     reason: None,
@@ -278,10 +279,13 @@ impl Checker {
                 if reason == CheckFailure::RateLimited {
                     let now = Instant::now();
                     let hint = retry_after_hint(&message);
-                    let until =
-                        self.gate
-                            .rate_limited(&image.registry, now, hint, self.prepull.interval);
-                    tracing::warn!(daemon = %self.connection.name(), registry = %image.registry, image = %image, wait_seconds = until.saturating_duration_since(now).as_secs_f64(), registry_hint = hint.is_some(), "registry answered 429 (too many requests) to a check: every pull and check of this agent to it waits");
+                    let until = self.daemon.gate.rate_limited(
+                        &image.registry,
+                        now,
+                        hint,
+                        self.daemon.prepull.interval,
+                    );
+                    tracing::warn!(daemon = %self.daemon.connection.name(), registry = %image.registry, image = %image, wait_seconds = until.saturating_duration_since(now).as_secs_f64(), registry_hint = hint.is_some(), "registry answered 429 (too many requests) to a check: every pull and check of this agent to it waits");
                 }
                 failed(reason, message, local)
             }
@@ -324,10 +328,7 @@ mod tests {
 
     #[test]
     fn failures_are_classified_like_pulls() {
-        let http = |status, m: &str| DockerError::Http {
-            status,
-            message: m.into(),
-        };
+        let http = DockerError::http;
         let cases = [
             (
                 http(404, "manifest unknown: manifest unknown"),

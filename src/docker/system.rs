@@ -1,9 +1,15 @@
-//! The parts of the daemon's answers dockwatch reads, decoded by serde
-//! without building the rest (an image list of thousands costs little more
-//! than its bytes). Every field is optional: dockerd, Podman and the API
-//! versions between them each leave some out.
+//! The daemon itself: `GET /version`, `GET /info` and `GET /system/df`
+//! (decoded in `df.rs`, both its shapes). As in every answer dockwatch
+//! reads, serde decodes only the fields read, each optional: dockerd,
+//! Podman and the API versions between them each leave some out.
+
+use std::time::Duration;
 
 use serde::Deserialize;
+
+use super::df::DiskUsage;
+use super::{ApiVersion, Connection, DockerError};
+use crate::labels::ApiEndpoint;
 
 /// `GET /version`.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -51,44 +57,43 @@ pub struct Info {
     pub system_time: Option<String>,
 }
 
-/// One entry of `GET /containers/json`.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(rename_all = "PascalCase")]
-pub struct ContainerSummary {
-    pub id: Option<String>,
-    pub state: Option<String>,
-    /// The image reference the container was created from, as dockerd
-    /// recorded it; but dockerd shows the image ID instead once that
-    /// reference resolves to another image (the tag moved) or to none.
-    /// Podman shows the image's name, also for one created by ID.
-    pub image: Option<String>,
-    #[serde(rename = "ImageID")]
-    pub image_id: Option<String>,
-    /// `Up 5 minutes (healthy)`: dockerd writes a running container's
-    /// health here; Podman 4 does not.
-    pub status: Option<String>,
-    /// Only from API 1.52 on.
-    pub health: Option<ContainerHealth>,
-}
+impl Connection {
+    /// `GET /version`; what it says of the daemon's versions is learned.
+    pub async fn version(&self) -> Result<Version, DockerError> {
+        let epoch = self.api_epoch();
+        let v: Version = self
+            .get(ApiEndpoint::Version, "/version", Self::json("version"))
+            .await?;
+        if let Some(newest) = v.api_version.as_deref().and_then(ApiVersion::parse) {
+            let min = v.min_api_version.as_deref().and_then(ApiVersion::parse);
+            self.learn(epoch, newest, min);
+        }
+        Ok(v)
+    }
 
-/// The `Health` object of a container list entry (API 1.52).
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(rename_all = "PascalCase")]
-pub struct ContainerHealth {
-    pub status: Option<String>,
-}
+    /// `GET /info`.
+    pub async fn info(&self) -> Result<Info, DockerError> {
+        self.get(ApiEndpoint::Info, "/info", Self::json("info"))
+            .await
+    }
 
-/// One entry of `GET /images/json`.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(rename_all = "PascalCase")]
-pub struct ImageSummary {
-    /// -1 when the daemon did not compute it.
-    pub size: i64,
+    /// `GET /system/df`, bounded by `timeout` (it can take minutes on a big
+    /// host), decoded in either shape.
+    pub async fn system_df(&self, timeout: Duration) -> Result<DiskUsage, DockerError> {
+        self.get_within(
+            ApiEndpoint::SystemDf,
+            "/system/df",
+            timeout,
+            super::df::parse,
+        )
+        .await
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::docker::{ContainerSummary, ImageSummary};
 
     use crate::config::files::fixture;
 
@@ -105,17 +110,6 @@ mod tests {
         let containers: Vec<ContainerSummary> =
             serde_json::from_slice(&fixture("podman-containers.json")).expect("containers");
         assert!(containers.iter().all(|c| c.state.is_some()));
-    }
-
-    #[test]
-    fn image_lists_need_the_size_field() {
-        let unknown: Vec<ImageSummary> =
-            serde_json::from_str(r#"[{"Id":"x","Size":-1},{"Size":5,"Labels":{"a":"b"}}]"#)
-                .expect("a valid list");
-        assert_eq!(unknown.iter().map(|i| i.size).collect::<Vec<_>>(), [-1, 5]);
-        for bad in [&b"{}"[..], b"[{\"Id\":\"x\"}]", b"[", b"null"] {
-            assert!(serde_json::from_slice::<Vec<ImageSummary>>(bad).is_err());
-        }
     }
 
     /// Docker 26.1 with the containerd image store (the test bed's daemon C).
