@@ -1,5 +1,5 @@
-//! The HTTP side: `/metrics`, `/pulls`, `/-/healthy`, `/-/ready`,
-//! `/-/reload` and a landing page. Every handler only reads what the tasks
+//! The HTTP side: `/metrics`, `/probe`, `/pulls`, `/-/healthy`, `/-/ready`,
+//! `/-/reload` and the status page (`/`). Every handler only reads what the tasks
 //! left; none calls Docker.
 //!
 //! One job per file: the routes here, serving them (HTTP or HTTPS, graceful
