@@ -1,8 +1,8 @@
 //! dockwatch: watches Docker Engine daemons and tells Prometheus what it sees.
 //!
 //! [`run`] wires it together: one connection per daemon, shared by that
-//! daemon's tasks (poller, events, disk, puller, checker, and the pruner when
-//! `[prune] enabled`), which publish into
+//! daemon's tasks (`tasks/`: poller, events, disk, puller, the registry
+//! checker, and the pruner when `[prune] enabled`), which publish into
 //! [`state::State`], the pull board and the counters; the HTTP server only
 //! reads them. No module imports another in a circle: `tests/layers.py`
 //! prints them in an order where each uses only the ones after it.
@@ -68,8 +68,9 @@ struct Shared {
     prune_memory: Arc<PruneMemory>,
 }
 
-/// One watched daemon's tasks (events, poller, disk, puller), all on its
-/// one connection.
+/// One watched daemon's tasks (events, poller, disk, puller, the registry
+/// checker, and the pruner when `[prune] enabled`), all on its one
+/// connection.
 #[derive(Debug)]
 struct DaemonTasks {
     daemon: config::DaemonConfig,

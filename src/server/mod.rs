@@ -1,6 +1,6 @@
-//! The HTTP side: `/metrics`, `/pulls`, `/-/healthy`, `/-/ready`,
-//! `/-/reload` and a landing page. Every handler only reads what the tasks
-//! left; none calls Docker.
+//! The HTTP side: `/metrics`, `/probe`, `/pulls`, `/-/healthy`, `/-/ready`,
+//! `/-/reload` and the status page (`/`). Every handler only reads what the
+//! tasks left; none calls Docker.
 //!
 //! One job per file: the routes here, serving them (HTTP or HTTPS, graceful
 //! shutdown) in `serve`, basic auth in `auth`, the landing page in
