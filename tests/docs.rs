@@ -19,18 +19,6 @@ use std::process::Command;
 
 use dockwatch::labels::ApiEndpoint;
 
-/// Families the code registers but the fixed snapshot behind
-/// `tests/golden/metrics.prom` has no series of (prometheus-client writes no
-/// family without one): no event was seen, no discovery source is set, the
-/// process collector is off there. Each must stay registered in
-/// `src/metrics/`; once the snapshot shows one, drop it from this list.
-const NOT_IN_GOLDEN: &[&str] = &[
-    "dockwatch_events_total",
-    "dockwatch_container_exits_total",
-    "dockwatch_discovery_targets",
-    "dockwatch_discovery_last_success_timestamp_seconds",
-];
-
 /// Container-resource families DESIGN.md names for issue 18, not built yet.
 /// When one lands (it appears in the golden file), drop it from this list.
 const ISSUE_18: &[&str] = &[
@@ -401,8 +389,7 @@ fn readme_metrics_table_names_the_golden_families() {
         "README.md's Metrics table has no `process_*` row for the process collector's families"
     );
     let golden = golden_families();
-    let not_in_golden = keys(NOT_IN_GOLDEN);
-    let mut problems = check_not_in_golden(&golden);
+    let mut problems = Vec::new();
     let golden_keys: BTreeSet<String> = golden.iter().map(|f| family_key(f).to_owned()).collect();
     for f in &golden {
         if !table.contains_key(family_key(f)) {
@@ -412,7 +399,7 @@ fn readme_metrics_table_names_the_golden_families() {
         }
     }
     for (key, name) in &table {
-        if !golden_keys.contains(key) && !not_in_golden.contains(key) {
+        if !golden_keys.contains(key) {
             problems.push(format!(
                 "README.md's Metrics table names `{name}`, which tests/golden/metrics.prom does not have: \
                  remove the row, or fix its name"
@@ -420,32 +407,6 @@ fn readme_metrics_table_names_the_golden_families() {
         }
     }
     assert!(problems.is_empty(), "{}", problems.join("\n"));
-}
-
-/// Each `NOT_IN_GOLDEN` family is registered in `src/metrics/` and still
-/// absent from the golden file (else the list is stale).
-fn check_not_in_golden(golden: &BTreeSet<String>) -> Vec<String> {
-    let golden_keys: BTreeSet<&str> = golden.iter().map(|f| family_key(f)).collect();
-    let metrics_src: String = std::fs::read_dir(root().join("src/metrics"))
-        .expect("src/metrics")
-        .map(|e| read(&e.expect("dir entry").path()))
-        .collect();
-    let mut problems = Vec::new();
-    for f in NOT_IN_GOLDEN {
-        if golden_keys.contains(family_key(f)) {
-            problems.push(format!(
-                "`{f}` is now in tests/golden/metrics.prom: remove it from NOT_IN_GOLDEN in tests/docs.rs"
-            ));
-        }
-        let registered = family_key(f.strip_prefix("dockwatch_").unwrap_or(f));
-        if !metrics_src.contains(&format!("\"{registered}\"")) {
-            problems.push(format!(
-                "`{f}` is on NOT_IN_GOLDEN in tests/docs.rs but src/metrics/ registers no \
-                 \"{registered}\": remove it from the list (and from the docs) or fix its name"
-            ));
-        }
-    }
-    problems
 }
 
 /// DESIGN.md sits beside the repository, in `../shared/` (as CI has it);
@@ -476,8 +437,8 @@ fn design_metrics_table_matches_golden() {
     );
     let golden = golden_families();
     let golden_keys: BTreeSet<String> = golden.iter().map(|f| family_key(f).to_owned()).collect();
-    let (not_in_golden, issue_18) = (keys(NOT_IN_GOLDEN), keys(ISSUE_18));
-    let mut problems = check_not_in_golden(&golden);
+    let issue_18 = keys(ISSUE_18);
+    let mut problems = Vec::new();
     for f in &golden {
         if !table.contains_key(family_key(f)) {
             problems.push(format!(
@@ -501,7 +462,7 @@ fn design_metrics_table_matches_golden() {
         }
     }
     for (key, name) in &table {
-        if !golden_keys.contains(key) && !not_in_golden.contains(key) && !issue_18.contains(key) {
+        if !golden_keys.contains(key) && !issue_18.contains(key) {
             problems.push(format!(
                 "{} names `{name}`, which tests/golden/metrics.prom does not have: build it \
                  (and regenerate the golden file), fix the name, or, if it is planned work, \
