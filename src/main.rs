@@ -312,9 +312,7 @@ async fn prune_one(
             String::new()
         }
     );
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0.0, |d| d.as_secs_f64());
+    let now = dockwatch::clock::unix_now();
     let round =
         dockwatch::tasks::pruner::prune_round(&connection, &plan, now, stop, |step| match step {
             Step::Removed(i) => println!("removed {} {}", i.id, size(i.bytes())),

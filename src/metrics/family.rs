@@ -297,10 +297,3 @@ impl<T: fmt::Debug + Send + Sync + 'static> Collector for ReadAtScrape<T> {
 pub(super) fn daemon(name: &str) -> [(&'static str, &str); 1] {
     [("daemon", name)]
 }
-
-/// Unix time now, in seconds; 0 before 1970.
-pub(super) fn unix_now() -> f64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0.0, |d| d.as_secs_f64())
-}

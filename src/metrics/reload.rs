@@ -6,7 +6,8 @@ use std::sync::atomic::AtomicU64;
 
 use prometheus_client::metrics::gauge::Gauge;
 
-use super::family::{Forget, family_group, unix_now};
+use super::family::{Forget, family_group};
+use crate::clock::unix_now;
 
 family_group! {
     pub struct ReloadFamilies {

@@ -99,9 +99,7 @@ fn row(out: &mut String, name: &str, snap: Option<&DaemonSnapshot>, now: f64) {
 /// The status page: one row per daemon, those that are down first, drawn
 /// here from memory (no request per row); a filter box narrows the table.
 pub(super) async fn page(AxumState(app): AxumState<App>) -> Html<String> {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0.0, |d| d.as_secs_f64());
+    let now = crate::clock::unix_now();
     let mut all = app.state.snapshots();
     all.sort_by(|(a, sa), (b, sb)| {
         rank(sa.as_deref())

@@ -7,11 +7,12 @@
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use futures_util::StreamExt;
 use tokio::sync::watch;
 
+use crate::clock::unix_now_nanos;
 use crate::docker::{Connection, DockerError, Event};
 use crate::labels::{ExitClass, event_action};
 use crate::metrics::Metrics;
@@ -89,12 +90,6 @@ fn since_of(time_nano: i64) -> String {
         time_nano.div_euclid(1_000_000_000),
         time_nano.rem_euclid(1_000_000_000)
     )
-}
-
-fn now_nano() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
 }
 
 /// A resume asks for events from this long before the last one seen, since
@@ -250,7 +245,7 @@ impl Seen {
         let time = event
             .time_nano
             .or_else(|| event.time.map(|t| t.saturating_mul(1_000_000_000)))
-            .unwrap_or_else(now_nano);
+            .unwrap_or_else(unix_now_nanos);
         let id = event
             .actor
             .as_ref()

@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::watch;
 use tokio::time::MissedTickBehavior;
 
+use crate::clock::unix_now;
 use crate::config::{DaemonConfig, ImageFilterConfig};
 use crate::docker::{Connection, ContainerSummary, DockerError, ImageSummary, TaggedImage};
 use crate::folds::outdated::{RunningContainer, Tags, tag_key};
@@ -27,7 +28,6 @@ use crate::folds::reference::ImageRef;
 use crate::labels::{ContainerState, HealthStatus};
 use crate::state::{ContainerSignals, DaemonInfo, DaemonSnapshot, ImageCount, PollData, State};
 use crate::tasks::image_events::ImageEvents;
-use crate::tasks::schedule::unix_now;
 
 /// Everything one daemon's poller needs.
 #[derive(Debug, Clone)]

@@ -22,13 +22,14 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
+use crate::clock::unix_now;
 use crate::config::PruneConfig;
 use crate::docker::{Connection, DanglingImage, DockerError, bare_id};
 use crate::folds::reference::ImageRef;
 use crate::labels::{PruneRefusal, PruneResult};
 use crate::metrics::{Eligible, Metrics};
 use crate::state::{PruneMemory, State};
-use crate::tasks::schedule::{random_below, unix_now};
+use crate::tasks::schedule::random_below;
 
 /// What one round may remove, and what it must keep.
 #[derive(Debug, Clone)]

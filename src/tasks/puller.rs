@@ -16,6 +16,7 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
+use crate::clock::unix_now;
 use crate::config::credentials::{self, DockerCredentials};
 use crate::docker::Connection;
 use crate::folds::progress::{Finish, Progress, PullEvent};
@@ -27,7 +28,7 @@ use crate::metrics::Metrics;
 use crate::state::{FinishedPull, PruneMemory, RunningPull};
 use crate::tasks::PrepullDaemon;
 use crate::tasks::failure::{classify_error, classify_message};
-use crate::tasks::schedule::{random_below, sleep_until_opt, unix_now};
+use crate::tasks::schedule::{random_below, sleep_until_opt};
 
 /// Time limits of one pull.
 #[derive(Debug, Clone, Copy)]

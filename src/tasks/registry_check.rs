@@ -22,6 +22,7 @@ use std::sync::Arc;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
+use crate::clock::unix_now;
 use crate::config::credentials::{self, DockerCredentials};
 use crate::docker::{DockerError, RegistryDescriptor, endpoint_missing};
 use crate::folds::ratelimit::retry_after_hint;
@@ -31,7 +32,7 @@ use crate::metrics::Metrics;
 use crate::state::RegistryCheck;
 use crate::tasks::PrepullDaemon;
 use crate::tasks::failure::classify_error;
-use crate::tasks::schedule::{random_below, unix_now};
+use crate::tasks::schedule::random_below;
 
 /// Classifies a failed check as pull failures are classified, plus an
 /// engine without the endpoint.

@@ -1,18 +1,11 @@
-//! When tasks run: the wall clock, random jitter and the spread of many
-//! daemons' first runs over an interval, shared by every task.
+//! When tasks run: random jitter, sleeping until a deadline, and the spread
+//! of many daemons' first runs over an interval, shared by every task.
 
 use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use tokio::time::Instant;
-
-/// Now, in Unix seconds with a fraction (0 before 1970).
-pub fn unix_now() -> f64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0.0, |d| d.as_secs_f64())
-}
 
 /// A random duration in `[0, max)`, from the std hasher's random keys.
 pub fn random_below(max: Duration) -> Duration {
