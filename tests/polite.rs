@@ -17,7 +17,6 @@ mod common;
 use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::Value;
@@ -27,12 +26,8 @@ use common::{
     wait_until,
 };
 
-/// The tests share daemon A's image store: one at a time.
-static TURN: Mutex<()> = Mutex::new(());
-
-fn turn() -> MutexGuard<'static, ()> {
-    TURN.lock().unwrap_or_else(PoisonError::into_inner)
-}
+// The tests share daemon A's image store: one at a time.
+use common::turn;
 
 fn unix_now() -> f64 {
     SystemTime::now()

@@ -335,15 +335,10 @@ fn graceful_shutdown(scheme: Scheme) {
     );
 }
 
-#[test]
-fn http_shutdown_finishes_the_request_in_progress_and_refuses_new_ones() {
-    graceful_shutdown(Scheme::Http);
-}
-
-#[test]
-fn https_shutdown_finishes_the_request_in_progress_and_refuses_new_ones() {
-    graceful_shutdown(Scheme::Https);
-}
+common::test_cases!(graceful_shutdown {
+    http_shutdown_finishes_the_request_in_progress_and_refuses_new_ones(Scheme::Http);
+    https_shutdown_finishes_the_request_in_progress_and_refuses_new_ones(Scheme::Https);
+});
 
 /// A client that opens a connection to the HTTPS port and never sends its
 /// `ClientHello` is dropped after the handshake timeout (10 s), and the
