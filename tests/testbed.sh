@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# Real test bed for dockwatch: two Docker Engine daemons and two registries, all
-# on this machine, only on 127.0.0.1 / unix sockets, seeded with known content.
+# Real test bed for dockwatch: three Docker Engine daemons (20.10 on a unix
+# socket, 20.10 over mutual TLS, 26.1 on the containerd image store), Podman
+# and two registries, all on this machine, only on 127.0.0.1 / unix sockets,
+# seeded with known content.
 #
 #   tests/testbed.sh install     install the Debian packages the bed needs (if missing)
 #   tests/testbed.sh up DIR      install, generate certs, start + seed everything,

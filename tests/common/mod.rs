@@ -209,9 +209,10 @@ impl Testbed {
     pub fn get() -> Self {
         let path = std::env::var("DW_TESTBED").unwrap_or_else(|_| {
             panic!(
-                "DW_TESTBED is not set: these tests need the real test bed (two dockerds, a registry). \
-                 Run the whole suite with `tests/run.sh`, or start the bed with \
-                 `tests/testbed.sh up DIR` and set DW_TESTBED=DIR/env. `cargo test --lib` needs no daemon."
+                "DW_TESTBED is not set: these tests need the real test bed (three dockerd, Podman, \
+                 two registries). Run the whole suite with `tests/run.sh`, or start the bed with \
+                 `tests/testbed.sh up DIR` and set DW_TESTBED=DIR/env. `tests/run.sh --fast` runs \
+                 what needs no bed (`cargo test --lib` and the bed-free test files)."
             )
         });
         let text = std::fs::read_to_string(&path)
