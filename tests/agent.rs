@@ -368,19 +368,7 @@ fn full_exposition_passes_promtool() {
             "{family} missing:\n{body}"
         );
     }
-    let mut promtool = Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("promtool (Debian package prometheus; tests/run.sh installs it)");
-    {
-        use std::io::Write;
-        let mut stdin = promtool.stdin.take().expect("stdin");
-        stdin.write_all(body.as_bytes()).expect("feed promtool");
-    }
-    let out = promtool.wait_with_output().expect("promtool");
+    let out = common::prometheus::promtool_check_metrics(&body);
     assert_success(&out, "promtool check metrics");
 }
 

@@ -141,17 +141,12 @@ fn leave_dangling(cli: &DockerCli, dir: &Path) {
     assert_eq!(cli.image_ids(&["dangling=true"]).len(), 1);
 }
 
-#[test]
-fn dockerd_request_log_equals_the_per_endpoint_counts() {
-    request_log_equals_the_per_endpoint_counts_on(Store::Classic);
-}
-
-/// The same on Docker 26 with the containerd image store: every request
-/// (the pull, the image inspects, the prune's delete included) says /v1.45.
-#[test]
-fn containerd_store_request_log_equals_the_per_endpoint_counts() {
-    request_log_equals_the_per_endpoint_counts_on(Store::Containerd);
-}
+common::test_cases!(request_log_equals_the_per_endpoint_counts_on {
+    dockerd_request_log_equals_the_per_endpoint_counts(Store::Classic);
+    /// The same on Docker 26 with the containerd image store: every request
+    /// (the pull, the image inspects, the prune's delete included) says /v1.45.
+    containerd_store_request_log_equals_the_per_endpoint_counts(Store::Containerd);
+});
 
 #[allow(clippy::too_many_lines)] // one window, start to end
 fn request_log_equals_the_per_endpoint_counts_on(store: Store) {

@@ -413,14 +413,9 @@ fn substitute(expr: &str, vars: &BTreeMap<String, String>) -> Result<String, Str
     Ok(out)
 }
 
-/// Words of `PromQL` that are not metric names when they stand alone.
+/// Words of `PromQL` that are not metric names when they stand alone,
+/// besides the `LABEL_LISTS` (checked first).
 const KEYWORDS: &[&str] = &[
-    "by",
-    "without",
-    "on",
-    "ignoring",
-    "group_left",
-    "group_right",
     "bool",
     "and",
     "or",

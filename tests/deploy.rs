@@ -15,20 +15,18 @@ use std::collections::BTreeSet;
 use std::fs;
 use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
+use common::build_image::{BUILD_SCRIPT, run_build_script, tail};
 use common::{DockerCli, Testbed, binary, free_port, http_get, scrape, temp_dir};
 
 const UNIT: &str = "deploy/systemd/dockwatch.service";
-const BUILD_SCRIPT: &str = "deploy/build-image.sh";
 /// Where the unit expects the binary; the test points it at cargo's.
 const INSTALLED_BINARY: &str = "/usr/local/bin/dockwatch";
 /// The image's user and group: nobody / nogroup, by number.
 const IMAGE_USER: &str = "65534:65534";
 const IMAGE_MAX_BYTES: u64 = 30_000_000;
-/// A cold static release build on a busy 2-core machine, with room to spare.
-const BUILD_TIMEOUT: Duration = Duration::from_secs(40 * 60);
 const READY_TIMEOUT: Duration = Duration::from_secs(120);
 
 fn repo() -> PathBuf {
@@ -275,6 +273,22 @@ struct Cleanup {
 }
 
 impl Cleanup {
+    /// Runs the image once, as `name`, without a network, with `arg`:
+    /// `docker run --rm --name NAME --network none IMAGE ARG`; its stdout.
+    fn run_once(&mut self, name: &str, arg: &str) -> String {
+        self.containers.push(name.to_owned());
+        self.cli.run(&[
+            "run",
+            "--rm",
+            "--name",
+            name,
+            "--network",
+            "none",
+            &self.image,
+            arg,
+        ])
+    }
+
     fn remove_container(&mut self, name: &str) {
         let out = self.cli.try_run(&["rm", "-f", "-v", name]);
         assert!(
@@ -295,12 +309,6 @@ impl Drop for Cleanup {
     }
 }
 
-fn tail(path: &Path, lines: usize) -> String {
-    let all = fs::read_to_string(path).unwrap_or_default();
-    let v: Vec<&str> = all.lines().collect();
-    v[v.len().saturating_sub(lines)..].join("\n")
-}
-
 /// Runs deploy/build-image.sh TAG against daemon A, as a user would; returns
 /// its stdout and how long it took.
 fn build_image(bed: &Testbed, tag: &str, dir: &Path) -> (String, Duration) {
@@ -316,34 +324,16 @@ fn build_image(bed: &Testbed, tag: &str, dir: &Path) -> (String, Duration) {
     fs::create_dir_all(&docker_config).expect("docker config dir");
     let started = Instant::now();
     // Run from an unrelated directory: the script finds the repository itself.
-    let mut child = Command::new(&script)
-        .arg(tag)
+    let mut cmd = Command::new(&script);
+    cmd.arg(tag)
         .current_dir(dir)
         .env("DOCKER_HOST", bed.var("DOCKER_A"))
         .env("DOCKER_CONFIG", &docker_config)
         .env("DOCKER_CLI_HINTS", "false")
         .env_remove("DOCKER_CONTEXT")
         .env_remove("DOCKER_TLS_VERIFY")
-        .env_remove("DOCKER_CERT_PATH")
-        .stdin(Stdio::null())
-        .stdout(fs::File::create(&out_path).expect("stdout file"))
-        .stderr(fs::File::create(&log_path).expect("log file"))
-        .spawn()
-        .expect("run deploy/build-image.sh");
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("wait for build-image.sh") {
-            break status;
-        }
-        if started.elapsed() > BUILD_TIMEOUT {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!(
-                "{BUILD_SCRIPT} did not finish within {BUILD_TIMEOUT:?}; last log lines:\n{}",
-                tail(&log_path, 40)
-            );
-        }
-        std::thread::sleep(Duration::from_millis(500));
-    };
+        .env_remove("DOCKER_CERT_PATH");
+    let status = run_build_script(&mut cmd, started, &out_path, &log_path);
     let took = started.elapsed();
     assert!(
         status.success(),
@@ -519,34 +509,12 @@ fn image_builds_and_runs_against_the_socket_as_non_root() {
     }
 
     // Arguments go to dockwatch, and the built-in defaults are what runs.
-    let version_name = format!("dw-deploy-version-{pid}");
-    cleanup.containers.push(version_name.clone());
-    let version = cli.run(&[
-        "run",
-        "--rm",
-        "--name",
-        &version_name,
-        "--network",
-        "none",
-        &tag,
-        "--version",
-    ]);
+    let version = cleanup.run_once(&format!("dw-deploy-version-{pid}"), "--version");
     assert_eq!(
         version.trim(),
         format!("dockwatch {}", env!("CARGO_PKG_VERSION"))
     );
-    let check_name = format!("dw-deploy-check-{pid}");
-    cleanup.containers.push(check_name.clone());
-    let check = cli.run(&[
-        "run",
-        "--rm",
-        "--name",
-        &check_name,
-        "--network",
-        "none",
-        &tag,
-        "check-config",
-    ]);
+    let check = cleanup.run_once(&format!("dw-deploy-check-{pid}"), "check-config");
     assert!(
         check.contains("built-in defaults") && check.contains("1 daemon(s)"),
         "check-config in the image should find no config file and one default daemon: {check}"

@@ -67,19 +67,14 @@ fn human_size_matches_docker() {
     assert_eq!(human(123_456), "123.5kB");
 }
 
-#[test]
-fn events_exits_refresh_and_disk_usage() {
-    events_exits_refresh_and_disk_usage_on(Store::Classic);
-}
-
-/// The same story on Docker 26 with the containerd image store. There the
-/// one image every container uses holds more bytes (snapshot + content)
-/// than `LayersSize` (snapshots only), so `docker system df` prints a
-/// negative reclaimable size for images: dockwatch exports 0.
-#[test]
-fn events_exits_refresh_and_disk_usage_on_the_containerd_store() {
-    events_exits_refresh_and_disk_usage_on(Store::Containerd);
-}
+common::test_cases!(events_exits_refresh_and_disk_usage_on {
+    events_exits_refresh_and_disk_usage(Store::Classic);
+    /// The same story on Docker 26 with the containerd image store. There the
+    /// one image every container uses holds more bytes (snapshot + content)
+    /// than `LayersSize` (snapshots only), so `docker system df` prints a
+    /// negative reclaimable size for images: dockwatch exports 0.
+    events_exits_refresh_and_disk_usage_on_the_containerd_store(Store::Containerd);
+});
 
 #[allow(clippy::too_many_lines)] // one story: exits, df, refresh, restart
 fn events_exits_refresh_and_disk_usage_on(store: Store) {

@@ -684,27 +684,14 @@ fn pull_fails_cleanly(mode: Mode) -> PullRun {
     run
 }
 
-#[test]
-fn truncated_stream_fails_as_daemon() {
-    pull_fails_cleanly(Mode::Truncated);
-}
-
-#[test]
-fn stream_ending_without_a_status_fails_as_daemon() {
-    pull_fails_cleanly(Mode::Ended);
-}
-
-/// A Podman-shaped stream (Podman never sends a final status, so a clean
-/// end means success to dockwatch) that ends with a layer unfinished.
-#[test]
-fn podman_style_stream_ending_mid_layer_fails_as_daemon() {
-    pull_fails_cleanly(Mode::PodmanCut);
-}
-
-#[test]
-fn garbage_stream_fails_as_daemon() {
-    pull_fails_cleanly(Mode::Garbage);
-}
+common::test_cases!(pull_fails_cleanly {
+    truncated_stream_fails_as_daemon(Mode::Truncated);
+    stream_ending_without_a_status_fails_as_daemon(Mode::Ended);
+    /// A Podman-shaped stream (Podman never sends a final status, so a clean
+    /// end means success to dockwatch) that ends with a layer unfinished.
+    podman_style_stream_ending_mid_layer_fails_as_daemon(Mode::PodmanCut);
+    garbage_stream_fails_as_daemon(Mode::Garbage);
+});
 
 #[test]
 fn endless_stream_without_progress_stalls() {

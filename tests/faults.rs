@@ -841,6 +841,18 @@ impl Drop for TlsDaemon {
     }
 }
 
+/// Daemon "x" at 127.0.0.1:`port` over TLS, with the bed's client
+/// certificate, key and CA.
+fn tls_x_at(bed: &Testbed, port: u16) -> String {
+    tls_daemon_toml(
+        "x",
+        &format!("tcp://127.0.0.1:{port}"),
+        bed.var("TLS_CA"),
+        bed.var("TLS_CERT"),
+        bed.var("TLS_KEY"),
+    )
+}
+
 #[test]
 fn tls_server_certificate_for_another_name() {
     let bed = Testbed::get();
@@ -851,16 +863,7 @@ fn tls_server_certificate_for_another_name() {
         &certs.path("other-key.pem"),
         "other.example",
     );
-    let (_dw, line) = down_with_tls_error(
-        &tls_daemon_toml(
-            "x",
-            &format!("tcp://127.0.0.1:{}", other.port),
-            bed.var("TLS_CA"),
-            bed.var("TLS_CERT"),
-            bed.var("TLS_KEY"),
-        ),
-        &["tls"],
-    );
+    let (_dw, line) = down_with_tls_error(&tls_x_at(&bed, other.port), &["tls"]);
     // The setting is the `host` key (the name in it is what the certificate
     // does not cover).
     assert_names(&line, &["not valid for"], &["`host`"]);
@@ -972,16 +975,7 @@ fn tls_daemon_url_pointing_at_a_plain_http_server() {
     let server = PlainHttp::start();
     // Our own GET / above is the only request it may ever log.
     let before = server.log();
-    let (dw, line) = down_with_tls_error(
-        &tls_daemon_toml(
-            "x",
-            &format!("tcp://127.0.0.1:{}", server.port),
-            bed.var("TLS_CA"),
-            bed.var("TLS_CERT"),
-            bed.var("TLS_KEY"),
-        ),
-        &["tls", "connect"],
-    );
+    let (dw, line) = down_with_tls_error(&tls_x_at(&bed, server.port), &["tls", "connect"]);
     drop(dw);
     let log = server.log();
     let after = log.strip_prefix(before.as_str()).unwrap_or(&log);

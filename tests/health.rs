@@ -27,6 +27,22 @@ fn health(s: &Scrape, daemon: &str) -> Vec<Option<f64>> {
         .collect()
 }
 
+/// Waits until dockwatch counts `daemon`'s containers by health as the CLI
+/// did (`want`), and checks that the CLI still counts the same; the scrape.
+fn health_as_the_cli_counts(
+    dw: &Dockwatch,
+    cli: &DockerCli,
+    daemon: &str,
+    want: &[Option<f64>],
+    within: Duration,
+) -> Scrape {
+    let s = dw.wait_for("health as the CLI counts it", within, |s| {
+        health(s, daemon) == want
+    });
+    assert_eq!(cli_health(cli), want, "the CLI's counts moved");
+    s
+}
+
 fn restarts(s: &Scrape, daemon: &str) -> Option<f64> {
     s.get("dockwatch_container_restarts_total", &[("daemon", daemon)])
 }
@@ -89,6 +105,19 @@ fn cli_health(cli: &DockerCli) -> Vec<Option<f64>> {
         .collect()
 }
 
+/// `docker run` options for a healthcheck: `cmd` every `interval`, one
+/// failure enough to be unhealthy.
+fn healthcheck(cmd: &'static str, interval: &'static str) -> [&'static str; 6] {
+    [
+        "--health-cmd",
+        cmd,
+        "--health-interval",
+        interval,
+        "--health-retries",
+        "1",
+    ]
+}
+
 #[test]
 #[allow(clippy::too_many_lines)] // one story: health, then restarts
 fn health_and_restarts_on_dockerd() {
@@ -113,16 +142,7 @@ fn health_and_restarts_on_dockerd() {
         image: image.clone(),
     };
     a.import_variant(&dir.0, &image, "health");
-    let check = |cmd: &'static str, interval: &'static str| {
-        [
-            "--health-cmd",
-            cmd,
-            "--health-interval",
-            interval,
-            "--health-retries",
-            "1",
-        ]
-    };
+    let check = healthcheck;
     run(&a, &ok, &check("exit 0", "1s"), &image, &SLEEP);
     run(&a, &bad, &check("exit 1", "1s"), &image, &SLEEP);
     // The first check comes after an hour: starting until then.
@@ -151,12 +171,7 @@ fn health_and_restarts_on_dockerd() {
         "the CLI's counts"
     );
     assert_eq!(a.running_with_health("none"), 3);
-    let s = dw.wait_for(
-        "health as the CLI counts it",
-        Duration::from_secs(20),
-        |s| health(s, "a") == want,
-    );
-    assert_eq!(cli_health(&a), want, "the CLI's counts moved");
+    let s = health_as_the_cli_counts(&dw, &a, "a", &want, Duration::from_secs(20));
     let running = s.get(
         "dockwatch_containers",
         &[("daemon", "a"), ("state", "running")],
@@ -245,16 +260,7 @@ fn health_and_restarts_on_podman() {
         image: image.clone(),
     };
     p.import_variant(&dir.0, &image, "health");
-    let check = |cmd: &'static str| {
-        [
-            "--health-cmd",
-            cmd,
-            "--health-interval",
-            "1h",
-            "--health-retries",
-            "1",
-        ]
-    };
+    let check = |cmd: &'static str| healthcheck(cmd, "1h");
     run(&p, &ok, &check("exit 0"), &image, &SLEEP);
     run(&p, &bad, &check("exit 1"), &image, &SLEEP);
     run(&p, &starting, &check("exit 0"), &image, &SLEEP);
@@ -281,12 +287,7 @@ fn health_and_restarts_on_podman() {
         [Some(1.0), Some(1.0), Some(1.0), Some(2.0)],
         "the CLI's counts"
     );
-    let s = dw.wait_for(
-        "health as the CLI counts it",
-        Duration::from_secs(30),
-        |s| health(s, "p") == want,
-    );
-    assert_eq!(cli_health(&p), want, "the CLI's counts moved");
+    let s = health_as_the_cli_counts(&dw, &p, "p", &want, Duration::from_secs(30));
     let running = s.get(
         "dockwatch_containers",
         &[("daemon", "p"), ("state", "running")],

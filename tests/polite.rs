@@ -17,7 +17,6 @@ mod common;
 use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::Value;
@@ -27,12 +26,8 @@ use common::{
     wait_until,
 };
 
-/// The tests share daemon A's image store: one at a time.
-static TURN: Mutex<()> = Mutex::new(());
-
-fn turn() -> MutexGuard<'static, ()> {
-    TURN.lock().unwrap_or_else(PoisonError::into_inner)
-}
+// The tests share daemon A's image store: one at a time.
+use common::turn;
 
 fn unix_now() -> f64 {
     SystemTime::now()
@@ -217,18 +212,55 @@ fn last_pull(dw: &Dockwatch, daemon: &str, image: &str) -> Value {
     dw.pulls().expect("/pulls")["daemons"][daemon][image]["last"].clone()
 }
 
+/// A front for the bed's registry, and dwtest/multi:1 and :2 through it:
+/// removed from A now, and again when the test ends.
+fn multi_1_and_2(bed: &Testbed) -> (Front, String, String, Remove<'_>) {
+    let front = Front::start(bed.var("REGISTRY"));
+    let m1 = format!("{}/dwtest/multi:1", front.host());
+    let m2 = format!("{}/dwtest/multi:2", front.host());
+    let remove = Remove {
+        bed,
+        images: vec![m2.clone(), m1.clone()],
+    };
+    bed.cli_a().rmi_f(&[&m2, &m1]);
+    (front, m1, m2, remove)
+}
+
+/// Waits until daemon a has pulled `m1` and `m2` and daemon b `m1`, each
+/// to the end; the scrape that says so.
+fn every_pull_ends_well(dw: &Dockwatch, m1: &str, m2: &str) -> Scrape {
+    dw.wait_for("every pull to end well", Duration::from_secs(60), |s| {
+        s.pulls("a", m1, "updated") >= 1.0
+            && s.pulls("a", m2, "updated") >= 1.0
+            && s.pulls("b", m1, "updated") >= 1.0
+    })
+}
+
+/// When the last of `seen` was refused with a 429 (NaN if none was).
+fn last_429<'a>(seen: impl IntoIterator<Item = &'a Seen>) -> f64 {
+    seen.into_iter()
+        .filter(|r| r.limited)
+        .map(|r| r.t)
+        .fold(f64::NAN, f64::max)
+}
+
+/// When the first of `seen` after `t` that `wanted` picks came (NaN if none).
+fn first_after<'a>(
+    seen: impl IntoIterator<Item = &'a Seen>,
+    t: f64,
+    wanted: impl Fn(&Seen) -> bool,
+) -> f64 {
+    seen.into_iter()
+        .filter(|r| r.t > t && wanted(r))
+        .map(|r| r.t)
+        .fold(f64::NAN, f64::min)
+}
+
 #[test]
 fn a_429_holds_every_pull_to_that_registry_for_its_retry_after() {
     let _turn = turn();
     let bed = Testbed::get();
-    let front = Front::start(bed.var("REGISTRY"));
-    let m1 = format!("{}/dwtest/multi:1", front.host());
-    let m2 = format!("{}/dwtest/multi:2", front.host());
-    let _remove = Remove {
-        bed: &bed,
-        images: vec![m2.clone(), m1.clone()],
-    };
-    bed.cli_a().rmi_f(&[&m2, &m1]);
+    let (front, m1, m2, _remove) = multi_1_and_2(&bed);
     // As ghcr.io does: the wait in the message (dockerd passes on the
     // message, not the Retry-After header), and in the header too.
     let wait = 6.0;
@@ -250,23 +282,11 @@ fn a_429_holds_every_pull_to_that_registry_for_its_retry_after() {
     // Long enough for the 1 s retries to have come, were they not held.
     std::thread::sleep(Duration::from_secs(3));
     front.control("/_front/disarm");
-    let s = dw.wait_for("every pull to end well", Duration::from_secs(60), |s| {
-        s.pulls("a", &m1, "updated") >= 1.0
-            && s.pulls("a", &m2, "updated") >= 1.0
-            && s.pulls("b", &m1, "updated") >= 1.0
-    });
+    let s = every_pull_ends_well(&dw, &m1, &m2);
 
     let seen = front.requests();
-    let last_429 = seen
-        .iter()
-        .filter(|r| r.limited)
-        .map(|r| r.t)
-        .fold(f64::NAN, f64::max);
-    let next = seen
-        .iter()
-        .filter(|r| r.t > last_429)
-        .map(|r| r.t)
-        .fold(f64::NAN, f64::min);
+    let last_429 = last_429(&seen);
+    let next = first_after(&seen, last_429, |_| true);
     let refused_gets = seen
         .iter()
         .filter(|r| r.limited && r.method == "GET")
@@ -313,14 +333,7 @@ fn a_429_holds_every_pull_to_that_registry_for_its_retry_after() {
 fn without_a_hint_the_wait_doubles_per_registry_host_across_a_reload() {
     let _turn = turn();
     let bed = Testbed::get();
-    let front = Front::start(bed.var("REGISTRY"));
-    let m1 = format!("{}/dwtest/multi:1", front.host());
-    let m2 = format!("{}/dwtest/multi:2", front.host());
-    let _remove = Remove {
-        bed: &bed,
-        images: vec![m2.clone(), m1.clone()],
-    };
-    bed.cli_a().rmi_f(&[&m2, &m1]);
+    let (front, m1, m2, _remove) = multi_1_and_2(&bed);
     // Docker Hub's answer: no wait named anywhere.
     front.arm(None, None);
     // interval 32 s: the host's wait goes 1 s, 2 s, 4 s, 8 s, ...
@@ -360,23 +373,11 @@ fn without_a_hint_the_wait_doubles_per_registry_host_across_a_reload() {
     // closed for 8 s after it.
     std::thread::sleep(Duration::from_secs(1));
     front.control("/_front/disarm");
-    let s = dw.wait_for("every pull to end well", Duration::from_secs(60), |s| {
-        s.pulls("a", &m1, "updated") >= 1.0
-            && s.pulls("a", &m2, "updated") >= 1.0
-            && s.pulls("b", &m1, "updated") >= 1.0
-    });
+    let s = every_pull_ends_well(&dw, &m1, &m2);
     let bursts = front.bursts();
     let seen = front.requests();
-    let last_429 = seen
-        .iter()
-        .filter(|r| r.limited)
-        .map(|r| r.t)
-        .fold(f64::NAN, f64::max);
-    let success = seen
-        .iter()
-        .filter(|r| r.t > last_429 && r.path.contains("/manifests/"))
-        .map(|r| r.t)
-        .fold(f64::NAN, f64::min);
+    let last_429 = last_429(&seen);
+    let success = first_after(&seen, last_429, |r| r.path.contains("/manifests/"));
     let mut starts: Vec<f64> = bursts.iter().map(|b| b.0).collect();
     starts.push(success);
     let gaps: Vec<f64> = starts.windows(2).map(|w| w[1] - w[0]).collect();
@@ -603,14 +604,7 @@ fn windows_hold_scheduled_pulls_and_dockwatch_pull_ignores_them() {
 fn a_pull_under_way_outlives_its_window() {
     let _turn = turn();
     let bed = Testbed::get();
-    let front = Front::start(bed.var("REGISTRY"));
-    let m1 = format!("{}/dwtest/multi:1", front.host());
-    let m2 = format!("{}/dwtest/multi:2", front.host());
-    let _remove = Remove {
-        bed: &bed,
-        images: vec![m2.clone(), m1.clone()],
-    };
-    bed.cli_a().rmi_f(&[&m2, &m1]);
+    let (front, m1, m2, _remove) = multi_1_and_2(&bed);
     // A window that closes at the next minute, at least 15 s from now.
     let now = jiff::Timestamp::now();
     let second = now.as_second();
@@ -723,16 +717,8 @@ fn a_429_to_a_registry_check_holds_the_next_check_too() {
         .iter()
         .filter(|r| r.t > armed && r.path.contains("/manifests/"))
         .collect();
-    let last_429 = manifests
-        .iter()
-        .filter(|r| r.limited)
-        .map(|r| r.t)
-        .fold(f64::NAN, f64::max);
-    let next = manifests
-        .iter()
-        .filter(|r| r.t > last_429)
-        .map(|r| r.t)
-        .fold(f64::NAN, f64::min);
+    let last_429 = last_429(manifests.iter().copied());
+    let next = first_after(manifests.iter().copied(), last_429, |_| true);
     eprintln!(
         "MEASURE check 429 with retry-after 6 s: {} refused, next check {:.2} s after the last 429 (check_interval 1 s)",
         manifests.iter().filter(|r| r.limited).count(),

@@ -24,7 +24,7 @@ mod common;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::MutexGuard;
 use std::time::Duration;
 
 use common::gate::Gate;
@@ -33,13 +33,9 @@ use common::{
     daemon_toml, kill, output_text,
 };
 
-/// The tests of this file run one at a time: each compares a daemon's
-/// dangling totals with dockwatch's, which another test's images would move.
-static SERIAL: Mutex<()> = Mutex::new(());
-
-fn serial() -> MutexGuard<'static, ()> {
-    SERIAL.lock().unwrap_or_else(PoisonError::into_inner)
-}
+// The tests of this file run one at a time: each compares a daemon's
+// dangling totals with dockwatch's, which another test's images would move.
+use common::turn as serial;
 
 /// One engine the cases run on: its daemon name in dockwatch's config,
 /// its socket, and the docker CLI aimed at it.
@@ -267,17 +263,43 @@ fn is_dangling(cli: &DockerCli, id: &str) -> bool {
     cli.image_ids(&["dangling=true"]).iter().any(|i| i == id)
 }
 
+/// A test's turn and the removal of its leftovers, held until it ends.
+struct Turn {
+    _leftovers: Leftovers,
+    _serial: MutexGuard<'static, ()>,
+}
+
+/// What every test here starts with: its turn (which removes its
+/// leftovers, however it ends), the bed, the engines, its group (`WHAT-PID`,
+/// in the names and labels of its images and containers) and a scratch
+/// directory.
+fn case(what: &str) -> (Turn, Testbed, Vec<Engine>, String, Scratch) {
+    let one_at_a_time = serial();
+    let bed = Testbed::get();
+    let engines = engines(&bed);
+    let group = format!("{what}-{}", std::process::id());
+    let dir = Scratch::new(&format!("prune-{what}"));
+    let turn = Turn {
+        _leftovers: Leftovers {
+            clis: engines.iter().map(|e| e.cli.clone()).collect(),
+            group: group.clone(),
+        },
+        _serial: one_at_a_time,
+    };
+    (turn, bed, engines, group, dir)
+}
+
 /// Removes a test's containers and images from every engine, however the
 /// test ends.
-struct Leftovers<'a> {
-    engines: &'a [Engine],
+struct Leftovers {
+    clis: Vec<DockerCli>,
     group: String,
 }
 
-impl Drop for Leftovers<'_> {
+impl Drop for Leftovers {
     fn drop(&mut self) {
-        for e in self.engines {
-            let names = e.cli.try_run(&[
+        for cli in &self.clis {
+            let names = cli.try_run(&[
                 "ps",
                 "-a",
                 "-q",
@@ -285,14 +307,12 @@ impl Drop for Leftovers<'_> {
                 &format!("name=dwprune-{}", self.group),
             ]);
             for c in String::from_utf8_lossy(&names.stdout).split_whitespace() {
-                let _ = e.cli.try_run(&["rm", "-f", c]);
+                let _ = cli.try_run(&["rm", "-f", c]);
             }
             let label = format!("label=dwtest.prune={}", self.group);
-            let ids = e
-                .cli
-                .try_run(&["images", "-q", "--no-trunc", "--filter", &label]);
+            let ids = cli.try_run(&["images", "-q", "--no-trunc", "--filter", &label]);
             for id in String::from_utf8_lossy(&ids.stdout).split_whitespace() {
-                let _ = e.cli.try_run(&["rmi", "-f", id]);
+                let _ = cli.try_run(&["rmi", "-f", id]);
             }
         }
     }
@@ -366,6 +386,14 @@ fn value(s: &Scrape, name: &str, daemon: &str, extra: &[(&str, &str)]) -> f64 {
     s.get(name, &labels).unwrap_or(0.0)
 }
 
+/// dockwatch's dangling totals for `daemon`: (count, bytes).
+fn dangling_on(s: &Scrape, daemon: &str) -> (u64, u64) {
+    (
+        value(s, "dockwatch_images_dangling", daemon, &[]) as u64,
+        value(s, "dockwatch_images_dangling_size_bytes", daemon, &[]) as u64,
+    )
+}
+
 fn removed(s: &Scrape, daemon: &str) -> f64 {
     value(s, "dockwatch_prune_images_removed_total", daemon, &[])
 }
@@ -407,6 +435,11 @@ fn wait_rounds(dw: &Dockwatch, engines: &[Engine], s: &Scrape, more: f64) -> Scr
 }
 
 /// Lines of the log of `daemon`'s prune rounds.
+/// Whether one of `daemon`'s "prune round done" lines in `log` says `what`.
+fn a_round_says(log: &str, daemon: &str, what: &str) -> bool {
+    round_lines(log, daemon).iter().any(|l| l.contains(what))
+}
+
 fn round_lines(log: &str, daemon: &str) -> Vec<String> {
     let tag = format!("daemon={daemon} ");
     log.lines()
@@ -474,15 +507,7 @@ struct Held {
 #[test]
 #[allow(clippy::too_many_lines)] // one story, told in order
 fn old_unused_dangling_images_go_and_everything_else_stays() {
-    let _serial = serial();
-    let bed = Testbed::get();
-    let engines = engines(&bed);
-    let group = format!("guards-{}", std::process::id());
-    let dir = Scratch::new("prune-guards");
-    let _leftovers = Leftovers {
-        engines: &engines,
-        group: group.clone(),
-    };
+    let (_turn, bed, engines, group, dir) = case("guards");
     let reg = bed.var("REGISTRY");
     let pinned_ref = push(
         &bed,
@@ -574,12 +599,7 @@ fn old_unused_dangling_images_go_and_everything_else_stays() {
         dw.wait_for(
             "dangling totals as the CLI says",
             Duration::from_secs(30),
-            |s| {
-                (
-                    value(s, "dockwatch_images_dangling", e.name, &[]) as u64,
-                    value(s, "dockwatch_images_dangling_size_bytes", e.name, &[]) as u64,
-                ) == truth
-            },
+            |s| dangling_on(s, e.name) == truth,
         );
         before.insert(e.name, truth);
     }
@@ -642,9 +662,7 @@ fn old_unused_dangling_images_go_and_everything_else_stays() {
         let pinned_dangles = is_dangling(&e.cli, &h.pinned);
         if pinned_dangles {
             assert!(
-                round_lines(&log, e.name)
-                    .iter()
-                    .any(|l| l.contains("named by a configured pre-pull")),
+                a_round_says(&log, e.name, "named by a configured pre-pull"),
                 "{}: the pinned pre-pull was never kept for its pre-pull:\n{log}",
                 e.name
             );
@@ -657,12 +675,7 @@ fn old_unused_dangling_images_go_and_everything_else_stays() {
         dw.wait_for(
             "the dangling totals to drop",
             Duration::from_secs(10),
-            |s| {
-                (
-                    value(s, "dockwatch_images_dangling", e.name, &[]) as u64,
-                    value(s, "dockwatch_images_dangling_size_bytes", e.name, &[]) as u64,
-                ) == after
-            },
+            |s| dangling_on(s, e.name) == after,
         );
         eprintln!(
             "PRUNE: guards engine={} removed=3 bytes={want_bytes} (inspect: {:?}) dangling {count}->{} bytes {bytes}->{}; kept young, used by a stopped container, tagged, pinned pre-pull (dangling here: {pinned_dangles})",
@@ -689,15 +702,7 @@ fn old_unused_dangling_images_go_and_everything_else_stays() {
 /// next round prune.
 #[test]
 fn rounds_wait_for_enough_reclaimable_bytes() {
-    let _serial = serial();
-    let bed = Testbed::get();
-    let engines = engines(&bed);
-    let group = format!("when-{}", std::process::id());
-    let dir = Scratch::new("prune-when");
-    let _leftovers = Leftovers {
-        engines: &engines,
-        group: group.clone(),
-    };
+    let (_turn, _bed, engines, group, dir) = case("when");
     let archive = craft(&dir.0, &group, "w-2020", OLD_2020, 16_000, None);
     let ids: Vec<String> = engines
         .iter()
@@ -765,15 +770,7 @@ fn rounds_wait_for_enough_reclaimable_bytes() {
 #[test]
 #[allow(clippy::too_many_lines)] // one story, told in order
 fn an_image_a_pre_pull_just_replaced_stays() {
-    let _serial = serial();
-    let bed = Testbed::get();
-    let engines = engines(&bed);
-    let group = format!("moving-{}", std::process::id());
-    let dir = Scratch::new("prune-moving");
-    let _leftovers = Leftovers {
-        engines: &engines,
-        group: group.clone(),
-    };
+    let (_turn, bed, engines, group, dir) = case("moving");
     let reg = bed.var("REGISTRY");
     let repo = format!("dwtest/prune-moving-{group}");
     for seed in ["x", "y"] {
@@ -837,9 +834,7 @@ fn an_image_a_pre_pull_just_replaced_stays() {
         let d = is_dangling(&e.cli, id);
         if d {
             assert!(
-                round_lines(&log, e.name)
-                    .iter()
-                    .any(|l| l.contains("left by a recent pre-pull")),
+                a_round_says(&log, e.name, "left by a recent pre-pull"),
                 "{}: x was never kept for the pull that left it:\n{log}",
                 e.name
             );
@@ -882,15 +877,7 @@ fn an_image_a_pre_pull_just_replaced_stays() {
 #[test]
 #[allow(clippy::too_many_lines)] // one story, told in order
 fn a_dry_run_reports_exactly_what_a_real_run_removes() {
-    let _serial = serial();
-    let bed = Testbed::get();
-    let engines = engines(&bed);
-    let group = format!("dry-{}", std::process::id());
-    let dir = Scratch::new("prune-dry");
-    let _leftovers = Leftovers {
-        engines: &engines,
-        group: group.clone(),
-    };
+    let (_turn, _bed, engines, group, dir) = case("dry");
     let specs = [
         ("d-2019", OLD_2019, 30_000),
         ("d-2020", OLD_2020, 20_000),
@@ -1044,15 +1031,7 @@ fn a_dry_run_reports_exactly_what_a_real_run_removes() {
 /// (not found), on the real daemon.
 #[test]
 fn refusals_are_counted_not_retried() {
-    let _serial = serial();
-    let bed = Testbed::get();
-    let engines = engines(&bed);
-    let group = format!("refused-{}", std::process::id());
-    let dir = Scratch::new("prune-refused");
-    let _leftovers = Leftovers {
-        engines: &engines,
-        group: group.clone(),
-    };
+    let (_turn, _bed, engines, group, dir) = case("refused");
     let first = craft(&dir.0, &group, "r-2019", OLD_2019, 13_000, None);
     let second = craft(&dir.0, &group, "r-2020", OLD_2020, 12_000, None);
     let mut gates = Vec::new();
@@ -1120,15 +1099,7 @@ fn refusals_are_counted_not_retried() {
 /// `conflict`, which the CLI prints and which does not fail it (exit 0).
 #[test]
 fn a_conflict_is_a_refusal_and_the_cli_exits_0() {
-    let _serial = serial();
-    let bed = Testbed::get();
-    let engines = engines(&bed);
-    let group = format!("conflict-{}", std::process::id());
-    let dir = Scratch::new("prune-conflict");
-    let _leftovers = Leftovers {
-        engines: &engines,
-        group: group.clone(),
-    };
+    let (_turn, bed, engines, group, dir) = case("conflict");
     let reg = bed.var("REGISTRY");
     let archive = craft(&dir.0, &group, "twice", OLD_2020, 8_000, None);
     let a = bed.cli_a();
@@ -1186,15 +1157,7 @@ fn a_conflict_is_a_refusal_and_the_cli_exits_0() {
 #[test]
 #[allow(clippy::too_many_lines)] // one story, told in order
 fn a_daemon_frozen_mid_round_fails_that_round_only() {
-    let _serial = serial();
-    let bed = Testbed::get();
-    let engines = engines(&bed);
-    let group = format!("frozen-{}", std::process::id());
-    let dir = Scratch::new("prune-frozen");
-    let _leftovers = Leftovers {
-        engines: &engines,
-        group: group.clone(),
-    };
+    let (_turn, bed, engines, group, dir) = case("frozen");
     std::fs::create_dir_all(dir.0.join("d")).expect("daemon dir");
     let own = OwnDaemon::start(&dir.0.join("d"));
     let cli = bed.cli_at(&own.host());
@@ -1298,15 +1261,7 @@ fn id_of_or_none(cli: &DockerCli, seed: &str) -> String {
 /// for, and dockwatch exits 0.
 #[test]
 fn shutdown_mid_round_stops_after_the_current_removal() {
-    let _serial = serial();
-    let bed = Testbed::get();
-    let engines = engines(&bed);
-    let group = format!("shutdown-{}", std::process::id());
-    let dir = Scratch::new("prune-shutdown");
-    let _leftovers = Leftovers {
-        engines: &engines,
-        group: group.clone(),
-    };
+    let (_turn, _bed, engines, group, dir) = case("shutdown");
     let archives: Vec<(&str, PathBuf)> = [
         ("s-2018", "2018-01-01T00:00:00Z"),
         ("s-2019", OLD_2019),

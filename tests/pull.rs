@@ -9,7 +9,6 @@ mod common;
 
 use std::fmt::Write as _;
 use std::process::Command;
-use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use common::slow_link::SlowLink;
@@ -18,11 +17,7 @@ use common::{
     output_text, temp_dir,
 };
 
-static TURN: Mutex<()> = Mutex::new(());
-
-fn turn() -> MutexGuard<'static, ()> {
-    TURN.lock().unwrap_or_else(PoisonError::into_inner)
-}
+use common::turn;
 
 /// The daemon a test pulls on: its `daemon` label, its config, the docker
 /// CLI aimed at it, and its image store.
@@ -31,6 +26,13 @@ struct Target {
     config: String,
     cli: DockerCli,
     store: Store,
+}
+
+/// Runs `story` on the daemon that `target` names, its turn held.
+fn on(target: fn(&Testbed) -> Target, story: impl Fn(&Testbed, &Target)) {
+    let _turn = turn();
+    let bed = Testbed::get();
+    story(&bed, &target(&bed));
 }
 
 fn daemon_a(bed: &Testbed) -> Target {
@@ -102,18 +104,13 @@ fn no_progress_series(s: &Scrape, t: &Target) -> bool {
         && s.get("dockwatch_image_pulls_in_progress", &[("daemon", t.name)]) == Some(0.0)
 }
 
-#[test]
-fn cold_pull_repull_and_shared_layers() {
-    let _turn = turn();
-    let bed = Testbed::get();
-    cold_pull_repull_and_shared_layers_on(&bed, &daemon_a(&bed), bed.var("REGISTRY"));
-}
+common::test_cases!(on {
+    cold_pull_repull_and_shared_layers(daemon_a, from_the_bed_registry);
+    cold_pull_repull_and_shared_layers_on_the_containerd_store(daemon_c, from_the_bed_registry);
+});
 
-#[test]
-fn cold_pull_repull_and_shared_layers_on_the_containerd_store() {
-    let _turn = turn();
-    let bed = Testbed::get();
-    cold_pull_repull_and_shared_layers_on(&bed, &daemon_c(&bed), bed.var("REGISTRY"));
+fn from_the_bed_registry(bed: &Testbed, t: &Target) {
+    cold_pull_repull_and_shared_layers_on(bed, t, bed.var("REGISTRY"));
 }
 
 /// Downloaded bytes on the containerd store against the registry's
@@ -303,19 +300,13 @@ fn cold_pull_repull_and_shared_layers_on(bed: &Testbed, t: &Target, reg: &str) {
     t.cli.rmi_f(&[&m2, &m1]);
 }
 
-#[test]
-fn missing_image_is_not_found_and_not_ready() {
-    let _turn = turn();
-    let bed = Testbed::get();
-    missing_image_is_not_found_and_not_ready_on(&bed, &daemon_a(&bed));
-}
-
-#[test]
-fn missing_image_is_not_found_and_not_ready_on_the_containerd_store() {
-    let _turn = turn();
-    let bed = Testbed::get();
-    missing_image_is_not_found_and_not_ready_on(&bed, &daemon_c(&bed));
-}
+common::test_cases!(on {
+    missing_image_is_not_found_and_not_ready(daemon_a, missing_image_is_not_found_and_not_ready_on);
+    missing_image_is_not_found_and_not_ready_on_the_containerd_store(
+        daemon_c,
+        missing_image_is_not_found_and_not_ready_on,
+    );
+});
 
 fn missing_image_is_not_found_and_not_ready_on(bed: &Testbed, t: &Target) {
     let nope = format!("{}/dwtest/nope:1", bed.var("REGISTRY"));
@@ -462,22 +453,30 @@ impl Drop for Revive<'_> {
     }
 }
 
-#[test]
-fn frozen_registry_stalls_the_pull_and_the_next_round_succeeds() {
-    let _turn = turn();
-    let bed = Testbed::get();
-    frozen_registry_stalls_the_pull_on(&bed, &daemon_a(&bed));
-}
-
-/// On the containerd store the stream does not go quiet while the registry
-/// is frozen: it repeats each layer's `Downloading` line every 100 ms with
-/// the same count. That must not pass for progress.
-#[test]
-fn frozen_registry_stalls_the_pull_on_the_containerd_store() {
-    let _turn = turn();
-    let bed = Testbed::get();
-    frozen_registry_stalls_the_pull_on(&bed, &daemon_c(&bed));
-}
+common::test_cases!(on {
+    frozen_registry_stalls_the_pull_and_the_next_round_succeeds(
+        daemon_a,
+        frozen_registry_stalls_the_pull_on,
+    );
+    /// On the containerd store the stream does not go quiet while the registry
+    /// is frozen: it repeats each layer's `Downloading` line every 100 ms with
+    /// the same count. That must not pass for progress.
+    frozen_registry_stalls_the_pull_on_the_containerd_store(
+        daemon_c,
+        frozen_registry_stalls_the_pull_on,
+    );
+    registry_killed_mid_pull_fails_and_recovers_once_it_is_back(
+        daemon_a,
+        registry_killed_mid_pull_on,
+    );
+    /// On the containerd store the pull fails at once with an error line
+    /// (containerd's "failed to do request: ... EOF"), where dockerd 20.10
+    /// counts down its retries.
+    registry_killed_mid_pull_fails_and_recovers_on_the_containerd_store(
+        daemon_c,
+        registry_killed_mid_pull_on,
+    );
+});
 
 fn frozen_registry_stalls_the_pull_on(bed: &Testbed, t: &Target) {
     let (big, dw) = big_pull_running(bed, t);
@@ -499,23 +498,6 @@ fn frozen_registry_stalls_the_pull_on(bed: &Testbed, t: &Target) {
     assert!(t.cli.has_image(&big));
     drop(dw);
     t.cli.rmi_f(&[&big]);
-}
-
-#[test]
-fn registry_killed_mid_pull_fails_and_recovers_once_it_is_back() {
-    let _turn = turn();
-    let bed = Testbed::get();
-    registry_killed_mid_pull_on(&bed, &daemon_a(&bed));
-}
-
-/// On the containerd store the pull fails at once with an error line
-/// (containerd's "failed to do request: ... EOF"), where dockerd 20.10
-/// counts down its retries.
-#[test]
-fn registry_killed_mid_pull_fails_and_recovers_on_the_containerd_store() {
-    let _turn = turn();
-    let bed = Testbed::get();
-    registry_killed_mid_pull_on(&bed, &daemon_c(&bed));
 }
 
 fn registry_killed_mid_pull_on(bed: &Testbed, t: &Target) {

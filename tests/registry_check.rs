@@ -11,19 +11,14 @@ mod common;
 
 use std::fmt::Write as _;
 use std::process::Command;
-use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
 use common::{DockerCli, Dockwatch, OwnDaemon, Scrape, Scratch, Testbed, assert_success};
 
-/// The tests share daemon A's image store: one at a time.
-static TURN: Mutex<()> = Mutex::new(());
-
-fn turn() -> MutexGuard<'static, ()> {
-    TURN.lock().unwrap_or_else(PoisonError::into_inner)
-}
+// The tests share daemon A's image store: one at a time.
+use common::turn;
 
 /// Every manifest type a registry may answer for a tag.
 const ACCEPT: [&str; 4] = [
@@ -180,20 +175,7 @@ fn check_failures(s: &Scrape, daemon: &str, image: &str, reason: &str) -> f64 {
 
 /// `promtool check metrics` of a scrape: its complaints, empty if none.
 fn promtool_check(text: &str) -> String {
-    let mut promtool = Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("promtool (Debian package prometheus; tests/run.sh installs it)");
-    {
-        use std::io::Write;
-        let mut stdin = promtool.stdin.take().expect("stdin");
-        stdin.write_all(text.as_bytes()).expect("feed promtool");
-    }
-    let out = promtool.wait_with_output().expect("promtool");
-    common::output_text(&out)
+    common::output_text(&common::prometheus::promtool_check_metrics(text))
 }
 
 /// The `check` object of `/pulls` for `image` on `daemon`.

@@ -16,7 +16,7 @@ use std::net::{Ipv4Addr, TcpStream};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{Dockwatch, Testbed};
+use common::{Dockwatch, Testbed, wait_until};
 use rustls::pki_types::pem::PemObject as _;
 use rustls::pki_types::{CertificateDer, ServerName};
 
@@ -213,22 +213,18 @@ fn config(bed: &Testbed, scheme: Scheme) -> String {
 /// Starts dockwatch and waits until it answers `/-/ready` with 200.
 fn start(bed: &Testbed, scheme: Scheme, tls: &Arc<rustls::ClientConfig>) -> Dockwatch {
     let dw = Dockwatch::spawn(&config(bed, scheme), &[]);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let ready = Client::connect(scheme, dw.port, tls).is_ok_and(|mut c| {
-            c.send("GET /-/ready HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n");
-            c.response().0 == 200
-        });
-        if ready {
-            return dw;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "dockwatch not ready over {scheme:?}:\n{}",
-            dw.log()
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    wait_until(
+        Duration::from_secs(30),
+        Duration::from_millis(200),
+        || {
+            Client::connect(scheme, dw.port, tls).is_ok_and(|mut c| {
+                c.send("GET /-/ready HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n");
+                c.response().0 == 200
+            })
+        },
+        || format!("dockwatch not ready over {scheme:?}:\n{}", dw.log()),
+    );
+    dw
 }
 
 fn still_running(dw: &mut Dockwatch) -> bool {
@@ -335,15 +331,10 @@ fn graceful_shutdown(scheme: Scheme) {
     );
 }
 
-#[test]
-fn http_shutdown_finishes_the_request_in_progress_and_refuses_new_ones() {
-    graceful_shutdown(Scheme::Http);
-}
-
-#[test]
-fn https_shutdown_finishes_the_request_in_progress_and_refuses_new_ones() {
-    graceful_shutdown(Scheme::Https);
-}
+common::test_cases!(graceful_shutdown {
+    http_shutdown_finishes_the_request_in_progress_and_refuses_new_ones(Scheme::Http);
+    https_shutdown_finishes_the_request_in_progress_and_refuses_new_ones(Scheme::Https);
+});
 
 /// A client that opens a connection to the HTTPS port and never sends its
 /// `ClientHello` is dropped after the handshake timeout (10 s), and the

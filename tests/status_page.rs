@@ -33,6 +33,16 @@ fn chromium(args: &[&str], url: &str) -> String {
     common::chromium(args, url, 3000)
 }
 
+/// What stands in `r` between the first `open` and the next `close` after
+/// it ("" if nothing does).
+fn between(r: &str, open: &str, close: &str) -> String {
+    r.split(open)
+        .nth(1)
+        .and_then(|c| c.split(close).next())
+        .unwrap_or_default()
+        .to_owned()
+}
+
 /// The daemon rows of the dumped page: (state, first cell, hidden).
 fn rows(dom: &str) -> Vec<(String, String, bool)> {
     let body = dom
@@ -43,18 +53,8 @@ fn rows(dom: &str) -> Vec<(String, String, bool)> {
     body.split("<tr ")
         .skip(1)
         .map(|r| {
-            let class = r
-                .split("data-state=\"")
-                .nth(1)
-                .and_then(|c| c.split('"').next())
-                .unwrap_or_default()
-                .to_owned();
-            let name = r
-                .split("<td>")
-                .nth(1)
-                .and_then(|c| c.split("</td>").next())
-                .unwrap_or_default()
-                .to_owned();
+            let class = between(r, "data-state=\"", "\"");
+            let name = between(r, "<td>", "</td>");
             let tag = r.split('>').next().unwrap_or_default();
             (class, name, tag.contains("hidden"))
         })

@@ -33,27 +33,19 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+use common::build_image::{BUILD_SCRIPT, run_build_script, tail};
 use common::prometheus::Prometheus;
 use common::{DockerCli, OwnDaemon, Scratch, Testbed, free_port, http_get, output_text, scrape};
 
 const STACK_FILE: &str = "deploy/swarm/stack.yml";
 const PROMETHEUS_FILE: &str = "deploy/swarm/prometheus.yml";
-const BUILD_SCRIPT: &str = "deploy/build-image.sh";
 /// The stack's name; its service is `STACK_dockwatch`.
 const STACK: &str = "dwswarm";
-/// A cold static release build on a busy 2-core machine, with room to spare.
-const BUILD_TIMEOUT: Duration = Duration::from_secs(40 * 60);
 const READY_TIMEOUT: Duration = Duration::from_secs(120);
 const PROMETHEUS_TIMEOUT: Duration = Duration::from_secs(90);
 
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn tail(path: &Path, lines: usize) -> String {
-    let all = fs::read_to_string(path).unwrap_or_default();
-    let v: Vec<&str> = all.lines().collect();
-    v[v.len().saturating_sub(lines)..].join("\n")
 }
 
 /// A free port in 1024..=49151 (Swarm refuses a data path port above it).
@@ -87,30 +79,12 @@ fn build_image(host: &str, tag: &str, dir: &Path) -> String {
     let docker_config = dir.join("docker-config");
     fs::create_dir_all(&docker_config).expect("docker config dir");
     let started = Instant::now();
-    let mut child = Command::new(repo().join(BUILD_SCRIPT))
-        .arg(tag)
+    let mut cmd = Command::new(repo().join(BUILD_SCRIPT));
+    cmd.arg(tag)
         .current_dir(dir)
         .env("DOCKER_HOST", host)
-        .env("DOCKER_CONFIG", &docker_config)
-        .stdin(Stdio::null())
-        .stdout(fs::File::create(&out_path).expect("stdout file"))
-        .stderr(fs::File::create(&log_path).expect("log file"))
-        .spawn()
-        .expect("run deploy/build-image.sh");
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("wait for build-image.sh") {
-            break status;
-        }
-        if started.elapsed() > BUILD_TIMEOUT {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!(
-                "{BUILD_SCRIPT} did not finish within {BUILD_TIMEOUT:?}; last log lines:\n{}",
-                tail(&log_path, 40)
-            );
-        }
-        std::thread::sleep(Duration::from_millis(500));
-    };
+        .env("DOCKER_CONFIG", &docker_config);
+    let status = run_build_script(&mut cmd, started, &out_path, &log_path);
     assert!(
         status.success(),
         "{BUILD_SCRIPT} {tag} failed ({status}); last log lines:\n{}",

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# Real test bed for dockwatch: two Docker Engine daemons and two registries, all
-# on this machine, only on 127.0.0.1 / unix sockets, seeded with known content.
+# Real test bed for dockwatch: three Docker Engine daemons (20.10 on a unix
+# socket, 20.10 over mutual TLS, 26.1 on the containerd image store), Podman
+# and two registries, all on this machine, only on 127.0.0.1 / unix sockets,
+# seeded with known content.
 #
 #   tests/testbed.sh install     install the Debian packages the bed needs (if missing)
 #   tests/testbed.sh up DIR      install, generate certs, start + seed everything,
@@ -875,6 +877,15 @@ assert m.get("mediaType") == "application/vnd.docker.distribution.manifest.v2+js
 print(",".join(str(l["size"]) for l in m["layers"]))'
 }
 
+# Waits for the seeding job PID; if it failed, shows the end of its LOG and
+# dies saying seeding WHAT failed.
+wait_seeded() { # PID LOG WHAT
+	wait "$1" || {
+		tail -n 30 "$2" >&2
+		die "seeding $3 failed (log: $2)"
+	}
+}
+
 # ---------------------------------------------------------------- up
 cmd_up() {
 	local dir=$1 t0=$SECONDS
@@ -952,22 +963,10 @@ cmd_up() {
 	local apid=$!
 	(seed_c >"$TB/c/seed.log" 2>&1) &
 	cpid=$!
-	wait "$apid" || {
-		tail -n 30 "$TB/a/seed.log" >&2
-		die "seeding dockerd A failed (log: $TB/a/seed.log)"
-	}
-	wait "$rpid" || {
-		tail -n 30 "$TB/a/seed-registries.log" >&2
-		die "seeding the registries (built on dockerd A) failed (log: $TB/a/seed-registries.log)"
-	}
-	wait "$bpid" || {
-		tail -n 30 "$TB/b/seed.log" >&2
-		die "seeding dockerd B failed (log: $TB/b/seed.log)"
-	}
-	wait "$cpid" || {
-		tail -n 30 "$TB/c/seed.log" >&2
-		die "seeding dockerd C failed (log: $TB/c/seed.log)"
-	}
+	wait_seeded "$apid" "$TB/a/seed.log" "dockerd A"
+	wait_seeded "$rpid" "$TB/a/seed-registries.log" "the registries (built on dockerd A)"
+	wait_seeded "$bpid" "$TB/b/seed.log" "dockerd B"
+	wait_seeded "$cpid" "$TB/c/seed.log" "dockerd C"
 	rc=0
 	wait "$podpid" || rc=$?
 	((rc != 90)) || start_failure "podman system service" "$TB/podman/service.log" "$TB/podman/service.cmd" "$PODMAN_HINT"

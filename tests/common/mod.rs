@@ -9,10 +9,31 @@ use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+/// One `#[test]` per case, each calling the same story with its own
+/// arguments: `test_cases!(story { name_one(A); name_two(B); })` stands for
+/// `#[test] fn name_one() { story(A); }` and so on (doc comments and other
+/// attributes before a case go on its test).
+#[allow(unused_macros)]
+macro_rules! test_cases {
+    ($story:path { $($(#[$meta:meta])* $name:ident($($arg:expr),* $(,)?);)* }) => {
+        $(
+            $(#[$meta])*
+            #[test]
+            fn $name() {
+                $story($($arg),*);
+            }
+        )*
+    };
+}
+#[allow(unused_imports)]
+pub(crate) use test_cases;
+
+pub mod build_image;
 pub mod gate;
 pub mod prometheus;
 pub mod slow_link;
@@ -27,6 +48,15 @@ pub enum Store {
     /// The containerd image store (snapshotter overlayfs) of Docker 26:
     /// daemon C.
     Containerd,
+}
+
+/// The tests of one file that share a daemon's state (an image store, a
+/// registry) take turns: each holds this guard while it runs. One lock per
+/// test file (each file is its own binary), and a failed test does not
+/// poison it for the next.
+pub fn turn() -> MutexGuard<'static, ()> {
+    static TURN: Mutex<()> = Mutex::new(());
+    TURN.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// Sends a signal with kill(1) (no libc in the test dependencies); fails
@@ -179,9 +209,10 @@ impl Testbed {
     pub fn get() -> Self {
         let path = std::env::var("DW_TESTBED").unwrap_or_else(|_| {
             panic!(
-                "DW_TESTBED is not set: these tests need the real test bed (two dockerds, a registry). \
-                 Run the whole suite with `tests/run.sh`, or start the bed with \
-                 `tests/testbed.sh up DIR` and set DW_TESTBED=DIR/env. `cargo test --lib` needs no daemon."
+                "DW_TESTBED is not set: these tests need the real test bed (three dockerd, Podman, \
+                 two registries). Run the whole suite with `tests/run.sh`, or start the bed with \
+                 `tests/testbed.sh up DIR` and set DW_TESTBED=DIR/env. `tests/run.sh --fast` runs \
+                 what needs no bed (`cargo test --lib` and the bed-free test files)."
             )
         });
         let text = std::fs::read_to_string(&path)
@@ -356,12 +387,17 @@ impl DockerCli {
         std::fs::copy("/bin/busybox", root.join("bin/busybox"))
             .expect("busybox (Debian package busybox-static; tests/run.sh installs it)");
         std::fs::write(root.join("tag"), tag).expect("write");
-        let tar = root.with_extension("tar");
+        self.import_root(&root, &root.with_extension("tar"), tag);
+    }
+
+    /// Packs the directory `root` into the file `tar` and imports it as
+    /// the image `tag`.
+    pub fn import_root(&self, root: &Path, tar: &Path, tag: &str) {
         let ok = Command::new("tar")
             .arg("-C")
-            .arg(&root)
+            .arg(root)
             .arg("-cf")
-            .arg(&tar)
+            .arg(tar)
             .arg(".")
             .status()
             .expect("tar")

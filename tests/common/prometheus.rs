@@ -1,8 +1,9 @@
 //! One real Prometheus (Debian's package) for the tests that scrape
 //! dockwatch the way users do.
 
+use std::io::Write;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -92,4 +93,21 @@ impl Drop for Prometheus {
         reap(&mut self.child);
         let _ = std::fs::remove_dir_all(&self.dir);
     }
+}
+
+/// `promtool check metrics` of an exposition (fed on its stdin): its
+/// output, for the caller to judge.
+pub fn promtool_check_metrics(text: &str) -> Output {
+    let mut promtool = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("promtool (Debian package prometheus; tests/run.sh installs it)");
+    {
+        let mut stdin = promtool.stdin.take().expect("stdin");
+        stdin.write_all(text.as_bytes()).expect("feed promtool");
+    }
+    promtool.wait_with_output().expect("promtool")
 }

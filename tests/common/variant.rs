@@ -2,7 +2,6 @@
 //! (a new image under the same name) or run healthchecks (`/bin/sh`).
 
 use std::path::Path;
-use std::process::Command;
 
 use super::DockerCli;
 
@@ -20,18 +19,7 @@ impl DockerCli {
             std::os::unix::fs::symlink("busybox", root.join("bin/sh")).expect("/bin/sh");
         }
         std::fs::write(root.join("variant"), format!("{tag} {variant}")).expect("write");
-        let tar = dir.join(format!("{name}.tar"));
-        let ok = Command::new("tar")
-            .arg("-C")
-            .arg(&root)
-            .arg("-cf")
-            .arg(&tar)
-            .arg(".")
-            .status()
-            .expect("tar")
-            .success();
-        assert!(ok, "tar failed");
-        self.run(&["import", &tar.to_string_lossy(), tag]);
+        self.import_root(&root, &dir.join(format!("{name}.tar")), tag);
         self.image_id(tag).expect("the image just imported")
     }
 
