@@ -78,7 +78,7 @@ set -euo pipefail
 # plugins and uses the runc of docker.io; rootful with kernel overlay and
 # --network none it needs nothing else here (no crun, fuse-overlayfs,
 # slirp4netns, uidmap or catatonit).
-PACKAGES=(docker.io docker-registry prometheus busybox-static openssl curl apache2-utils chromium podman wrk systemd nginx)
+PACKAGES=(docker.io docker-registry prometheus busybox-static openssl curl apache2-utils chromium podman wrk systemd nginx haproxy)
 MARKER=.dockwatch-testbed
 TIMEOUT=${TESTBED_TIMEOUT:-60}
 STORAGE_DRIVER=${TESTBED_STORAGE_DRIVER-overlay2}

@@ -142,6 +142,8 @@ impl Round {
 /// is referenced in multiple repositories", "No such image: ...".
 pub fn refusal(e: &DockerError) -> Option<PruneRefusal> {
     match e {
+        // A proxy that refuses one removal refuses them all: a failure.
+        e if e.refused_by_proxy() => None,
         DockerError::Http { status: 404, .. } => Some(PruneRefusal::NotFound),
         DockerError::Http {
             status: 409,
@@ -298,7 +300,7 @@ pub async fn prune_round(
                 }
                 on_step(Step::Failed(image, &e));
                 failure.get_or_insert_with(|| format!("removing {} failed: {e}", image.id));
-                if unreachable(&e) {
+                if unreachable(&e) || e.refused_by_proxy() {
                     break;
                 }
             }
@@ -579,6 +581,15 @@ mod tests {
             (
                 http(403, "authorization denied by plugin"),
                 Some(PruneRefusal::Other),
+            ),
+            // deploy/socket-proxy below the prune level: a failure, not a
+            // refusal of this one image.
+            (
+                http(
+                    403,
+                    "refused by a proxy in front of the daemon (403): 403 Forbidden Request forbidden by administrative rules.",
+                ),
+                None,
             ),
             (http(500, "layer store failed"), None),
             (DockerError::Timeout(Duration::from_secs(1)), None),
