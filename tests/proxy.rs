@@ -381,11 +381,9 @@ fn cli_figures(cli: &DockerCli) -> (f64, f64, BTreeMap<String, u64>) {
 }
 
 /// At every level, dockwatch through the proxy in front of bed dockerd A
-/// shows what it shows directly and what the docker CLI counts; and the
-/// calls that would make anyone root on the host are refused 403 at every
-/// level, with and without a version prefix.
+/// shows what it shows directly and what the docker CLI counts.
 #[test]
-fn figures_through_the_proxy_equal_direct_and_writes_are_refused() {
+fn figures_through_the_proxy_equal_direct() {
     let bed = Testbed::get();
     let dir = Scratch::new("proxy-a");
     let a = PathBuf::from(bed.var("DOCKER_A_SOCKET"));
