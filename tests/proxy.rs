@@ -51,13 +51,35 @@ fn daemon_of(level: &str) -> &'static str {
 /// dropped. Its log (one line per request) is `dir/haproxy-LEVEL.log`.
 struct Haproxy {
     child: Child,
-    socket: PathBuf,
+    /// Its unix socket, or `None` when it listens on `port`.
+    socket: Option<PathBuf>,
+    port: u16,
     log: PathBuf,
 }
 
 impl Haproxy {
     fn start(level: &str, dir: &Path, docker_socket: &Path) -> Self {
         let socket = dir.join(format!("proxy-{level}.sock"));
+        let listen = format!("unix@{}", socket.display());
+        Self::launch(level, dir, docker_socket, &listen, Some(socket), 0)
+    }
+
+    /// Listening on 127.0.0.1 (as the compose variant listens on its
+    /// private network) rather than on a unix socket.
+    fn start_tcp(level: &str, dir: &Path, docker_socket: &Path) -> Self {
+        let port = common::free_port();
+        let listen = format!("127.0.0.1:{port}");
+        Self::launch(level, dir, docker_socket, &listen, None, port)
+    }
+
+    fn launch(
+        level: &str,
+        dir: &Path,
+        docker_socket: &Path,
+        listen: &str,
+        socket: Option<PathBuf>,
+        port: u16,
+    ) -> Self {
         let log = dir.join(format!("haproxy-{level}.log"));
         let config = concat!(
             env!("CARGO_MANIFEST_DIR"),
@@ -66,7 +88,7 @@ impl Haproxy {
         let child = Command::new("haproxy")
             .args(["-db", "-f", config])
             .env("DOCKER_PROXY_LEVEL", level)
-            .env("DOCKER_PROXY_LISTEN", format!("unix@{}", socket.display()))
+            .env("DOCKER_PROXY_LISTEN", listen)
             .env("DOCKER_SOCKET", docker_socket)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -78,7 +100,12 @@ impl Haproxy {
                      `tests/testbed.sh install` installs it (apt-get install haproxy)"
                 )
             });
-        let proxy = Self { child, socket, log };
+        let proxy = Self {
+            child,
+            socket,
+            port,
+            log,
+        };
         wait_until(
             Duration::from_secs(15),
             Duration::from_millis(100),
@@ -94,7 +121,10 @@ impl Haproxy {
     }
 
     fn host(&self) -> String {
-        format!("unix://{}", self.socket.display())
+        match &self.socket {
+            Some(socket) => format!("unix://{}", socket.display()),
+            None => format!("tcp://127.0.0.1:{}", self.port),
+        }
     }
 
     fn log(&self) -> String {
@@ -114,9 +144,14 @@ impl Haproxy {
             "--max-time",
             "10",
         ])
-        .arg("--unix-socket")
-        .arg(&self.socket)
         .args(["-X", method]);
+        let base = match &self.socket {
+            Some(socket) => {
+                curl.arg("--unix-socket").arg(socket);
+                "http://d".to_owned()
+            }
+            None => format!("http://127.0.0.1:{}", self.port),
+        };
         if method == "POST" {
             curl.args([
                 "-H",
@@ -126,7 +161,7 @@ impl Haproxy {
             ]);
         }
         let out = curl
-            .arg(format!("http://d{path}"))
+            .arg(format!("{base}{path}"))
             .output()
             .expect("curl (Debian package curl)");
         String::from_utf8_lossy(&out.stdout)
@@ -381,15 +416,25 @@ fn cli_figures(cli: &DockerCli) -> (f64, f64, BTreeMap<String, u64>) {
 }
 
 /// At every level, dockwatch through the proxy in front of bed dockerd A
-/// shows what it shows directly and what the docker CLI counts.
+/// (the read-only one on 127.0.0.1, the others on unix sockets) shows what
+/// it shows directly and what the docker CLI counts.
 #[test]
 fn figures_through_the_proxy_equal_direct() {
     let bed = Testbed::get();
     let dir = Scratch::new("proxy-a");
     let a = PathBuf::from(bed.var("DOCKER_A_SOCKET"));
+    // The read-only level on 127.0.0.1 (a tcp:// daemon, as in the compose
+    // variant), the others on unix sockets.
     let proxies: Vec<(&str, Haproxy)> = LEVELS
         .iter()
-        .map(|&l| (l, Haproxy::start(l, &dir.0, &a)))
+        .map(|&l| {
+            let proxy = if l == "read-only" {
+                Haproxy::start_tcp(l, &dir.0, &a)
+            } else {
+                Haproxy::start(l, &dir.0, &a)
+            };
+            (l, proxy)
+        })
         .collect();
     // Polls with room to spare: this compares figures, not latency.
     let mut config = format!(
@@ -750,4 +795,32 @@ fn check_config_warns_for_plain_tcp_off_loopback() {
     assert!(!w.contains("127.0.0.1"), "{w}");
     let quiet = check(&daemon_toml("loop", "tcp://127.0.0.1:2375"));
     assert!(!quiet.contains("warning"), "{quiet}");
+}
+
+/// The compose variant: its dockwatch config passes `check-config` and
+/// names the proxy, and only the proxy service mounts the socket, read-only.
+#[test]
+fn the_compose_variant_keeps_the_socket_in_the_proxy() {
+    let folder = concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/socket-proxy");
+    let out = Command::new(common::binary())
+        .arg("--config")
+        .arg(format!("{folder}/dockwatch.toml"))
+        .arg("check-config")
+        .output()
+        .expect("dockwatch check-config");
+    common::assert_success(&out, "check-config of deploy/socket-proxy/dockwatch.toml");
+    assert!(output_text(&out).contains("tcp://docker-proxy:2375"));
+    let compose =
+        std::fs::read_to_string(format!("{folder}/docker-compose.yml")).expect("compose file");
+    let (proxy, dockwatch) = compose
+        .split_once("\n  dockwatch:\n")
+        .expect("a dockwatch service after the proxy");
+    let proxy = proxy
+        .split_once("\n  docker-proxy:\n")
+        .expect("a docker-proxy service")
+        .1;
+    assert!(proxy.contains("- /var/run/docker.sock:/var/run/docker.sock:ro"));
+    assert!(!dockwatch.contains("docker.sock"), "{dockwatch}");
+    assert!(dockwatch.contains("networks: [docker-api, default]"));
+    assert!(compose.contains("internal: true"));
 }
