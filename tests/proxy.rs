@@ -170,6 +170,30 @@ impl Haproxy {
             .unwrap_or(0)
     }
 
+    /// `METHOD template` -> requests the proxy passed on to the daemon, as
+    /// it logged them (once each is over).
+    fn passed(&self) -> BTreeMap<String, u64> {
+        let mut out = BTreeMap::new();
+        for line in self
+            .log()
+            .lines()
+            .filter(|l| l.contains(" dockerd/dockerd "))
+        {
+            let Some((head, _)) = line.rsplit_once('"') else {
+                continue;
+            };
+            let Some((_, request)) = head.rsplit_once('"') else {
+                continue;
+            };
+            let mut words = request.split_whitespace();
+            if let (Some(method), Some(path)) = (words.next(), words.next()) {
+                *out.entry(format!("{method} {}", template(path)))
+                    .or_default() += 1;
+            }
+        }
+        out
+    }
+
     /// Requests the proxy refused itself, as it logged them.
     fn refused(&self) -> Vec<String> {
         self.log()
@@ -742,6 +766,24 @@ fn pulls_and_prunes_pass_only_at_their_level() {
         }
     }
     eprintln!("refused by the lower levels: {seen:?}");
+    // What each level passed on: only reads below pull, the pull from the
+    // pull level on, the removal at the prune level.
+    let passed: BTreeMap<&str, BTreeMap<String, u64>> =
+        proxies.iter().map(|(l, p)| (*l, p.passed())).collect();
+    for (level, calls) in &passed {
+        eprintln!("passed at {level}: {calls:?}");
+        let writes: BTreeSet<&str> = calls
+            .keys()
+            .map(String::as_str)
+            .filter(|c| !c.starts_with("GET ") && *c != "HEAD /_ping")
+            .collect();
+        let want: BTreeSet<&str> = match *level {
+            "read-only" => BTreeSet::new(),
+            "pull" => BTreeSet::from(["POST /images/create"]),
+            _ => BTreeSet::from(["POST /images/create", "DELETE /images/{name}"]),
+        };
+        assert_eq!(writes, want, "{level}: {calls:?}");
+    }
     for (level, call) in [
         ("read-only", "POST /images/create"),
         ("read-only", "DELETE /images/{name}"),
