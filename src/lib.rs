@@ -28,7 +28,7 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use crate::config::tls;
-use crate::config::{Config, Endpoint, ImageFilterConfig, RegistryConfig};
+use crate::config::{Config, ImageFilterConfig, RegistryConfig};
 use crate::docker::Connection;
 use crate::folds::ratelimit::RegistryGate;
 use crate::folds::reference::ImageRef;
@@ -94,8 +94,8 @@ impl DaemonTasks {
     ) -> Self {
         let (stop, stop_rx) = watch::channel(false);
         let mut tasks = JoinSet::new();
-        if matches!(daemon.host.endpoint, Endpoint::Tcp(_)) && daemon.tls.is_none() {
-            tracing::warn!(daemon = %daemon.name, host = %daemon.host, "talking to this daemon over plain TCP: anyone who can reach that port is root on its host; add a [daemons.tls] table for mutual TLS");
+        if let Some(warning) = config::exposure::plain_tcp_warning(daemon) {
+            tracing::warn!(daemon = %daemon.name, host = %daemon.host, "{warning}");
         }
         let observer: Arc<dyn docker::Observer> = Arc::new(shared.metrics.api.clone());
         let connection = Connection::limited(

@@ -374,6 +374,11 @@ fn main() -> ExitCode {
                         (true, true) => "on (dry run)",
                     }
                 );
+                for daemon in &c.daemons {
+                    if let Some(w) = dockwatch::config::exposure::plain_tcp_warning(daemon) {
+                        println!("warning: {w}");
+                    }
+                }
                 ExitCode::SUCCESS
             }
             Err(code) => code,

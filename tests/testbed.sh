@@ -79,8 +79,10 @@ set -euo pipefail
 # it brings conmon, golang-github-containers-common and containernetworking-
 # plugins and uses the runc of docker.io; rootful with kernel overlay and
 # --network none it needs nothing else here (no crun, fuse-overlayfs,
-# slirp4netns, uidmap or catatonit).
-PACKAGES=(docker.io docker-registry prometheus busybox-static openssl curl apache2-utils chromium podman wrk systemd nginx)
+# slirp4netns, uidmap or catatonit). haproxy: Debian's 2.6 runs
+# deploy/socket-proxy/haproxy.cfg in tests/proxy.rs (its service is not
+# started: policy-rc.d below).
+PACKAGES=(docker.io docker-registry prometheus busybox-static openssl curl apache2-utils chromium podman wrk systemd nginx haproxy)
 MARKER=.dockwatch-testbed
 TIMEOUT=${TESTBED_TIMEOUT:-60}
 STORAGE_DRIVER=${TESTBED_STORAGE_DRIVER-overlay2}

@@ -6,6 +6,7 @@
 //! checked by the `checks` module.
 
 pub mod credentials;
+pub mod exposure;
 pub mod file_sd;
 pub mod files;
 pub mod load;

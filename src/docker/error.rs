@@ -6,6 +6,11 @@ use std::time::Duration;
 
 use crate::labels::ErrorReason;
 
+/// How the message of a 403 begins that came without the Engine's JSON
+/// error: a proxy in front of the daemon (such as deploy/socket-proxy)
+/// refused the call, not the daemon.
+pub const PROXY_REFUSAL: &str = "refused by a proxy in front of the daemon (403)";
+
 /// Why a Docker call failed. The message is for logs; `reason()` is the label.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DockerError {
@@ -31,6 +36,12 @@ impl DockerError {
             Self::Http { .. } => ErrorReason::Http4xx,
             Self::Decode(_) => ErrorReason::Decode,
         }
+    }
+
+    /// Whether a proxy in front of the daemon refused the call (see
+    /// [`PROXY_REFUSAL`]): every call of that kind will be refused again.
+    pub fn refused_by_proxy(&self) -> bool {
+        matches!(self, Self::Http { status: 403, message } if message.starts_with(PROXY_REFUSAL))
     }
 
     /// A failure of the transport (connect, TLS, I/O): TLS when a rustls

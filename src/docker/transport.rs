@@ -115,11 +115,51 @@ async fn http_error(response: hyper::Response<hyper::body::Incoming>) -> DockerE
         .await
         .map(http_body_util::Collected::to_bytes)
         .unwrap_or_default();
-    let message = serde_json::from_slice::<serde_json::Value>(&body)
+    let message = error_message(status, &body);
+    DockerError::Http { status, message }
+}
+
+/// The message of an error answer: the Engine's JSON `message`, else the
+/// body's first 200 characters. A 403 without the Engine's JSON is not the
+/// daemon's (dockerd and Podman answer every error in JSON): a proxy in
+/// front of it refused the call (haproxy's "Request forbidden by
+/// administrative rules"), and the message says so.
+fn error_message(status: u16, body: &[u8]) -> String {
+    if let Some(m) = serde_json::from_slice::<serde_json::Value>(body)
         .ok()
         .and_then(|v| v.get("message")?.as_str().map(str::to_owned))
-        .unwrap_or_else(|| String::from_utf8_lossy(&body).chars().take(200).collect());
-    DockerError::Http { status, message }
+    {
+        return m;
+    }
+    let text = String::from_utf8_lossy(body);
+    if status == 403 {
+        return format!("{}: {}", super::error::PROXY_REFUSAL, plain_text(&text));
+    }
+    text.chars().take(200).collect()
+}
+
+/// An HTML (or plain) body as one line of its text, at most 200 characters.
+fn plain_text(body: &str) -> String {
+    let mut text = String::new();
+    let mut in_tag = false;
+    for c in body.chars() {
+        match c {
+            '<' => in_tag = true,
+            '>' if in_tag => {
+                in_tag = false;
+                text.push(' ');
+            }
+            _ if in_tag => {}
+            c if c.is_control() => text.push(' '),
+            c => text.push(c),
+        }
+    }
+    text.split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+        .chars()
+        .take(200)
+        .collect()
 }
 
 /// The whole body, at most `limit` bytes of it.
@@ -174,4 +214,41 @@ pub(super) fn lines(body: hyper::body::Incoming, max: usize) -> LineStream {
             }
         },
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_proxy_refusal_is_told_from_the_daemons_own_403() {
+        // haproxy's own 403 page (deploy/socket-proxy answers with it).
+        let haproxy = b"<html><body><h1>403 Forbidden</h1>\nRequest forbidden by administrative rules.\n</body></html>\n";
+        let m = error_message(403, haproxy);
+        assert_eq!(
+            m,
+            "refused by a proxy in front of the daemon (403): 403 Forbidden Request forbidden by administrative rules."
+        );
+        assert!(
+            DockerError::Http {
+                status: 403,
+                message: m
+            }
+            .refused_by_proxy()
+        );
+        // The Engine's own 403 (an authorization plugin) is JSON.
+        let own = error_message(403, br#"{"message":"authorization denied by plugin x"}"#);
+        assert_eq!(own, "authorization denied by plugin x");
+        assert!(
+            !DockerError::Http {
+                status: 403,
+                message: own
+            }
+            .refused_by_proxy()
+        );
+        assert_eq!(
+            error_message(502, b"<html>bad gateway</html>"),
+            "<html>bad gateway</html>"
+        );
+    }
 }

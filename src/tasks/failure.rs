@@ -81,6 +81,9 @@ pub fn classify_error(e: DockerError) -> (FailReason, String) {
         // dockerd passes a registry's 429 on as its own.
         DockerError::Http { status: 429, .. } => FailReason::RateLimited,
         DockerError::Http { status: 404, .. } => FailReason::NotFound,
+        // Not the registry's credentials: the proxy in front of the daemon
+        // lets no pull through (its message says so).
+        e if e.refused_by_proxy() => FailReason::Daemon,
         DockerError::Http {
             status: 401 | 403, ..
         } => FailReason::Unauthorized,
@@ -197,6 +200,23 @@ mod tests {
             FailReason::Unauthorized
         );
         assert_eq!(classify_error(err(500, "boom")).0, FailReason::Daemon);
+        // A registry's (or the daemon's) 403 is about credentials; a proxy's
+        // (deploy/socket-proxy below the pull level) is not.
+        assert_eq!(
+            classify_error(err(403, "denied: requested access is denied")).0,
+            FailReason::Unauthorized
+        );
+        let proxy = err(
+            403,
+            "refused by a proxy in front of the daemon (403): Request forbidden",
+        );
+        assert_eq!(
+            classify_error(proxy),
+            (
+                FailReason::Daemon,
+                "refused by a proxy in front of the daemon (403): Request forbidden".into()
+            )
+        );
         assert_eq!(
             classify_error(err(429, "toomanyrequests: slow down")).0,
             FailReason::RateLimited

@@ -150,6 +150,8 @@ impl Round {
 /// is referenced in multiple repositories", "No such image: ...".
 pub fn refusal(e: &DockerError) -> Option<PruneRefusal> {
     match e {
+        // A proxy that refuses one removal refuses them all: a failure.
+        e if e.refused_by_proxy() => None,
         DockerError::Http { status: 404, .. } => Some(PruneRefusal::NotFound),
         DockerError::Http {
             status: 409,
@@ -306,7 +308,7 @@ pub async fn prune_round(
                 }
                 on_step(Step::Failed(image, &e));
                 failure.get_or_insert_with(|| format!("removing {} failed: {e}", image.id));
-                if unreachable(&e) {
+                if unreachable(&e) || e.refused_by_proxy() {
                     break;
                 }
             }
@@ -532,7 +534,7 @@ mod tests {
     #[test]
     fn refusals_from_real_daemons() {
         // What real daemons answered, by what it must count as.
-        let refusals: [(u16, Option<PruneRefusal>, &[&str]); 5] = [
+        let refusals: [(u16, Option<PruneRefusal>, &[&str]); 6] = [
             (
                 409,
                 Some(PruneRefusal::InUse),
@@ -562,6 +564,15 @@ mod tests {
                 403,
                 Some(PruneRefusal::Other),
                 &["authorization denied by plugin"],
+            ),
+            // deploy/socket-proxy below the prune level: a failure, not a
+            // refusal of this one image.
+            (
+                403,
+                None,
+                &[
+                    "refused by a proxy in front of the daemon (403): 403 Forbidden Request forbidden by administrative rules.",
+                ],
             ),
             (500, None, &["layer store failed"]),
         ];
