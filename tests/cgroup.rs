@@ -189,7 +189,22 @@ fn memory_under_a_limit_equals_dockerd_and_docker_stats() {
     let (mine, daemon) = settled(&c, &r, |s, d| {
         s.usage_bytes == u(&d["memory_stats"]["usage"]) && s.working_set_bytes == cli_working_set(d)
     });
-    let cli = c.cli_stats();
+    // docker stats takes a second or two: it must match a read of ours
+    // made just before or just after it, within its printed rounding.
+    let mib = (1u64 << 20) as f64;
+    let mut cli = Value::Null;
+    for _ in 0..5 {
+        let before = c.read(&r).working_set_bytes as f64;
+        cli = c.cli_stats();
+        let after = c.read(&r).working_set_bytes as f64;
+        let used = cli_memory(&cli).0;
+        if (used - before).abs() <= 0.01 * mib || (used - after).abs() <= 0.01 * mib {
+            break;
+        }
+        println!("CGROUP: memory moved: {before} .. {after}, docker stats {used}");
+        cli = Value::Null;
+    }
+    assert!(!cli.is_null(), "docker stats never matched a read of ours");
     let m = &daemon["memory_stats"];
     println!(
         "CGROUP: memory: mine usage {} working set {} rss {} cache {} limit {:?}; dockerd usage {} total_inactive_file {} limit {} -> working set {}; docker stats {}",
@@ -219,19 +234,7 @@ fn memory_under_a_limit_equals_dockerd_and_docker_stats() {
         mine.usage_bytes - mine.working_set_bytes >= 4 << 20,
         "{mine:?}"
     );
-    let (used, limit) = cli["MemUsage"]
-        .as_str()
-        .and_then(|t| t.split_once(" / "))
-        .map(|(a, b)| (size(a), size(b)))
-        .expect("MemUsage");
-    // The CLI prints 2 decimals of MiB: within half a hundredth, and the
-    // container idles between the two reads.
-    let mib = (1u64 << 20) as f64;
-    assert!(
-        (used - mine.working_set_bytes as f64).abs() <= 0.01 * mib,
-        "docker stats {used} vs mine {}",
-        mine.working_set_bytes
-    );
+    let limit = cli_memory(&cli).1;
     assert!((limit - (64u64 << 20) as f64).abs() < 1.0, "{limit}");
     assert_eq!(mine.oom_events, Some(0));
 }
@@ -260,6 +263,15 @@ fn an_unlimited_container_has_no_limit_and_dockerd_says_the_host_memory() {
     assert_eq!((mine.cpu_periods, mine.cpu_throttled_periods), (0, 0));
 }
 
+/// `docker stats` MEM USAGE and LIMIT, in bytes (2 decimals of MiB).
+fn cli_memory(cli: &Value) -> (f64, f64) {
+    cli["MemUsage"]
+        .as_str()
+        .and_then(|t| t.split_once(" / "))
+        .map(|(a, b)| (size(a), size(b)))
+        .expect("MemUsage")
+}
+
 fn procfs_mem_total() -> u64 {
     let text = std::fs::read_to_string("/proc/meminfo").expect("meminfo");
     let kib: u64 = text
@@ -271,10 +283,13 @@ fn procfs_mem_total() -> u64 {
 }
 
 #[test]
-fn cpu_burnt_under_half_a_cpu_is_counted_and_throttled() {
+fn cpu_burnt_under_a_fifth_of_a_cpu_is_counted_and_throttled() {
+    // A fifth of a CPU, not half: on the bed's 2 shared cores a busy loop
+    // does not always get half a core, but always runs out of 20 ms per
+    // 100 ms period, so throttling shows whatever else the machine does.
     let c = start(
         "cpu",
-        &["--cpus", "0.5"],
+        &["--cpus", "0.2"],
         "timeout 3 sh -c 'while :; do :; done'; touch /tmp/done; sleep 120",
     );
     let started = Instant::now();
@@ -325,12 +340,14 @@ fn cpu_burnt_under_half_a_cpu_is_counted_and_throttled() {
         mine.cpu_seconds,
         again.cpu_seconds
     );
-    // 3 s at half a CPU: 1.5 s, give or take the start and the shell.
-    assert!((1.2..1.8).contains(&mine.cpu_seconds), "{mine:?}");
+    // 3 s at a fifth of a CPU: 0.6 s, give or take a period at each end.
+    assert!((0.4..0.8).contains(&mine.cpu_seconds), "{mine:?}");
     assert_eq!(mine.cpu_periods, u(&t["periods"]));
     assert_eq!(mine.cpu_throttled_periods, u(&t["throttled_periods"]));
     assert!((mine.cpu_throttled_seconds - u(&t["throttled_time"]) as f64 / 1e9).abs() < 1e-9);
-    // 3 s is 30 periods of 100 ms, nearly all throttled.
+    // 3 s is 30 periods of 100 ms; the burner ran out of its quota in
+    // nearly all of them.
+    assert!((30..45).contains(&mine.cpu_periods), "{mine:?}");
     assert!(mine.cpu_throttled_periods >= 20, "{mine:?}");
     assert!(mine.cpu_throttled_seconds > 1.0, "{mine:?}");
 }
@@ -420,9 +437,10 @@ fn direct_io_is_counted_as_written_and_read() {
         daemon["blkio_stats"]["io_service_bytes_recursive"],
         cli["BlockIO"]
     );
-    // 8 MiB each way with O_DIRECT (no cache); ext4 may add a journal
-    // block or an extent on the write side.
-    assert_eq!(mine.blkio_read_bytes - before.blkio_read_bytes, 8 << 20);
+    // 8 MiB each way with O_DIRECT (no cache); ext4 may add a block of
+    // metadata (an extent, the journal) either way.
+    let read = mine.blkio_read_bytes - before.blkio_read_bytes;
+    assert!((8 << 20..(8 << 20) + (1 << 20)).contains(&read), "{read}");
     let written = mine.blkio_write_bytes - before.blkio_write_bytes;
     assert!(
         (8 << 20..(8 << 20) + (1 << 20)).contains(&written),
