@@ -7,6 +7,7 @@
 //! reads them. No module imports another in a circle: `tests/layers.py`
 //! prints them in an order where each uses only the ones after it.
 
+pub mod cgroup;
 pub mod clock;
 pub mod config;
 pub mod docker;
