@@ -1321,8 +1321,11 @@ main() {
 	install)
 		install_packages
 		install_trixie
+		# debootstrap (network, dpkg) runs beside the cargo-deb build (CPU)
+		install_bookworm &
+		local bookworm=$!
 		install_cargo_deb
-		install_bookworm
+		wait "$bookworm" || die "making the Debian 12 root failed (see above)"
 		;;
 	up)
 		(($# == 2)) || usage
