@@ -547,6 +547,20 @@ fn install_cycle(docker_group: bool) {
     assert_eq!(status(&root), "install ok installed");
 
     check_installed(&root, docker_group, &said);
+    // Installed again (the upgrade path of the scripts, $2 set): nothing
+    // to add, so nothing said about the user; the files and user unchanged.
+    let again = root.chroot(None, &["dpkg", "-i", "/tmp/dockwatch.deb"]);
+    assert!(
+        again.status.success(),
+        "second dpkg -i: {}",
+        output_text(&again)
+    );
+    assert!(
+        !output_text(&again).contains("added the user dockwatch"),
+        "second dpkg -i added the user again:\n{}",
+        output_text(&again)
+    );
+    check_installed(&root, docker_group, &said);
     remove_and_purge(&root, &before);
     eprintln!(
         "PACKAGE: Debian 12 root, docker group {}: dpkg -i in {install_s:.1} s, whole cycle in {:.1} s",
