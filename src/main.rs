@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context as _;
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{CommandFactory as _, Parser, Subcommand, ValueEnum};
 use tracing_subscriber::EnvFilter;
 
 use dockwatch::config;
@@ -60,6 +60,12 @@ enum Command {
         /// Print what would be removed, remove nothing (as when the config says dry run).
         #[arg(long)]
         dry_run: bool,
+    },
+    /// Print the man page or a shell completion script (used to build the Debian package).
+    #[command(hide = true)]
+    Generate {
+        #[arg(value_enum)]
+        what: cli::generate::Artifact,
     },
 }
 
@@ -362,6 +368,9 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.log_format);
     match cli.command.unwrap_or(Command::Run) {
+        Command::Generate { what } => {
+            cli::generate::print(Cli::command(), what, &mut std::io::stdout().lock())
+        }
         Command::CheckConfig => match load_config(cli.config.as_deref()) {
             Ok((c, source)) => {
                 println!(

@@ -264,6 +264,63 @@ install_trixie() {
 	log "Debian 13's Docker unpacked in $TRIXIE_ROOT in $((SECONDS - t0))s: ${versions[*]}"
 }
 
+# ---------------------------------------------------------------- the Debian package test
+# tests/package.rs builds dockwatch's .deb with cargo-deb (installed once per
+# machine into ~/.cargo/bin with `cargo install --locked`), checks it with
+# lintian, renders its man page with man, and installs it into throwaway
+# copies (overlay mounts) of a clean Debian 12 minbase root that debootstrap
+# makes once into BOOKWORM_ROOT (TESTBED_BOOKWORM_CACHE, default
+# /var/cache/dockwatch-testbed/bookworm; delete the folder to make it again).
+PACKAGES+=(debootstrap lintian man-db binutils)
+CARGO_DEB_VERSION=3.8.0
+BOOKWORM_CACHE=${TESTBED_BOOKWORM_CACHE:-/var/cache/dockwatch-testbed/bookworm}
+BOOKWORM_ROOT=$BOOKWORM_CACHE/root
+
+install_cargo_deb() {
+	local have
+	have=$(cargo deb --version 2>/dev/null) || have=
+	[ -z "$have" ] || return 0
+	command -v cargo >/dev/null || die "cargo not found: install the Rust toolchain with rustup (cargo-deb is installed with it)"
+	log "installing cargo-deb $CARGO_DEB_VERSION into ~/.cargo/bin (once per machine, about 2 minutes)"
+	cargo install cargo-deb --locked --version "$CARGO_DEB_VERSION" >&2 ||
+		die "cargo install cargo-deb --locked --version $CARGO_DEB_VERSION failed (crates.io must be reachable); see above"
+	cargo deb --version >/dev/null 2>&1 || die "cargo deb does not run after cargo install cargo-deb (is ~/.cargo/bin on PATH?)"
+}
+
+# debootstrap --variant=minbase bookworm into BOOKWORM_ROOT, once, from the
+# system's Debian mirror; made aside and renamed into place, under a lock, as
+# install_trixie does. The downloaded .deb files are dropped afterwards.
+install_bookworm() {
+	[ -f "$BOOKWORM_ROOT/.complete" ] && return 0
+	[ "$(id -u)" = 0 ] || die "no Debian 12 root in $BOOKWORM_ROOT yet and we are not root: run tests/testbed.sh install as root"
+	local c=$BOOKWORM_CACHE mirror=${TESTBED_DEBIAN_MIRROR:-}
+	mkdir -p "$c"
+	exec 9>"$c/.lock"
+	flock -w 900 9 || die "could not lock $c/.lock within 15 minutes (another run stuck in debootstrap?)"
+	if [ -f "$BOOKWORM_ROOT/.complete" ]; then
+		exec 9>&-
+		return 0
+	fi
+	local t0=$SECONDS tmp="$c/root.tmp.$$"
+	[ -n "$mirror" ] || mirror=$(debian_mirror)
+	[ -n "$mirror" ] || die "no Debian mirror found in /etc/apt/sources.list(.d) for the Debian 12 root: set TESTBED_DEBIAN_MIRROR=http://deb.debian.org/debian"
+	[ -r "$DEBIAN_KEYRING" ] || die "$DEBIAN_KEYRING is missing (apt-get install debian-archive-keyring)"
+	log "debootstrap --variant=minbase bookworm from $mirror into $c (once; later runs reuse it)"
+	rm -rf "$c"/root.tmp.*
+	debootstrap --variant=minbase --keyring="$DEBIAN_KEYRING" bookworm "$tmp" "$mirror" >"$c/debootstrap.log" 2>&1 || {
+		tail -n 30 "$c/debootstrap.log" >&2
+		rm -rf "$tmp"
+		die "debootstrap of Debian 12 from $mirror failed (log above, whole in $c/debootstrap.log); the mirror must be reachable (TESTBED_DEBIAN_MIRROR picks another); to start over: rm -rf $c"
+	}
+	rm -f "$tmp"/var/cache/apt/archives/*.deb
+	[ -x "$tmp/usr/bin/dpkg" ] && [ -x "$tmp/usr/sbin/useradd" ] || die "the debootstrapped root $tmp has no dpkg or useradd"
+	printf 'bookworm minbase from %s\n' "$mirror" >"$tmp/.complete"
+	rm -rf "$BOOKWORM_ROOT"
+	mv "$tmp" "$BOOKWORM_ROOT"
+	exec 9>&-
+	log "Debian 12 root made in $BOOKWORM_ROOT in $((SECONDS - t0))s ($(du -sh "$BOOKWORM_ROOT" | cut -f1))"
+}
+
 # ---------------------------------------------------------------- helpers
 free_ports() { # N -> N distinct free TCP ports on 127.0.0.1, space separated
 	python3 - "$1" <<'EOF'
@@ -1265,6 +1322,11 @@ main() {
 	install)
 		install_packages
 		install_trixie
+		# debootstrap (network, dpkg) runs beside the cargo-deb build (CPU)
+		install_bookworm &
+		local bookworm=$!
+		install_cargo_deb
+		wait "$bookworm" || die "making the Debian 12 root failed (see above)"
 		;;
 	up)
 		(($# == 2)) || usage
