@@ -741,6 +741,19 @@ def capture(args) -> None:
             f"filter emulation {'agrees on all' if not bad else 'DISAGREES on'} {len(checks) if not bad else bad}")
 
 
+def raise_nofile() -> None:
+    """The fleet holds a listener and the client's connections (about three)
+    per endpoint: its soft open-file limit goes to the hard one, so a test
+    that starts dockwatch under a low limit does not starve the fleet too."""
+    import resource
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        except (ValueError, OSError) as e:
+            log(f"cannot raise the open-file limit from {soft} to {hard}: {e}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
@@ -764,6 +777,7 @@ def main() -> None:
     c.add_argument("--out", default=str(FIXTURES), help=f"default {FIXTURES}")
     args = ap.parse_args()
     if args.cmd == "serve":
+        raise_nofile()
         asyncio.run(serve(args))
     else:
         capture(args)

@@ -10,6 +10,7 @@
 pub mod cgroup;
 pub mod clock;
 pub mod config;
+pub mod descriptors;
 pub mod docker;
 pub mod folds;
 pub mod labels;
@@ -215,6 +216,8 @@ struct Fleet {
     /// The cap on Docker calls in progress at once, over every daemon:
     /// `[poll] max_concurrent_calls` permits.
     calls: Option<(usize, Arc<tokio::sync::Semaphore>)>,
+    /// Whether the daemons fit the open-file limit.
+    descriptors: descriptors::Budget,
 }
 
 impl Fleet {
@@ -242,9 +245,16 @@ impl Fleet {
     /// ones restart; `restart_all` restarts every daemon (a reload that
     /// changed more than the daemon list).
     async fn apply(&mut self, config: &Config, shared: &Shared, restart_all: bool) {
-        let wanted = self.wanted(config);
+        let mut wanted = self.wanted(config);
+        // Past what the open-file limit holds, the first daemons are watched
+        // and the others shown down, instead of every connection failing.
+        let left_out = wanted.split_off(self.descriptors.admit(wanted.len()));
         let mut stopping = Vec::new();
-        let names: Vec<&str> = wanted.iter().map(|d| d.name.as_str()).collect();
+        let names: Vec<&str> = wanted
+            .iter()
+            .chain(&left_out)
+            .map(|d| d.name.as_str())
+            .collect();
         let old_images: Vec<(String, Vec<String>)> = self
             .running
             .iter()
@@ -314,6 +324,13 @@ impl Fleet {
                 let started = DaemonTasks::start(d, (index, wanted.len()), &calls, config, shared);
                 self.running.insert(d.name.clone(), started);
             }
+        }
+        for d in &left_out {
+            let down = state::DaemonSnapshot {
+                down_reason: Some(labels::ErrorReason::Connect),
+                ..state::DaemonSnapshot::default()
+            };
+            shared.state.publish(&d.name, down);
         }
     }
 

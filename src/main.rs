@@ -424,6 +424,7 @@ fn main() -> ExitCode {
                 Err(code) => return code,
             };
             tracing::info!(config = %source, version = env!("CARGO_PKG_VERSION"), "dockwatch starting");
+            dockwatch::descriptors::raise();
             match run(config, cli.config.clone()) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {

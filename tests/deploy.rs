@@ -122,6 +122,7 @@ fn systemd_unit_has_the_agreed_settings() {
         ("NotifyAccess", "main"),
         ("WatchdogSec", "30s"),
         ("Restart", "on-failure"),
+        ("LimitNOFILE", "65536"),
         ("SupplementaryGroups", "docker"),
         ("NoNewPrivileges", "yes"),
         ("ProtectSystem", "strict"),
