@@ -52,6 +52,18 @@ fn mounts(text: &str) -> Mounts {
     Mounts::new(parse::cgroup_mounts(text).expect("mountinfo"))
 }
 
+/// What the fixture /proc/4242/net/dev sums to (lo left out).
+const FIXTURE_NET: Network = Network {
+    rx_bytes: 1_005_000,
+    rx_packets: 2010,
+    rx_errors: 1,
+    rx_dropped: 2,
+    tx_bytes: 307_000,
+    tx_packets: 920,
+    tx_errors: 3,
+    tx_dropped: 4,
+};
+
 #[test]
 fn single_values_and_limits() {
     assert_eq!(parse::single("52428800\n"), Ok(52_428_800));
@@ -121,19 +133,7 @@ fn io_stat_of_the_kernel_documentation() {
 #[test]
 fn net_dev_sums_all_but_loopback() {
     let text = std::fs::read_to_string(fixtures().join("proc/4242/net/dev")).expect("fixture");
-    assert_eq!(
-        parse::net_dev(&text),
-        Ok(Network {
-            rx_bytes: 1_005_000,
-            rx_packets: 2010,
-            rx_errors: 1,
-            rx_dropped: 2,
-            tx_bytes: 307_000,
-            tx_packets: 920,
-            tx_errors: 3,
-            tx_dropped: 4,
-        })
-    );
+    assert_eq!(parse::net_dev(&text), Ok(FIXTURE_NET));
     assert!(parse::net_dev("a\nb\n eth0: 1 2\n").is_err());
 }
 
@@ -308,16 +308,7 @@ fn reads_a_v2_systemd_driver_container() {
             cache_bytes: 18_874_368,
             limit_bytes: Some(67_108_864),
             oom_events: Some(1),
-            network: Some(Network {
-                rx_bytes: 1_005_000,
-                rx_packets: 2010,
-                rx_errors: 1,
-                rx_dropped: 2,
-                tx_bytes: 307_000,
-                tx_packets: 920,
-                tx_errors: 3,
-                tx_dropped: 4,
-            }),
+            network: Some(FIXTURE_NET),
             blkio_read_bytes: 91_889_664,
             blkio_write_bytes: 613_781_504,
             pids: 5,

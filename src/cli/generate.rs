@@ -68,12 +68,7 @@ fn man_page(cmd: &clap::Command, out: &mut Vec<u8>) -> std::io::Result<()> {
             usage = format!("{usage} <{}>", arg.get_id().as_str().to_uppercase());
         }
         writeln!(out, ".SS \"{}\"", roff(&usage))?;
-        let about = sub.get_long_about().or(sub.get_about());
-        writeln!(
-            out,
-            "{}",
-            roff(&about.map(ToString::to_string).unwrap_or_default())
-        )?;
+        paragraph(out, sub.get_long_about().or(sub.get_about()))?;
         for arg in sub
             .get_arguments()
             .filter(|a| !a.is_hide_set() && !a.is_global_set())
@@ -88,15 +83,19 @@ fn man_page(cmd: &clap::Command, out: &mut Vec<u8>) -> std::io::Result<()> {
                 None => format!("\\fI<{}>\\fR", arg.get_id().as_str().to_uppercase()),
             };
             writeln!(out, ".TP\n{name}")?;
-            let help = arg.get_long_help().or(arg.get_help());
-            writeln!(
-                out,
-                "{}",
-                roff(&help.map(ToString::to_string).unwrap_or_default())
-            )?;
+            paragraph(out, arg.get_long_help().or(arg.get_help()))?;
         }
     }
     man.render_version_section(out)
+}
+
+/// A help text as one roff paragraph (empty without one).
+fn paragraph(out: &mut Vec<u8>, text: Option<&clap::builder::StyledStr>) -> std::io::Result<()> {
+    writeln!(
+        out,
+        "{}",
+        roff(&text.map(ToString::to_string).unwrap_or_default())
+    )
 }
 
 /// `text` as roff body text: backslashes and hyphens escaped, no line read as
