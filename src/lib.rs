@@ -98,6 +98,8 @@ impl DaemonTasks {
         let mut tasks = JoinSet::new();
         if let Some(warning) = config::exposure::plain_tcp_warning(daemon) {
             tracing::warn!(daemon = %daemon.name, host = %daemon.host, "{warning}");
+        } else if let Some(note) = config::exposure::loopback_plain_tcp_note(daemon) {
+            tracing::info!(daemon = %daemon.name, host = %daemon.host, "{note}");
         }
         let observer: Arc<dyn docker::Observer> = Arc::new(shared.metrics.api.clone());
         let connection = Connection::limited(

@@ -24,6 +24,21 @@ pub fn plain_tcp_warning(daemon: &DaemonConfig) -> Option<String> {
     ))
 }
 
+/// The start-up note for a daemon reached over plain TCP on loopback: not
+/// open to the network, but any local user (or container on the host
+/// network) who reaches the port is root on this host. `None` otherwise.
+pub fn loopback_plain_tcp_note(daemon: &DaemonConfig) -> Option<String> {
+    let Endpoint::Tcp(addr) = &daemon.host.endpoint else {
+        return None;
+    };
+    (daemon.tls.is_none() && is_loopback(addr)).then(|| {
+        format!(
+            "daemon {:?} is reached over plain TCP on loopback ({}): any local user or container on the host network              that reaches that port is root on this host; prefer the unix socket or mutual TLS",
+            daemon.name, daemon.host.url
+        )
+    })
+}
+
 /// Whether `host:port` names this machine only: `localhost`, 127.0.0.0/8
 /// or `[::1]`. A name other than localhost is not resolved (and so not
 /// loopback).
@@ -71,6 +86,11 @@ mod tests {
             "unix:///var/run/docker.sock",
         ] {
             assert_eq!(plain_tcp_warning(&daemon(url)), None, "{url}");
+            assert_eq!(
+                loopback_plain_tcp_note(&daemon(url)).is_some(),
+                url.starts_with("tcp://"),
+                "{url}"
+            );
         }
     }
 }
