@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import os
 import shutil
 import signal
@@ -40,6 +41,27 @@ import fleet_scale as fs  # noqa: E402  (replay config, gzip wrk and nginx)
 
 def log(msg: str) -> None:
     print(f"[serve] {msg}", file=sys.stderr, flush=True)
+
+
+WRK_LAT = fl.WRK_LAT
+
+
+def wrk(url: str, seconds: int, connections: int, gz: bool) -> dict:
+    """fleet.py's wrk, but socket errors are counted (and shown), not fatal;
+    a non-2xx answer still is."""
+    cmd = ["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--latency"]
+    cmd += (["-H", "Accept-Encoding: gzip"] if gz else []) + [url]
+    text = fl.run(cmd).stdout
+    rps = re.search(r"Requests/sec:\s+([\d.]+)", text)
+    if not rps:
+        fl.die(f"no Requests/sec in wrk's output:\n{text}")
+    scale = {"us": 1e-3, "ms": 1.0, "s": 1e3}
+    lat = {q: float(v) * scale[u] for q, v, u in WRK_LAT.findall(text)}
+    if re.search(r"Non-2xx or 3xx responses:\s+(\d+)", text):
+        fl.die(f"wrk against {url} saw answers other than 200:\n{text}")
+    sock = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", text)
+    errors = sum(map(int, sock.groups())) if sock else 0
+    return {"rps": float(rps.group(1)), "p50": lat["50"], "p99": lat["99"], "errors": errors}
 
 
 def load() -> str:
@@ -116,6 +138,7 @@ def bench(args, sizes: list[int], work: Path, cleanups: list) -> str:
         ndir.mkdir()
         nginx, port = fs.start_nginx(ndir, body)
         cleanups.append(lambda p=nginx: (p.terminate(), p.wait(10)))
+        time.sleep(2)  # the workers from before the reload (gzip_static) gone
         urls = {"nginx": f"http://127.0.0.1:{port}/metrics", "base": dws["base"].url + "/metrics",
                 "new": dws["new"].url + "/metrics"}
         log(f"{n} daemons: body {len(body):,} bytes, {series:,} series; load {load()}")
@@ -124,10 +147,10 @@ def bench(args, sizes: list[int], work: Path, cleanups: list) -> str:
             for r in range(args.rounds):
                 order = list(urls)[r % 3:] + list(urls)[:r % 3]
                 for who in order:
-                    res = fs.wrk(urls[who], args.seconds, args.connections, gz)
+                    res = wrk(urls[who], args.seconds, args.connections, gz)
                     runs[who].append(res)
                     log(f"{n} daemons{' gzip' if gz else ''}, round {r + 1}, {who}: {res['rps']:,.0f} req/s, "
-                        f"p50 {res['p50']:.2f} ms, p99 {res['p99']:.2f} ms; load {load()}")
+                        f"p50 {res['p50']:.2f} ms, p99 {res['p99']:.2f} ms, socket errors {res['errors']}; load {load()}")
             med = {who: {k: statistics.median(x[k] for x in rs) for k in ("rps", "p50", "p99")}
                    for who, rs in runs.items()}
             rows.append((n, len(body), series, gz, med, runs))
@@ -151,11 +174,12 @@ def render(args, rows) -> str:
                    f"| {med['new']['rps'] / med['nginx']['rps']:.2f} | {med['new']['rps'] / med['base']['rps']:.2f} "
                    f"| {med['new']['p99'] / med['nginx']['p99']:.2f} |")
     out.append("")
-    out.append("Rounds (req/s, p99 ms):")
+    out.append("Rounds (req/s / p99 ms, and wrk's socket errors where there were any):")
     for n, _, _, gz, _, runs in rows:
         for who, rs in runs.items():
             out.append(f"- {n} daemons {'gzip' if gz else 'plain'}, {who}: "
-                       + ", ".join(f"{r['rps']:,.0f} / {r['p99']:.2f}" for r in rs))
+                       + ", ".join(f"{r['rps']:,.0f} / {r['p99']:.2f}" + (f" ({r['errors']} errors)" if r["errors"] else "")
+                                   for r in rs))
     out.append("")
     out.append(f"wrk -t2 -c{args.connections} -d{args.seconds}s --latency, {args.rounds} rotating rounds, medians; "
                f"{os.cpu_count()} CPUs; load at the end {load()}")
