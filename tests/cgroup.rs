@@ -123,21 +123,7 @@ fn cli_working_set(stats: &Value) -> u64 {
 /// A size as the docker CLI prints it, in bytes: binary units for memory
 /// ("40.61MiB"), decimal ones for I/O ("8.39MB").
 fn size(text: &str) -> f64 {
-    let split = text
-        .find(|c: char| c.is_ascii_alphabetic())
-        .unwrap_or_else(|| panic!("no unit in {text:?}"));
-    let (number, unit) = text.split_at(split);
-    let value: f64 = number.parse().unwrap_or_else(|e| panic!("{text:?}: {e}"));
-    let scale = match unit {
-        "B" => 1.0,
-        "kB" => 1e3,
-        "MB" => 1e6,
-        "GB" => 1e9,
-        "KiB" => 1024.0,
-        "MiB" => 1_048_576.0,
-        "GiB" => 1_073_741_824.0,
-        other => panic!("unknown unit {other:?} in {text:?}"),
-    };
+    let (value, scale) = common::split_human_size(text);
     value * scale
 }
 

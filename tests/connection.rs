@@ -71,21 +71,8 @@ fn endpoint_of(method: &str, path: &str) -> Option<&'static str> {
 fn logged(log: &str, from: usize, api: &str) -> BTreeMap<String, u64> {
     let prefix = format!("/v{api}/");
     let mut out = BTreeMap::new();
-    for line in log[from..].lines() {
-        let Some(call) = line.split("msg=\"Calling ").nth(1) else {
-            continue;
-        };
-        // The message ends at its closing quote: Docker 26 logs more fields
-        // after it (`spanID=... traceID=...`), 20.10 none.
-        let mut words = call
-            .split('"')
-            .next()
-            .unwrap_or_default()
-            .split_whitespace();
-        let (Some(method), Some(path)) = (words.next(), words.next()) else {
-            continue;
-        };
-        let endpoint = endpoint_of(method, path).unwrap_or_else(|| {
+    for (method, path, line) in common::dockerd_calls(log, from) {
+        let endpoint = endpoint_of(&method, &path).unwrap_or_else(|| {
             panic!("dockerd got a request dockwatch has no endpoint for: {line}")
         });
         // Every request carries the negotiated version, but the one that
@@ -105,31 +92,10 @@ fn logged(log: &str, from: usize, api: &str) -> BTreeMap<String, u64> {
 
 /// Requests per endpoint that dockwatch counted for daemon `own`.
 fn counted(s: &Scrape) -> BTreeMap<String, u64> {
-    s.samples
-        .iter()
-        .filter(|(n, l, _)| {
-            n == "dockwatch_api_request_duration_seconds_count"
-                && l.get("daemon").is_some_and(|d| d == "own")
-        })
-        .map(|(_, l, v)| (l["endpoint"].clone(), *v as u64))
+    common::api_counts(s, "own")
+        .into_iter()
+        .map(|(endpoint, n)| (endpoint, n as u64))
         .collect()
-}
-
-/// Runs a container created from an image ID: dockerd lists it by that ID,
-/// so dockwatch inspects it once to learn it was not created from a tag.
-fn run_by_image_id(cli: &DockerCli, dir: &Path) {
-    cli.import_tiny(dir, "dwtest/conn:1");
-    let id = cli.image_id("dwtest/conn:1").expect("the imported image");
-    cli.run(&[
-        "run",
-        "-d",
-        "--network",
-        "none",
-        &id,
-        "/bin/busybox",
-        "sleep",
-        "600",
-    ]);
 }
 
 /// A dangling image for the pruner: `dangle:1`'s tag moves to
@@ -158,7 +124,7 @@ fn request_log_equals_the_per_endpoint_counts_on(store: Store) {
     let read_log = || std::fs::read_to_string(&log_path).unwrap_or_default();
     let image = format!("{}/dwtest/multi:1", bed.var("REGISTRY"));
     let cli = bed.cli_for(store, &own.host());
-    run_by_image_id(&cli, &dir);
+    cli.run_by_image_id(&dir, "dwtest/conn:1");
     leave_dangling(&cli, &dir);
     // Everything before dockwatch starts (the daemon's start, the test's
     // pings, images and container) is not dockwatch's.

@@ -13,7 +13,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use common::{Dockwatch, binary, free_port, http_get, reap, temp_dir, wait_until};
+use common::{Dockwatch, http_get, reap, temp_dir, wait_until};
 
 const FLEET: usize = 1000;
 
@@ -102,26 +102,8 @@ impl Drop for Fleet {
 /// Starts dockwatch with `body` as its config under the open-file limits
 /// `soft`:`hard` (util-linux `prlimit`, which execs it: same pid).
 fn start_limited(body: &str, soft: u64, hard: u64) -> Dockwatch {
-    let port = free_port();
-    let dir = temp_dir("dw-fds");
-    let config = dir.join("config.toml");
-    std::fs::write(
-        &config,
-        format!("[server]\nlisten = \"127.0.0.1:{port}\"\n{body}"),
-    )
-    .expect("write config");
-    let log = std::fs::File::create(dir.join("dockwatch.log")).expect("log file");
-    let child = Command::new("prlimit")
-        .arg(format!("--nofile={soft}:{hard}"))
-        .arg(binary())
-        .arg("--config")
-        .arg(&config)
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .expect("spawn prlimit dockwatch (util-linux)");
-    Dockwatch { child, port, dir }
+    let nofile = format!("--nofile={soft}:{hard}");
+    Dockwatch::spawn_via(body, &[], &["prlimit", &nofile])
 }
 
 /// The hard open-file limit of this process, from /proc/self/limits.

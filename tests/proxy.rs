@@ -239,19 +239,8 @@ fn template(path: &str) -> String {
 /// `from` (`Calling METHOD /path` per request).
 fn methods_logged(log: &str, from: usize) -> BTreeMap<String, u64> {
     let mut out = BTreeMap::new();
-    for line in log[from..].lines() {
-        let Some(call) = line.split("msg=\"Calling ").nth(1) else {
-            continue;
-        };
-        let mut words = call
-            .split('"')
-            .next()
-            .unwrap_or_default()
-            .split_whitespace();
-        let (Some(method), Some(path)) = (words.next(), words.next()) else {
-            continue;
-        };
-        *out.entry(format!("{method} {}", template(path)))
+    for (method, path, _) in common::dockerd_calls(log, from) {
+        *out.entry(format!("{method} {}", template(&path)))
             .or_default() += 1;
     }
     out
@@ -259,14 +248,7 @@ fn methods_logged(log: &str, from: usize) -> BTreeMap<String, u64> {
 
 /// `dockwatch_api_request_duration_seconds_count` per endpoint of `daemon`.
 fn counted(s: &Scrape, daemon: &str) -> BTreeMap<String, f64> {
-    s.samples
-        .iter()
-        .filter(|(n, l, _)| {
-            n == "dockwatch_api_request_duration_seconds_count"
-                && l.get("daemon").is_some_and(|d| d == daemon)
-        })
-        .map(|(_, l, v)| (l["endpoint"].clone(), *v))
-        .collect()
+    common::api_counts(s, daemon)
 }
 
 /// A pre-pull window that is closed now (and for hours): one hour starting
@@ -306,18 +288,7 @@ fn only_reads_on(store: Store) {
     let cli = bed.cli_for(store, &own.host());
     // A container listed by its image id (dockwatch inspects it once) and
     // an image pulled from the bed's registry (so registry checks compare).
-    cli.import_tiny(&dir.0, "dwtest/ro:1");
-    let id = cli.image_id("dwtest/ro:1").expect("the imported image");
-    cli.run(&[
-        "run",
-        "-d",
-        "--network",
-        "none",
-        &id,
-        "/bin/busybox",
-        "sleep",
-        "600",
-    ]);
+    cli.run_by_image_id(&dir.0, "dwtest/ro:1");
     let image = format!("{}/dwtest/multi:1", bed.var("REGISTRY"));
     cli.run(&["pull", &image]);
     let ro = Haproxy::start("read-only", &dir.0, &own.socket());

@@ -379,6 +379,24 @@ impl DockerCli {
             .sum()
     }
 
+    /// Imports a tiny image as `tag` and runs a container of it created
+    /// from its image ID: dockerd lists it by that ID, so dockwatch inspects
+    /// it once to learn it was not created from a tag.
+    pub fn run_by_image_id(&self, dir: &Path, tag: &str) {
+        self.import_tiny(dir, tag);
+        let id = self.image_id(tag).expect("the imported image");
+        self.run(&[
+            "run",
+            "-d",
+            "--network",
+            "none",
+            &id,
+            "/bin/busybox",
+            "sleep",
+            "600",
+        ]);
+    }
+
     /// Imports a tiny image with unique content (and busybox, so it can
     /// run) under `tag`, from files made in `dir`.
     pub fn import_tiny(&self, dir: &Path, tag: &str) {
@@ -450,6 +468,17 @@ impl DockerCli {
 /// (`3.07MB`, `512kB`, `0B`; decimal units), as bytes, with half its last
 /// digit: the most the printed number can be off.
 pub fn parse_human_size(text: &str) -> (f64, f64) {
+    let (value, scale) = split_human_size(text);
+    if value == 0.0 {
+        return (0.0, 0.0);
+    }
+    let last_digit = 10_f64.powf(value.abs().log10().floor() - 2.0);
+    (value * scale, last_digit * scale / 2.0)
+}
+
+/// A size as the docker CLI prints it, as its number and the bytes of its
+/// unit: decimal units (`3.07MB`) and, for memory, binary ones (`40.61MiB`).
+pub fn split_human_size(text: &str) -> (f64, f64) {
     let split = text
         .find(|c: char| c.is_ascii_alphabetic() && c != 'e')
         .unwrap_or_else(|| panic!("no unit in {text:?}"));
@@ -461,13 +490,46 @@ pub fn parse_human_size(text: &str) -> (f64, f64) {
         "MB" => 1e6,
         "GB" => 1e9,
         "TB" => 1e12,
+        "KiB" => 1024.0,
+        "MiB" => 1_048_576.0,
+        "GiB" => 1_073_741_824.0,
         other => panic!("unknown unit {other:?} in {text:?}"),
     };
-    if value == 0.0 {
-        return (0.0, 0.0);
+    (value, scale)
+}
+
+/// The requests dockerd's `--debug` log records after byte `from`, as
+/// (method, path, the whole line), from its `Calling METHOD /path` lines.
+pub fn dockerd_calls(log: &str, from: usize) -> Vec<(String, String, String)> {
+    let mut out = Vec::new();
+    for line in log[from..].lines() {
+        let Some(call) = line.split("msg=\"Calling ").nth(1) else {
+            continue;
+        };
+        // The message ends at its closing quote: Docker 26 logs more fields
+        // after it (`spanID=... traceID=...`), 20.10 none.
+        let mut words = call
+            .split('"')
+            .next()
+            .unwrap_or_default()
+            .split_whitespace();
+        if let (Some(method), Some(path)) = (words.next(), words.next()) {
+            out.push((method.to_owned(), path.to_owned(), line.to_owned()));
+        }
     }
-    let last_digit = 10_f64.powf(value.abs().log10().floor() - 2.0);
-    (value * scale, last_digit * scale / 2.0)
+    out
+}
+
+/// `dockwatch_api_request_duration_seconds_count` per endpoint of `daemon`.
+pub fn api_counts(s: &Scrape, daemon: &str) -> BTreeMap<String, f64> {
+    s.samples
+        .iter()
+        .filter(|(n, l, _)| {
+            n == "dockwatch_api_request_duration_seconds_count"
+                && l.get("daemon").is_some_and(|d| d == daemon)
+        })
+        .map(|(_, l, v)| (l["endpoint"].clone(), *v))
+        .collect()
 }
 
 /// No byte count in the exposition is negative or a wrapped-around
@@ -551,6 +613,12 @@ impl Dockwatch {
 
     /// Starts without waiting, with extra environment variables.
     pub fn spawn(body: &str, env: &[(&str, &str)]) -> Self {
+        Self::spawn_via(body, env, &[])
+    }
+
+    /// [`Self::spawn`] through a wrapper that execs dockwatch (same pid),
+    /// e.g. `["prlimit", "--nofile=1024:1024"]`; none when `wrapper` is empty.
+    pub fn spawn_via(body: &str, env: &[(&str, &str)], wrapper: &[&str]) -> Self {
         let port = free_port();
         let dir = temp_dir("dw");
         let config = dir.join("config.toml");
@@ -560,7 +628,15 @@ impl Dockwatch {
         )
         .expect("write config");
         let log = std::fs::File::create(dir.join("dockwatch.log")).expect("log file");
-        let child = Command::new(binary())
+        let mut command = match wrapper.split_first() {
+            Some((program, args)) => {
+                let mut c = Command::new(program);
+                c.args(args).arg(binary());
+                c
+            }
+            None => Command::new(binary()),
+        };
+        let child = command
             .arg("--config")
             .arg(&config)
             .env("RUST_LOG", "info")
@@ -568,7 +644,7 @@ impl Dockwatch {
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
-            .expect("spawn dockwatch");
+            .unwrap_or_else(|e| panic!("spawn dockwatch (through {wrapper:?}): {e}"));
         Self { child, port, dir }
     }
 
