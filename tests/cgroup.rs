@@ -52,6 +52,23 @@ fn start(tag: &str, flags: &[&str], script: &str) -> Container {
 }
 
 impl Container {
+    /// Waits (at most 20 s, polling every `poll`) until `path` exists in
+    /// the container: its script's sign that a phase ended; else fails
+    /// with `what`.
+    fn wait_for_file(&self, path: &str, poll: Duration, what: &str) {
+        wait_until(
+            Duration::from_secs(20),
+            poll,
+            || {
+                self.cli
+                    .try_run(&["exec", &self.id, "/bin/busybox", "test", "-e", path])
+                    .status
+                    .success()
+            },
+            || what.to_owned(),
+        );
+    }
+
     fn locate(&self, reader: &Reader) -> Location {
         reader
             .locate(self.pid, &self.id)
@@ -160,16 +177,10 @@ fn memory_under_a_limit_equals_dockerd_and_docker_stats() {
         // of written file (page cache, inactive: out of it).
         "dd if=/dev/zero of=/dev/shm/fill bs=1M count=40 2>/dev/null; dd if=/dev/zero of=/tmp/cached bs=1M count=8 2>/dev/null; touch /tmp/ready; sleep 120",
     );
-    wait_until(
-        Duration::from_secs(20),
+    c.wait_for_file(
+        "/tmp/ready",
         Duration::from_millis(100),
-        || {
-            c.cli
-                .try_run(&["exec", &c.id, "/bin/busybox", "test", "-e", "/tmp/ready"])
-                .status
-                .success()
-        },
-        || "the filler never finished".into(),
+        "the filler never finished",
     );
     let r = reader();
     let (mine, daemon) = settled(&c, &r, |s, d| {
@@ -279,16 +290,10 @@ fn cpu_burnt_under_a_fifth_of_a_cpu_is_counted_and_throttled() {
         "timeout 3 sh -c 'while :; do :; done'; touch /tmp/done; sleep 120",
     );
     let started = Instant::now();
-    wait_until(
-        Duration::from_secs(20),
+    c.wait_for_file(
+        "/tmp/done",
         Duration::from_millis(200),
-        || {
-            c.cli
-                .try_run(&["exec", &c.id, "/bin/busybox", "test", "-e", "/tmp/done"])
-                .status
-                .success()
-        },
-        || "the burner never finished".into(),
+        "the burner never finished",
     );
     let r = reader();
     let loc = c.locate(&r);
@@ -460,16 +465,10 @@ fn an_oom_kill_raises_the_counter_by_one() {
     let r = reader();
     let before = c.read(&r);
     c.exec("touch /tmp/go");
-    wait_until(
-        Duration::from_secs(20),
+    c.wait_for_file(
+        "/tmp/done",
         Duration::from_millis(100),
-        || {
-            c.cli
-                .try_run(&["exec", &c.id, "/bin/busybox", "test", "-e", "/tmp/done"])
-                .status
-                .success()
-        },
-        || "the hog never ended".into(),
+        "the hog never ended",
     );
     let after = c.read(&r);
     let daemon = c.daemon_stats();

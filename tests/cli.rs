@@ -52,16 +52,15 @@ fn every_problem_is_printed_and_exits_two() {
         "[poll]\ninterval = \"5s\"\ntimeout = \"9s\"\n[[daemons]]\nname = \"a\"\nhost = \"ftp://x\"\n[[daemons]]\nname = \"a\"\nhost = \"tcp://h:2376\"\n[daemons.tls]\nca = \"/nonexistent/ca.pem\"\ncert = \"/nonexistent/cert.pem\"\nkey = \"/nonexistent/key.pem\"\n",
     ));
     assert_eq!(code, 2, "{out}");
-    for key in [
+    let keys = [
         "poll.timeout",
         "daemons[0].host",
         "daemons[1].name",
         "daemons[1].tls.ca",
         "daemons[1].tls.cert",
         "daemons[1].tls.key",
-    ] {
-        assert!(out.contains(key), "{key} missing from:\n{out}");
-    }
+    ];
+    common::assert_holds_all(&out, &keys, |key| format!("{key} missing from:\n{out}"));
     assert!(!out.contains("panicked"), "{out}");
 }
 

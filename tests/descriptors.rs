@@ -13,7 +13,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use common::{Dockwatch, http_get, reap, temp_dir, wait_until};
+use common::{Dockwatch, http_get, reap, temp_dir};
 
 const FLEET: usize = 1000;
 
@@ -54,16 +54,11 @@ impl Fleet {
             endpoints: Vec::new(),
         };
         let list = fleet.dir.join("endpoints.json");
-        wait_until(
+        common::wait_or_show_log(
             Duration::from_secs(120),
-            Duration::from_millis(200),
             || list.exists(),
-            || {
-                format!(
-                    "the replay fleet did not start: {}",
-                    std::fs::read_to_string(fleet.dir.join("replay.log")).unwrap_or_default()
-                )
-            },
+            "the replay fleet did not start: ",
+            &fleet.dir.join("replay.log"),
         );
         let list: Vec<serde_json::Value> =
             serde_json::from_str(&std::fs::read_to_string(&list).expect("endpoints.json"))

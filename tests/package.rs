@@ -60,11 +60,16 @@ fn run(cmd: &mut Command) -> Output {
 /// Runs `cmd`, fails the test unless it exits 0, returns its stdout.
 fn run_ok(cmd: &mut Command) -> String {
     let out = run(cmd);
+    stdout_if_ok(&out, &format!("{cmd:?}"))
+}
+
+/// The stdout of `out`; fails the test, naming `what`, unless it exited 0.
+fn stdout_if_ok(out: &Output, what: &str) -> String {
     assert!(
         out.status.success(),
-        "{cmd:?} failed ({}):\n{}",
+        "{what} failed ({}):\n{}",
         out.status,
-        output_text(&out)
+        output_text(out)
     );
     text(&out.stdout)
 }
@@ -103,10 +108,15 @@ fn package() -> &'static Path {
 
 /// The package unpacked with dpkg-deb -x into a scratch folder.
 fn unpacked() -> Scratch {
-    let dir = Scratch::new("deb-x");
+    dpkg_deb("-x", "deb-x")
+}
+
+/// `dpkg-deb OPTION package DIR` into a new scratch folder `tag`.
+fn dpkg_deb(option: &str, tag: &str) -> Scratch {
+    let dir = Scratch::new(tag);
     run_ok(
         Command::new("dpkg-deb")
-            .arg("-x")
+            .arg(option)
             .arg(package())
             .arg(&dir.0),
     );
@@ -143,13 +153,7 @@ fn package_holds_its_files_where_debian_puts_them() {
     assert_eq!(names, ["libc6", "passwd"], "Depends: {depends}");
 
     let x = unpacked();
-    let control = Scratch::new("deb-e");
-    run_ok(
-        Command::new("dpkg-deb")
-            .arg("-e")
-            .arg(package())
-            .arg(&control.0),
-    );
+    let control = dpkg_deb("-e", "deb-e");
     assert_eq!(
         fs::read_to_string(control.0.join("conffiles")).unwrap_or_default(),
         "/etc/dockwatch/config.toml\n",
@@ -449,14 +453,7 @@ impl RootCopy {
     }
 
     fn chroot_ok(&self, args: &[&str]) -> String {
-        let out = self.chroot(None, args);
-        assert!(
-            out.status.success(),
-            "chroot {args:?} failed ({}):\n{}",
-            out.status,
-            output_text(&out)
-        );
-        text(&out.stdout)
+        stdout_if_ok(&self.chroot(None, args), &format!("chroot {args:?}"))
     }
 
     fn path(&self, p: &str) -> PathBuf {

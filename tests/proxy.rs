@@ -410,14 +410,20 @@ fn cli_figures(cli: &DockerCli) -> (f64, f64, BTreeMap<String, u64>) {
     )
 }
 
+/// The bed, a scratch folder `tag` for proxies, and bed dockerd A's socket
+/// they stand in front of.
+fn before_a(tag: &str) -> (Testbed, Scratch, PathBuf) {
+    let bed = Testbed::get();
+    let a = PathBuf::from(bed.var("DOCKER_A_SOCKET"));
+    (bed, Scratch::new(tag), a)
+}
+
 /// At every level, dockwatch through the proxy in front of bed dockerd A
 /// (the read-only one on 127.0.0.1, the others on unix sockets) shows what
 /// it shows directly and what the docker CLI counts.
 #[test]
 fn figures_through_the_proxy_equal_direct() {
-    let bed = Testbed::get();
-    let dir = Scratch::new("proxy-a");
-    let a = PathBuf::from(bed.var("DOCKER_A_SOCKET"));
+    let (bed, dir, a) = before_a("proxy-a");
     // The read-only level on 127.0.0.1 (a tcp:// daemon, as in the compose
     // variant), the others on unix sockets.
     let proxies: Vec<(&str, Haproxy)> = LEVELS
@@ -497,9 +503,7 @@ fn figures_through_the_proxy_equal_direct() {
 /// of bed dockerd A; what dockwatch reads passes.
 #[test]
 fn writes_are_refused_at_every_level() {
-    let bed = Testbed::get();
-    let dir = Scratch::new("proxy-403");
-    let a = PathBuf::from(bed.var("DOCKER_A_SOCKET"));
+    let (bed, dir, a) = before_a("proxy-403");
     let proxies: Vec<(&str, Haproxy)> = LEVELS
         .iter()
         .map(|&l| (l, Haproxy::start(l, &dir.0, &a)))
@@ -795,16 +799,15 @@ fn check_config_warns_for_plain_tcp_off_loopback() {
     eprintln!("check-config: {out}");
     assert_eq!(warnings.len(), 1, "{out}");
     let w = warnings[0];
-    for needle in [
+    let needles = [
         "\"exposed\"",
         "tcp://10.0.0.1:2375",
         "root on its host",
         "--tlsverify",
         "2376",
         "[daemons.tls]",
-    ] {
-        assert!(w.contains(needle), "{needle} not in {w}");
-    }
+    ];
+    common::assert_holds_all(w, &needles, |needle| format!("{needle} not in {w}"));
     assert!(!w.contains("127.0.0.1"), "{w}");
     let quiet = check(&daemon_toml("loop", "tcp://127.0.0.1:2375"));
     assert!(!quiet.contains("warning"), "{quiet}");

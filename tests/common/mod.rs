@@ -126,6 +126,22 @@ pub fn remove_daemon_dir(dir: &Path) {
     let _ = std::fs::remove_dir_all(dir);
 }
 
+/// Fails unless `text` holds each of `needles`; `say(needle)` is the
+/// failure's message.
+pub fn assert_holds_all(text: &str, needles: &[&str], say: impl Fn(&str) -> String) {
+    for needle in needles {
+        assert!(text.contains(needle), "{}", say(needle));
+    }
+}
+
+/// [`wait_until`] polling every 200 ms; on time-out the failure is `what`
+/// followed by the file at `log`.
+pub fn wait_or_show_log(timeout: Duration, cond: impl FnMut() -> bool, what: &str, log: &Path) {
+    wait_until(timeout, Duration::from_millis(200), cond, || {
+        format!("{what}{}", std::fs::read_to_string(log).unwrap_or_default())
+    });
+}
+
 /// Waits until `cond` holds, checking every `every`; fails the test with
 /// `fail()` once `timeout` has passed.
 pub fn wait_until(
@@ -1082,16 +1098,11 @@ impl OwnDaemon {
             .spawn()
             .expect("spawn dockerd (is docker.io installed? tests/run.sh installs it)");
         self.child = Some(child);
-        wait_until(
+        wait_or_show_log(
             Duration::from_secs(60),
-            Duration::from_millis(200),
             || self.pings(),
-            || {
-                format!(
-                    "own dockerd did not answer /_ping within 60 s; log:\n{}",
-                    std::fs::read_to_string(self.dir.join("dockerd.log")).unwrap_or_default()
-                )
-            },
+            "own dockerd did not answer /_ping within 60 s; log:\n",
+            &self.dir.join("dockerd.log"),
         );
     }
 
