@@ -21,10 +21,9 @@ mod reload;
 
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use arc_swap::ArcSwapOption;
 use bytes::Bytes;
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet};
@@ -71,16 +70,8 @@ pub struct Metrics {
     changes: Changes,
     state: Arc<State>,
     board: Arc<PullBoard>,
-    /// The last `/metrics` body; held while one is made, so concurrent
-    /// scrapes of a change share one encode.
-    cache: Mutex<Option<Arc<CachedBody>>>,
-    /// The same body, for scrapes that can reuse it without any lock: read on
-    /// the async workers (see [`Self::reusable`]).
-    ready: ArcSwapOption<CachedBody>,
-    /// The last split for `/probe`, held while one is made.
-    probes: Mutex<Option<Arc<CachedProbes>>>,
-    /// The same split, read without a lock while it is fresh.
-    probes_ready: ArcSwapOption<CachedProbes>,
+    cache: Mutex<Option<CachedBody>>,
+    probes: Mutex<Option<CachedProbes>>,
 }
 
 /// The last split of the exposition by daemon, for `/probe`.
@@ -97,55 +88,14 @@ struct CachedProbes {
 /// something changes all the time).
 const PROBE_REFRESH: Duration = Duration::from_secs(1);
 
-impl CachedProbes {
-    /// Whether `/probe` may answer from this split: nothing changed since, or
-    /// it is under [`PROBE_REFRESH`] old.
-    fn fresh(&self, key: [u64; 3]) -> bool {
-        self.key == key || self.made.elapsed() < PROBE_REFRESH
-    }
-
-    fn of(&self, daemon: &str) -> Bytes {
-        self.by_daemon.get(daemon).cloned().unwrap_or_default()
-    }
-}
-
 /// The last body `/metrics` sent, and what it was made from.
 #[derive(Debug)]
 struct CachedBody {
     key: [u64; 3],
     made: Instant,
     body: Bytes,
-    /// `body` gzip-compressed, made once, when a scraper first asks for it
-    /// (concurrent askers wait for that one); `None` if compressing failed.
-    gzip: OnceLock<Option<Bytes>>,
-}
-
-impl CachedBody {
-    /// Whether a scrape that finds the versions at `key` may send this body:
-    /// nothing changed since it was made, and it is under a second old.
-    fn reusable(&self, key: [u64; 3]) -> bool {
-        self.key == key && self.made.elapsed() < PROCESS_REFRESH
-    }
-
-    /// The gzip form, compressed now if no scrape asked for it yet.
-    fn gzip(&self) -> Option<Bytes> {
-        self.gzip
-            .get_or_init(|| match gzip(&self.body) {
-                Ok(gz) => Some(gz),
-                Err(e) => {
-                    tracing::error!(error = %e, "compressing /metrics failed");
-                    None
-                }
-            })
-            .clone()
-    }
-}
-
-/// A `/metrics` answer: the body, and whether it is gzip-compressed.
-#[derive(Debug, Clone)]
-pub struct Scraped {
-    pub body: Bytes,
-    pub gzip: bool,
+    /// `body` gzip-compressed, made when a scraper first asks for it.
+    gzip: Option<Bytes>,
 }
 
 /// gzip level for `/metrics`: the fastest. The exposition is so repetitive
@@ -232,59 +182,7 @@ impl Metrics {
             state,
             board,
             cache: Mutex::new(None),
-            ready: ArcSwapOption::empty(),
             probes: Mutex::new(None),
-            probes_ready: ArcSwapOption::empty(),
-        }
-    }
-
-    /// The versions a body is made from: every change bumps one of them.
-    fn key(&self) -> [u64; 3] {
-        [
-            self.changes.version(),
-            self.state.version(),
-            self.board.version(),
-        ]
-    }
-
-    /// The `/metrics` answer if the last body can be sent again as it is
-    /// (nothing changed since it was made, it is under a second old, and its
-    /// gzip form is made if `gzip` is asked for); `None` when a body or its
-    /// compression must be made: then call [`Self::scrape_for`] off the
-    /// async workers. Takes no lock and never blocks: a clone of the bytes.
-    pub fn reusable(&self, gzip: bool) -> Option<Scraped> {
-        let guard = self.ready.load();
-        let cached = guard.as_ref().filter(|c| c.reusable(self.key()))?;
-        if !gzip {
-            return Some(Scraped {
-                body: cached.body.clone(),
-                gzip: false,
-            });
-        }
-        Some(match cached.gzip.get()? {
-            Some(gz) => Scraped {
-                body: gz.clone(),
-                gzip: true,
-            },
-            // Compressing this body failed already: the plain one.
-            None => Scraped {
-                body: cached.body.clone(),
-                gzip: false,
-            },
-        })
-    }
-
-    /// The `/metrics` answer, gzip-compressed if `gzip` (and compressing
-    /// worked), making the body if [`Self::reusable`] could not answer.
-    /// Blocks while another scrape encodes: call it off the async workers.
-    pub fn scrape_for(&self, gzip: bool) -> Scraped {
-        let cached = self.cached(Instant::now());
-        if gzip && let Some(body) = cached.gzip() {
-            return Scraped { body, gzip: true };
-        }
-        Scraped {
-            body: cached.body.clone(),
-            gzip: false,
         }
     }
 
@@ -294,72 +192,76 @@ impl Metrics {
     /// lock also keeps concurrent scrapes from encoding the same body twice.
     /// Blocks while another scrape encodes: call it off the async workers.
     pub fn scrape(&self) -> Bytes {
-        self.scrape_for(false).body
+        self.with_body(Instant::now(), |c| c.body.clone())
     }
 
     /// The body for `/metrics`, gzip-compressed: compressed once per body,
     /// so a scrape of an unchanged body costs a copy, as [`Self::scrape`]
     /// does. `None` if compressing failed (logged): send the plain body.
     pub fn scrape_gzip(&self) -> Option<Bytes> {
-        self.cached(Instant::now()).gzip()
+        self.with_body(Instant::now(), |c| {
+            if c.gzip.is_none() {
+                match gzip(&c.body) {
+                    Ok(gz) => c.gzip = Some(gz),
+                    Err(e) => tracing::error!(error = %e, "compressing /metrics failed"),
+                }
+            }
+            c.gzip.clone()
+        })
     }
 
-    /// The cached body for a scrape that arrived at `arrived`, made anew
-    /// unless nothing changed since it was made (and it is under a second
-    /// old) or it was begun after the scrape arrived. The latter keeps a
-    /// fleet's body, which changes with every Docker call, from being
+    /// `f` of the cached body for a scrape that arrived at `arrived`, made
+    /// anew unless nothing changed since it was made (and it is under a
+    /// second old) or it was begun after the scrape arrived. The latter keeps
+    /// a fleet's body, which changes with every Docker call, from being
     /// encoded once per scrape: the scrapes that waited while one was encoded
     /// all take the next one, which holds every change made before they came.
-    /// A new body is also published for [`Self::reusable`].
-    fn cached(&self, arrived: Instant) -> Arc<CachedBody> {
+    fn with_body<R>(&self, arrived: Instant, f: impl FnOnce(&mut CachedBody) -> R) -> R {
         let mut cache = self.cache.lock().unwrap_or_else(PoisonError::into_inner);
-        let key = self.key();
-        if let Some(c) = cache
-            .as_ref()
-            .filter(|c| c.made >= arrived || c.reusable(key))
-        {
-            return Arc::clone(c);
+        let key = [
+            self.changes.version(),
+            self.state.version(),
+            self.board.version(),
+        ];
+        let usable = cache.as_ref().is_some_and(|c| {
+            c.made >= arrived || (c.key == key && c.made.elapsed() < PROCESS_REFRESH)
+        });
+        if !usable {
+            *cache = None;
         }
         // `made` is taken before encoding: the body holds every change made
         // before that moment.
-        let made = Instant::now();
-        let body = Arc::new(CachedBody {
+        f(cache.get_or_insert_with(|| CachedBody {
             key,
-            made,
+            made: Instant::now(),
             body: Bytes::from(self.encode()),
-            gzip: OnceLock::new(),
-        });
-        self.ready.store(Some(Arc::clone(&body)));
-        *cache = Some(Arc::clone(&body));
-        body
-    }
-
-    /// The series of one daemon if the last split is fresh enough to answer
-    /// from (see [`Self::probe`]); `None` when a split must be made: then
-    /// call [`Self::probe`] off the async workers. Takes no lock.
-    pub fn probe_reusable(&self, daemon: &str) -> Option<Bytes> {
-        let guard = self.probes_ready.load();
-        let split = guard.as_ref().filter(|c| c.fresh(self.key()))?;
-        Some(split.of(daemon))
+            gzip: None,
+        }))
     }
 
     /// The series of one daemon (every family with a `daemon` label), as
     /// of at most [`PROBE_REFRESH`] ago; empty for a daemon with none yet.
-    /// Blocks while another probe splits: call it off the async workers.
     pub fn probe(&self, daemon: &str) -> Bytes {
         let mut cache = self.probes.lock().unwrap_or_else(PoisonError::into_inner);
-        let key = self.key();
-        if let Some(c) = cache.as_ref().filter(|c| c.fresh(key)) {
-            return c.of(daemon);
+        let key = [
+            self.changes.version(),
+            self.state.version(),
+            self.board.version(),
+        ];
+        let fresh = cache
+            .as_ref()
+            .is_some_and(|c| c.key == key || c.made.elapsed() < PROBE_REFRESH);
+        if !fresh {
+            *cache = Some(CachedProbes {
+                key,
+                made: Instant::now(),
+                by_daemon: probe::split(&self.encode()),
+            });
         }
-        let split = Arc::new(CachedProbes {
-            key,
-            made: Instant::now(),
-            by_daemon: probe::split(&self.encode()),
-        });
-        self.probes_ready.store(Some(Arc::clone(&split)));
-        *cache = Some(Arc::clone(&split));
-        split.of(daemon)
+        cache
+            .as_ref()
+            .and_then(|c| c.by_daemon.get(daemon).cloned())
+            .unwrap_or_default()
     }
 
     /// Drops every series of a daemon that is no longer configured. The
@@ -915,59 +817,11 @@ mod tests {
         std::thread::sleep(Duration::from_millis(2));
         let made = m.scrape();
         state.publish("a", DaemonSnapshot::default());
-        let waited = m.cached(arrived).body.clone();
+        let waited = m.with_body(arrived, |c| c.body.clone());
         assert_eq!(waited.as_ptr(), made.as_ptr(), "begun after it arrived");
         let later = m.scrape();
         assert_ne!(later.as_ptr(), made.as_ptr(), "a change since: a new body");
         assert!(String::from_utf8_lossy(&later).contains("dockwatch_daemon_up{daemon=\"a\"} 0\n"));
-    }
-
-    /// The lock-free path answers only with the body a scrape would get:
-    /// nothing before the first body, the same bytes while nothing changed,
-    /// nothing after a change (the next scrape makes the new body), and the
-    /// gzip form only once it was compressed.
-    #[test]
-    fn reusable_is_the_cached_body_while_nothing_changed() {
-        let state = Arc::new(State::new(["a"]));
-        let m = Metrics::new(Arc::clone(&state), Arc::new(PullBoard::new([])), false);
-        assert!(m.reusable(false).is_none(), "no body made yet");
-        let first = m.scrape();
-        let again = m.reusable(false).expect("nothing changed");
-        assert!(!again.gzip);
-        assert_eq!(again.body.as_ptr(), first.as_ptr(), "the same bytes");
-        assert!(m.reusable(true).is_none(), "not compressed yet");
-        let gz = m.scrape_gzip().expect("compressed");
-        let reused = m.reusable(true).expect("compressed once");
-        assert!(reused.gzip);
-        assert_eq!(reused.body.as_ptr(), gz.as_ptr());
-
-        state.publish("a", DaemonSnapshot::default());
-        assert!(m.reusable(false).is_none(), "a change: a new body is due");
-        assert!(m.reusable(true).is_none());
-        let changed = m.scrape_for(false);
-        assert!(!changed.gzip);
-        assert!(
-            String::from_utf8_lossy(&changed.body)
-                .contains("dockwatch_daemon_up{daemon=\"a\"} 0\n")
-        );
-        let reused = m.reusable(false).expect("nothing changed since");
-        assert_eq!(reused.body.as_ptr(), changed.body.as_ptr());
-        let zipped = m.scrape_for(true);
-        assert!(zipped.gzip);
-        assert_ne!(zipped.body.as_ptr(), gz.as_ptr(), "compressed anew");
-    }
-
-    /// `/probe` answers from a fresh split without a lock, and only then.
-    #[test]
-    fn probe_reusable_only_from_a_fresh_split() {
-        let state = Arc::new(State::new(["a"]));
-        let m = Metrics::new(Arc::clone(&state), Arc::new(PullBoard::new([])), false);
-        assert!(m.probe_reusable("a").is_none(), "no split made yet");
-        state.publish("a", DaemonSnapshot::default());
-        let made = m.probe("a");
-        assert!(String::from_utf8_lossy(&made).contains("dockwatch_daemon_up{daemon=\"a\"} 0\n"));
-        assert_eq!(m.probe_reusable("a").expect("fresh"), made);
-        assert_eq!(m.probe_reusable("b").expect("fresh"), Bytes::new());
     }
 
     /// The gzip form is the body, compressed once per body: a second scrape

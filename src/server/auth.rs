@@ -33,14 +33,9 @@ struct BasicAuth {
 
 const MAX_REMEMBERED: usize = 64;
 
-/// A user and password, as a request sent them.
-type Pair = (String, String);
-
 impl BasicAuth {
-    /// The user and password of an `Authorization` header, if it is basic
-    /// auth of a user we know.
-    fn known_pair(&self, header: Option<&str>) -> Option<Pair> {
-        let (user, password) = header
+    fn allows(&self, header: Option<&str>) -> bool {
+        let Some((user, password)) = header
             .and_then(|h| h.strip_prefix("Basic "))
             .and_then(|b| {
                 base64::engine::general_purpose::STANDARD
@@ -48,32 +43,30 @@ impl BasicAuth {
                     .ok()
             })
             .and_then(|b| String::from_utf8(b).ok())
-            .and_then(|s| s.split_once(':').map(|(u, p)| (u.to_owned(), p.to_owned())))?;
-        self.users.contains_key(&user).then_some((user, password))
-    }
-
-    /// Whether `pair` verified before: a lookup, fine on the async workers.
-    fn remembered(&self, pair: &Pair) -> bool {
-        self.verified
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .contains(pair)
-    }
-
-    /// Checks `pair` against its user's bcrypt hash, and remembers it if it
-    /// holds. Takes tens of milliseconds: off the async workers.
-    fn verify(&self, pair: Pair) -> bool {
-        let Some(hash) = self.users.get(&pair.0) else {
+            .and_then(|s| s.split_once(':').map(|(u, p)| (u.to_owned(), p.to_owned())))
+        else {
             return false;
         };
-        if !bcrypt::verify(&pair.1, hash).unwrap_or(false) {
+        let Some(hash) = self.users.get(&user) else {
+            return false;
+        };
+        let key = (user, password);
+        let remembered = self
+            .verified
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .contains(&key);
+        if remembered {
+            return true;
+        }
+        if !bcrypt::verify(&key.1, hash).unwrap_or(false) {
             return false;
         }
         let mut verified = self.verified.lock().unwrap_or_else(PoisonError::into_inner);
         if verified.len() >= MAX_REMEMBERED {
             verified.clear();
         }
-        verified.insert(pair);
+        verified.insert(key);
         true
     }
 }
@@ -83,20 +76,15 @@ async fn require_auth(
     request: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> Response {
-    let pair = auth.known_pair(
-        request
-            .headers()
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok()),
-    );
-    let allowed = match pair {
-        None => false,
-        Some(pair) if auth.remembered(&pair) => true,
-        // bcrypt blocks for tens of milliseconds: keep it off the async workers.
-        Some(pair) => tokio::task::spawn_blocking(move || auth.verify(pair))
-            .await
-            .unwrap_or(false),
-    };
+    let header = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    // bcrypt blocks for tens of milliseconds: keep it off the async workers.
+    let header = header.map(str::to_owned);
+    let allowed = tokio::task::spawn_blocking(move || auth.allows(header.as_deref()))
+        .await
+        .unwrap_or(false);
     if allowed {
         next.run(request).await
     } else {

@@ -22,7 +22,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 
-use crate::metrics::{Metrics, Scraped};
+use crate::metrics::Metrics;
 use crate::state::{PullBoard, State};
 
 pub use serve::serve;
@@ -95,15 +95,9 @@ async fn probe_handler(
         )
             .into_response();
     }
-    // A fresh split is answered from here; making one encodes the whole
-    // exposition: off the async workers.
-    let body = if let Some(body) = app.metrics.probe_reusable(&target) {
-        Ok(body)
-    } else {
-        let metrics = Arc::clone(&app.metrics);
-        tokio::task::spawn_blocking(move || metrics.probe(&target)).await
-    };
-    match body {
+    // A split may encode the whole exposition: off the async workers.
+    let metrics = Arc::clone(&app.metrics);
+    match tokio::task::spawn_blocking(move || metrics.probe(&target)).await {
         Ok(body) => (
             [(
                 header::CONTENT_TYPE,
@@ -130,23 +124,24 @@ async fn metrics_handler(AxumState(app): AxumState<App>, headers: HeaderMap) -> 
         .iter()
         .filter_map(|v| v.to_str().ok())
         .any(accepts_gzip);
-    // An unchanged body is sent again from here: a clone of its bytes, no
-    // lock. Encoding (and compressing) a fleet's body takes tens of
-    // milliseconds, and a scrape waits while another one encodes: that is
-    // done off the async workers, which keep polling meanwhile.
-    let scraped = if let Some(scraped) = app.metrics.reusable(gzip) {
-        Ok(scraped)
-    } else {
-        let metrics = Arc::clone(&app.metrics);
-        tokio::task::spawn_blocking(move || metrics.scrape_for(gzip)).await
-    };
-    match scraped {
-        Ok(Scraped { body, gzip: true }) => (
+    // Encoding (and compressing) a fleet's body takes tens of milliseconds,
+    // and a scrape waits while another one encodes: off the async workers,
+    // which keep polling meanwhile.
+    let metrics = Arc::clone(&app.metrics);
+    let body = tokio::task::spawn_blocking(move || {
+        if gzip && let Some(body) = metrics.scrape_gzip() {
+            return (body, true);
+        }
+        (metrics.scrape(), false)
+    })
+    .await;
+    match body {
+        Ok((body, true)) => (
             [content_type, vary, (header::CONTENT_ENCODING, "gzip")],
             body,
         )
             .into_response(),
-        Ok(Scraped { body, gzip: false }) => ([content_type, vary], body).into_response(),
+        Ok((body, false)) => ([content_type, vary], body).into_response(),
         Err(e) => {
             tracing::error!(error = %e, "making the /metrics body failed");
             StatusCode::INTERNAL_SERVER_ERROR.into_response()
